@@ -1,0 +1,73 @@
+"""The narrow interface every channel adapter implements, and how the daemon finds them.
+
+Adapters live in ``bots/`` and are registered as entry points in the group
+``sameday.channels`` (see pyproject.toml), so the core can load them by name without
+importing any platform SDK itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from importlib.metadata import entry_points
+from typing import Protocol
+
+from core.clock import Clock
+from core.config import Settings
+from core.model import Delivered, Inbound, Outbound
+
+ENTRY_POINT_GROUP = "sameday.channels"
+
+
+class DeliveryError(Exception):
+    """A send failed. ``permanent`` errors are never retried (blocked bot, deleted
+    tweet, bad request); others are retried, not before ``retry_after`` seconds."""
+
+    def __init__(self, reason: str, *, permanent: bool = False,
+                 retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+@dataclass(frozen=True)
+class Cursor:
+    """A platform position (Telegram offset, VK ts, X since_id) saved with a batch."""
+
+    channel: str
+    key: str
+    value: str
+
+
+# ingest(batch, cursor): stores the batch and the cursor in one transaction.
+Ingest = Callable[[Sequence[Inbound], Cursor | None], Awaitable[object]]
+
+
+@dataclass
+class AdapterContext:
+    settings: Settings
+    clock: Clock
+    ingest: Ingest
+    load_cursor: Callable[[str, str], Awaitable[str | None]]
+
+
+class ChannelAdapter(Protocol):
+    name: str
+
+    async def start(self, context: AdapterContext) -> None:
+        """Connect and start receiving in background tasks; return when running."""
+
+    async def stop(self) -> None:
+        """Stop receiving; a batch being stored is allowed to finish."""
+
+    async def send(self, outbound: Outbound) -> Delivered:
+        """Deliver one message; raise DeliveryError when the platform refuses."""
+
+
+AdapterFactory = Callable[[Settings], ChannelAdapter]
+
+
+def adapter_factories() -> dict[str, AdapterFactory]:
+    """The installed adapters by channel name."""
+    return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}

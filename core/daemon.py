@@ -1,0 +1,120 @@
+"""The long-lived daemon: wires the store, inbox, dispatcher and channel adapters.
+
+Signals: SIGTERM and SIGINT stop it cleanly (adapters stop receiving, transactions in
+flight finish, exit code 0); SIGHUP reloads the config file (a broken file keeps the
+old config running and the reason is logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from pathlib import Path
+
+from core.channel import AdapterContext, AdapterFactory, ChannelAdapter, adapter_factories
+from core.clock import Clock, SystemClock
+from core.config import ConfigError, Settings, load_settings
+from core.inbox import STAFF_CHANNEL, Inbox
+from core.outbox import Dispatcher
+from core.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config_path: str | Path, settings: Settings, *,
+                 clock: Clock | None = None,
+                 factories: dict[str, AdapterFactory] | None = None):
+        self.config_path = Path(config_path)
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.factories = factories if factories is not None else adapter_factories()
+        self.stopping = asyncio.Event()
+        self.adapters: dict[str, ChannelAdapter] = {}
+        self.reload_listeners: list[Callable[[Settings], None]] = []
+        self.store: Store | None = None
+        self.inbox: Inbox | None = None
+        self.dispatcher: Dispatcher | None = None
+
+    async def run(self) -> int:
+        """Run until stopped; return the process exit code."""
+        self._install_signal_handlers()
+        self.store = Store(self.settings.database)
+        try:
+            await self.store.upgrade()
+            await self._start()
+            log.info("sameday is running (channels: %s)", ", ".join(self.adapters) or "none")
+            await self.stopping.wait()
+            log.info("stopping")
+            await self._shutdown()
+        finally:
+            await self.store.close()
+        log.info("stopped")
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def reload(self) -> bool:
+        """Re-read the config file; keep the running config if the new one is broken."""
+        try:
+            new = load_settings(self.config_path)
+        except ConfigError as error:
+            log.error("config reload refused, the old config stays in force:\n%s", error)
+            return False
+        if new.database != self.settings.database or \
+                new.channels != self.settings.channels:
+            log.warning("database and channel settings change only on restart")
+        self.settings = new
+        if self.inbox:
+            self.inbox.settings = new
+        if self.dispatcher:
+            self.dispatcher.settings = new.outbox
+        for listener in self.reload_listeners:
+            listener(new)
+        log.info("config reloaded from %s", self.config_path)
+        return True
+
+    async def _start(self) -> None:
+        assert self.store is not None
+        self.dispatcher = Dispatcher(self.store, self.clock, self.settings.outbox, self.adapters)
+        self.inbox = Inbox(self.store, self.settings, self.clock,
+                           on_outbox=self.dispatcher.wake)
+        context = AdapterContext(settings=self.settings, clock=self.clock,
+                                 ingest=self.inbox.ingest, load_cursor=self.inbox.load_cursor)
+        for name in self.settings.channels.enabled():
+            factory = self.factories.get(name)
+            if factory is None:
+                raise RuntimeError(f"no adapter is installed for channel {name!r}")
+            adapter = factory(self.settings)
+            await adapter.start(context)
+            self.adapters[name] = adapter
+        staff_adapter = self.adapters.get(self.settings.staff.chat)
+        if staff_adapter is not None:
+            self.adapters[STAFF_CHANNEL] = staff_adapter
+        self._dispatch_task = asyncio.create_task(self.dispatcher.run(self.stopping),
+                                                  name="dispatcher")
+
+    async def _shutdown(self) -> None:
+        grace = self.settings.daemon.shutdown_grace.total_seconds()
+        for name, adapter in self.adapters.items():
+            if name == STAFF_CHANNEL:
+                continue
+            try:
+                await asyncio.wait_for(adapter.stop(), grace)
+            except Exception:
+                log.exception("adapter %s did not stop cleanly", name)
+        try:
+            await asyncio.wait_for(self._dispatch_task, grace)
+        except TimeoutError:
+            log.warning("dispatcher did not stop within %.0fs", grace)
+        if self.inbox:
+            await self.inbox.drain()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)

@@ -1,0 +1,315 @@
+"""Ingest: turn a batch of Inbound messages into stored tickets, in ONE transaction.
+
+Per batch: skip what is already stored (unique ``(channel, external_id)``), upsert the
+customers, append each message to the open ticket of its thread or open a new one, and
+write the audit events and the outbox rows (acknowledgement, staff card or follow-up
+notice). An adapter advances its platform cursor only after ``ingest`` returns, so a
+crash anywhere means the batch is fetched again and deduplicated: nothing lost, nothing
+doubled.
+
+Threading rule (documented in docs/inbox.md): a message joins the ticket of the same
+channel, thread and customer that is not closed. If that ticket was closed less than
+``inbox.reopen_within`` ago it is reopened; otherwise a new ticket is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.channel import Cursor
+from core.clock import Clock
+from core.config import Settings
+from core.model import (
+    Cursor as CursorRow,
+)
+from core.model import (
+    Customer,
+    Direction,
+    Event,
+    Inbound,
+    Message,
+    Outbox,
+    OutboxKind,
+    OutboxState,
+    Ticket,
+    TicketStatus,
+)
+from core.store import Store
+
+log = logging.getLogger(__name__)
+
+STAFF_CHANNEL = "staff"  # outbox rows for the staff UI (Telegram group or console)
+
+
+@dataclass
+class IngestResult:
+    received: int = 0  # new messages stored
+    duplicates: int = 0  # already stored (or repeated inside the batch)
+    opened: list[int] = field(default_factory=list)  # new ticket ids
+    reopened: list[int] = field(default_factory=list)
+    appended: list[int] = field(default_factory=list)  # ticket ids that got a message
+
+
+# (inbound, ticket) -> the acknowledgement text, or None for no acknowledgement.
+AckPolicy = Callable[[Inbound, Ticket, Customer], str | None]
+# (inbound, customer tags, arrival) -> the promised answer time.
+Promiser = Callable[[Inbound, list[str], datetime], datetime]
+
+
+def default_promise(_inbound: Inbound, _tags: list[str], arrival: datetime) -> datetime:
+    return arrival + timedelta(days=1)
+
+
+class Inbox:
+    def __init__(self, store: Store, settings: Settings, clock: Clock, *,
+                 promise: Promiser = default_promise,
+                 ack_text: AckPolicy | None = None,
+                 on_outbox: Callable[[], None] | None = None):
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.promise = promise
+        self.ack_text = ack_text or simple_ack_text
+        self.on_outbox = on_outbox or (lambda: None)
+        self._inflight: set[asyncio.Future] = set()
+
+    async def ingest(self, batch: Sequence[Inbound], cursor: Cursor | None = None
+                     ) -> IngestResult:
+        """Store a batch (and the adapter's cursor) atomically; safe to repeat.
+
+        The transaction runs in its own task and is shielded: a daemon shutting down may
+        cancel the adapter that called us, but never a commit half-way (see ``drain``).
+        """
+        task = asyncio.ensure_future(self._ingest_with_retry(batch, cursor))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Wait for every transaction in flight (used at shutdown)."""
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def load_cursor(self, channel: str, key: str) -> str | None:
+        async with self.store.session() as session:
+            row = await session.get(CursorRow, (channel, key))
+            return row.value if row else None
+
+    async def _ingest_with_retry(self, batch: Sequence[Inbound],
+                                 cursor: Cursor | None) -> IngestResult:
+        for attempt in range(3):
+            try:
+                async with self.store.session() as session, session.begin():
+                    result = await self._ingest(session, batch) if batch else IngestResult()
+                    if cursor is not None:
+                        await _save_cursor(session, cursor)
+                break
+            except IntegrityError:
+                # Another writer stored some of these rows first (replicas, a racing
+                # retry): run again; the second pass deduplicates against them.
+                if attempt == 2:
+                    raise
+                log.info("ingest raced another writer; retrying the batch")
+        if result.received:
+            self.on_outbox()
+        return result
+
+    async def _ingest(self, session: AsyncSession, batch: Sequence[Inbound]) -> IngestResult:
+        now = self.clock.now()
+        result = IngestResult()
+        fresh = await self._new_messages(session, batch)
+        result.duplicates = len(batch) - len(fresh)
+        if not fresh:
+            return result
+        customers = await self._upsert_customers(session, fresh, now)
+        tickets = await self._threadable_tickets(session, fresh, customers, now)
+
+        placed: list[tuple[Inbound, Customer, Ticket, datetime]] = []
+        new_tickets: list[tuple[Inbound, Customer, Ticket]] = []
+        events: list[dict] = []
+        for inbound in fresh:
+            customer = customers[(inbound.channel, inbound.author_id)]
+            arrival = min(inbound.sent_at, now)  # a platform clock ahead of ours is not news
+            key = (inbound.channel, inbound.thread_key, customer.id)
+            ticket = tickets.get(key)
+            if ticket is None:
+                due = self.promise(inbound, customer.tags, arrival)
+                ticket = Ticket(channel=inbound.channel, thread_key=inbound.thread_key,
+                                customer_id=customer.id, opened_at=arrival,
+                                last_customer_at=arrival, due_at=due, next_escalation_at=due)
+                session.add(ticket)
+                tickets[key] = ticket
+                new_tickets.append((inbound, customer, ticket))
+            else:
+                self._continue(ticket, inbound, customer, arrival, now, events, result)
+            placed.append((inbound, customer, ticket, arrival))
+        await session.flush()  # gives the new tickets their ids
+
+        outbox: list[dict] = []
+        for inbound, customer, ticket in new_tickets:
+            events.append(_event(ticket, "opened", now, {"due_at": ticket.due_at.isoformat()}))
+            ack = self.ack_text(inbound, ticket, customer)
+            if ack is not None:
+                outbox.append(_outbox(inbound.channel, OutboxKind.ACK, ticket, ack,
+                                      inbound.reply_target, f"ack:{ticket.id}", now))
+                ticket.acked_at = now
+            outbox.append(_outbox(STAFF_CHANNEL, OutboxKind.STAFF_CARD, ticket,
+                                  staff_card_text(ticket, customer, inbound),
+                                  {"ticket": ticket.id}, f"card:{ticket.id}", now))
+        result.opened = [ticket.id for _, _, ticket in new_tickets]
+
+        messages: list[dict] = []
+        for inbound, customer, ticket, arrival in placed:
+            messages.append({
+                "ticket_id": ticket.id, "channel": inbound.channel, "direction": Direction.IN,
+                "author": inbound.author_handle or inbound.author_id,
+                "external_id": inbound.external_id, "text": inbound.text, "created_at": arrival,
+            })
+            events.append(_event(ticket, "received", now, {"external_id": inbound.external_id},
+                                 actor=inbound.author_id))
+            if ticket.id not in result.opened:
+                outbox.append(_outbox(STAFF_CHANNEL, OutboxKind.NOTICE, ticket,
+                                      follow_up_text(ticket, customer, inbound),
+                                      {"ticket": ticket.id},
+                                      f"msg:{inbound.channel}:{inbound.external_id}", now))
+        await session.execute(sa.insert(Message), messages)
+        await session.execute(sa.insert(Event), events)
+        if outbox:
+            await session.execute(sa.insert(Outbox), outbox)
+        result.received = len(fresh)
+        result.appended = sorted({row["ticket_id"] for row in messages} - set(result.opened))
+        return result
+
+    def _continue(self, ticket: Ticket, inbound: Inbound, customer: Customer,
+                  arrival: datetime, now: datetime, events: list[dict],
+                  result: IngestResult) -> None:
+        """A message for an existing ticket: reopen it or start a new waiting cycle."""
+        ticket.last_customer_at = max(ticket.last_customer_at, arrival)
+        if ticket.status == TicketStatus.OPEN or ticket.status == TicketStatus.SNOOZED:
+            return  # still waiting: the promise made for the first message stands
+        if ticket.status == TicketStatus.CLOSED:
+            events.append(_event(ticket, "reopened", now, {}, actor=inbound.author_id))
+            ticket.closed_at = None
+            result.reopened.append(ticket.id)
+        # After a staff answer (or a close) the customer waits again: a new cycle with
+        # a new promise, so escalation rules fire again for it.
+        ticket.status = TicketStatus.OPEN
+        ticket.cycle += 1
+        ticket.escalation_level = 0
+        ticket.due_at = self.promise(inbound, customer.tags, arrival)
+        ticket.next_escalation_at = ticket.due_at
+        events.append(_event(ticket, "cycle", now, {"cycle": ticket.cycle,
+                                                    "due_at": ticket.due_at.isoformat()}))
+
+    async def _new_messages(self, session: AsyncSession,
+                            batch: Sequence[Inbound]) -> list[Inbound]:
+        """The messages of the batch not stored yet, each once, in batch order."""
+        stored: set[tuple[str, str]] = set()
+        for channel in {m.channel for m in batch}:
+            ids = [m.external_id for m in batch if m.channel == channel]
+            rows = await session.execute(
+                sa.select(Message.external_id)
+                .where(Message.channel == channel, Message.external_id.in_(ids)))
+            stored.update((channel, external_id) for (external_id,) in rows)
+        fresh = []
+        for inbound in batch:
+            key = (inbound.channel, inbound.external_id)
+            if key not in stored:
+                stored.add(key)
+                fresh.append(inbound)
+        return fresh
+
+    async def _upsert_customers(self, session: AsyncSession, fresh: list[Inbound],
+                                now: datetime) -> dict[tuple[str, str], Customer]:
+        customers: dict[tuple[str, str], Customer] = {}
+        for channel in {m.channel for m in fresh}:
+            ids = {m.author_id for m in fresh if m.channel == channel}
+            rows = await session.scalars(
+                sa.select(Customer)
+                .where(Customer.channel == channel, Customer.external_user_id.in_(ids)))
+            customers.update(((c.channel, c.external_user_id), c) for c in rows)
+        configured_tags = self.settings.customers.tags
+        for inbound in fresh:
+            key = (inbound.channel, inbound.author_id)
+            customer = customers.get(key)
+            if customer is None:
+                customer = Customer(channel=inbound.channel, external_user_id=inbound.author_id,
+                                    created_at=now,
+                                    tags=configured_tags.get(f"{key[0]}:{key[1]}", []))
+                session.add(customer)
+                customers[key] = customer
+            # Handles and names change; keep the latest the platform told us.
+            if inbound.author_handle and customer.handle != inbound.author_handle:
+                customer.handle = inbound.author_handle
+            if inbound.author_name and customer.name != inbound.author_name:
+                customer.name = inbound.author_name
+        await session.flush()
+        return customers
+
+    async def _threadable_tickets(self, session: AsyncSession, fresh: list[Inbound],
+                                  customers: dict[tuple[str, str], Customer],
+                                  now: datetime) -> dict[tuple[str, str, int], Ticket]:
+        """The ticket each (channel, thread, customer) continues: open, or closed recently."""
+        customer_ids = {c.id for c in customers.values()}
+        reopen_after = now - self.settings.inbox.reopen_within
+        rows = await session.scalars(
+            sa.select(Ticket)
+            .where(Ticket.customer_id.in_(customer_ids),
+                   sa.or_(Ticket.status != TicketStatus.CLOSED, Ticket.closed_at >= reopen_after))
+            .order_by(Ticket.id))
+        wanted = {(m.channel, m.thread_key) for m in fresh}
+        tickets: dict[tuple[str, str, int], Ticket] = {}
+        for ticket in rows:
+            if (ticket.channel, ticket.thread_key) not in wanted:
+                continue
+            key = (ticket.channel, ticket.thread_key, ticket.customer_id)
+            current = tickets.get(key)
+            # A ticket that is not closed always wins; among closed ones, the newest.
+            if current is None or current.status == TicketStatus.CLOSED:
+                tickets[key] = ticket
+        return tickets
+
+
+async def _save_cursor(session: AsyncSession, cursor: Cursor) -> None:
+    row = await session.get(CursorRow, (cursor.channel, cursor.key))
+    if row is None:
+        session.add(CursorRow(channel=cursor.channel, key=cursor.key, value=cursor.value))
+    else:
+        row.value = cursor.value
+
+
+def _event(ticket: Ticket, kind: str, at: datetime, data: dict, actor: str | None = None) -> dict:
+    return {"ticket_id": ticket.id, "channel": ticket.channel, "kind": kind, "actor": actor,
+            "at": at, "data": data}
+
+
+def _outbox(channel: str, kind: str, ticket: Ticket, text: str, target: dict, key: str,
+            now: datetime) -> dict:
+    return {"channel": channel, "kind": kind, "ticket_id": ticket.id, "target": target,
+            "text": text, "idempotency_key": key, "state": OutboxState.PENDING, "attempts": 0,
+            "deadline_at": ticket.due_at, "next_attempt_at": now, "created_at": now}
+
+
+def simple_ack_text(_inbound: Inbound, ticket: Ticket, customer: Customer) -> str:
+    name = customer.name or customer.handle or ""
+    due = ticket.due_at.strftime("%Y-%m-%d %H:%M UTC")
+    return f"{name + ', ' if name else ''}thank you! Ticket #{ticket.id}: we will answer by {due}."
+
+
+def staff_card_text(ticket: Ticket, customer: Customer, inbound: Inbound) -> str:
+    who = customer.handle or customer.name or customer.external_user_id
+    return (f"#{ticket.id} {ticket.channel} {who}\n"
+            f"due {ticket.due_at:%Y-%m-%d %H:%M} UTC\n{inbound.text}")
+
+
+def follow_up_text(ticket: Ticket, customer: Customer, inbound: Inbound) -> str:
+    who = customer.handle or customer.name or customer.external_user_id
+    return f"#{ticket.id} {who} writes again:\n{inbound.text}"

@@ -1,0 +1,235 @@
+"""The tables of sameday and the normalized records adapters exchange with the core.
+
+Every time is stored timezone-aware in UTC (``UTCDateTime``); the calendar converts to
+local time only when it computes deadlines or renders text.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Column, Field, SQLModel
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    SQLite has no time zone type, so values are stored there as naive UTC; PostgreSQL
+    gets ``timestamptz``. Naive datetimes are refused: they are always a bug here.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: sameday stores aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _time(index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
+
+
+class TicketStatus(enum.StrEnum):
+    OPEN = "open"  # waiting for staff
+    ANSWERED = "answered"  # staff answered, waiting for the customer
+    SNOOZED = "snoozed"  # staff put it aside until snoozed_until
+    CLOSED = "closed"
+
+
+class Priority(enum.StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Direction(enum.StrEnum):
+    IN = "in"  # from the customer
+    OUT = "out"  # from staff (or the bot) to the customer
+    NOTE = "note"  # internal staff note, never sent
+
+
+class OutboxKind(enum.StrEnum):
+    ACK = "ack"  # acknowledgement to the customer
+    REPLY = "reply"  # staff answer to the customer
+    STAFF_CARD = "staff_card"  # new-ticket card in the staff chat
+    NOTICE = "notice"  # any other message to staff (escalation, dead letter, ...)
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+class Customer(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("channel", "external_user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    external_user_id: str = Field(max_length=128)
+    handle: str | None = Field(default=None, max_length=255)
+    name: str | None = Field(default=None, max_length=255)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _time(nullable=False)
+
+
+class Ticket(SQLModel, table=True):
+    __table_args__ = (
+        # The escalation sweep selects due tickets through this index.
+        sa.Index("ix_ticket_sweep", "status", "next_escalation_at"),
+        # Threading looks up the open ticket of a thread.
+        sa.Index("ix_ticket_thread", "channel", "thread_key", "customer_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    thread_key: str = Field(max_length=255)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    status: str = Field(default=TicketStatus.OPEN, max_length=16)
+    priority: str = Field(default=Priority.NORMAL, max_length=16)
+    assignee: str | None = Field(default=None, max_length=128)
+    language: str | None = Field(default=None, max_length=8)
+    # The waiting cycle: +1 each time the customer writes again after a staff answer.
+    cycle: int = Field(default=1)
+    opened_at: datetime = _time(nullable=False)
+    last_customer_at: datetime = _time(nullable=False)
+    acked_at: datetime | None = _time()
+    first_response_at: datetime | None = _time()
+    due_at: datetime | None = _time()
+    next_escalation_at: datetime | None = _time()
+    escalation_level: int = Field(default=0)
+    snoozed_until: datetime | None = _time()
+    closed_at: datetime | None = _time()
+    # Where the staff card of this ticket lives (chat/message/topic), as the staff UI needs.
+    staff_ref: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class Message(SQLModel, table=True):
+    # Inbound dedupe: the same platform message is stored once per channel.
+    __table_args__ = (sa.UniqueConstraint("channel", "external_id", name="uq_message_external"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    channel: str = Field(max_length=32)
+    direction: str = Field(max_length=8)
+    author: str | None = Field(default=None, max_length=255)
+    external_id: str | None = Field(default=None, max_length=128)
+    text: str
+    created_at: datetime = _time(nullable=False)
+
+
+class Outbox(SQLModel, table=True):
+    __table_args__ = (
+        # The dispatcher claims due rows per channel in deadline order.
+        sa.Index("ix_outbox_due", "channel", "state", "next_attempt_at"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    kind: str = Field(max_length=16)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    # Platform-specific address (chat, peer, tweet to reply to); only the adapter reads it.
+    target: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    text: str
+    idempotency_key: str = Field(max_length=255, unique=True)
+    state: str = Field(default=OutboxState.PENDING, max_length=16)
+    attempts: int = Field(default=0)
+    # Earliest-deadline-first: rows with an earlier promise go out first under a binding limit.
+    deadline_at: datetime | None = _time()
+    next_attempt_at: datetime = _time(nullable=False)
+    created_at: datetime = _time(nullable=False)
+    sent_at: datetime | None = _time()
+    external_id: str | None = Field(default=None, max_length=128)
+    last_error: str | None = None
+
+
+class Escalation(SQLModel, table=True):
+    # A rule fires once per ticket and waiting cycle, however many sweeps or replicas run.
+    __table_args__ = (sa.UniqueConstraint("ticket_id", "rule", "cycle"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    rule: str = Field(max_length=128)
+    cycle: int
+    fired_at: datetime = _time(nullable=False)
+
+
+class Cursor(SQLModel, table=True):
+    channel: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=64)
+    value: str
+
+
+class Event(SQLModel, table=True):
+    """Audit trail: every state change, and the source of the reports."""
+
+    __table_args__ = (sa.Index("ix_event_kind_at", "kind", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    channel: str | None = Field(default=None, max_length=32)
+    kind: str = Field(max_length=32)
+    actor: str | None = Field(default=None, max_length=128)
+    at: datetime = _time(nullable=False)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+# --- records exchanged with adapters (plain data, no database) -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One customer message, normalized by an adapter.
+
+    ``thread_key`` groups messages into one conversation (a private chat, a comment
+    thread, a tweet conversation); ``reply_target`` is the platform address an answer
+    must go to, opaque to the core and handed back to the adapter in ``Outbound``.
+    """
+
+    channel: str
+    external_id: str
+    thread_key: str
+    author_id: str
+    text: str
+    sent_at: datetime
+    author_handle: str | None = None
+    author_name: str | None = None
+    reply_target: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One message the adapter must deliver; built by the dispatcher from an Outbox row."""
+
+    outbox_id: int
+    channel: str
+    kind: str
+    target: dict[str, Any]
+    text: str
+    idempotency_key: str
+    ticket_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What the platform said after a successful send."""
+
+    external_id: str
