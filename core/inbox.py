@@ -39,6 +39,7 @@ from core.model import (
     Outbox,
     OutboxKind,
     OutboxState,
+    Priority,
     Ticket,
     TicketStatus,
 )
@@ -47,6 +48,7 @@ from core.store import Store
 log = logging.getLogger(__name__)
 
 STAFF_CHANNEL = "staff"  # outbox rows for the staff UI (Telegram group or console)
+TICKETS, CUSTOMERS = Ticket.__table__, Customer.__table__
 
 
 @dataclass
@@ -59,7 +61,7 @@ class IngestResult:
 
 
 # (inbound, ticket) -> the acknowledgement text, or None for no acknowledgement.
-AckPolicy = Callable[[Inbound, Ticket, Customer], str | None]
+AckPolicy = Callable[[Inbound, "Ticket | NewTicket", "CustomerView"], str | None]
 # (inbound, customer tags, arrival) -> the promised answer time.
 Promiser = Callable[[Inbound, list[str], datetime], datetime]
 
@@ -130,10 +132,11 @@ class Inbox:
         if not fresh:
             return result
         customers = await self._upsert_customers(session, fresh, now)
-        tickets = await self._threadable_tickets(session, fresh, customers, now)
+        tickets: dict[tuple, Ticket | NewTicket] = await self._threadable_tickets(
+            session, fresh, customers, now)
 
-        placed: list[tuple[Inbound, Customer, Ticket, datetime]] = []
-        new_tickets: list[tuple[Inbound, Customer, Ticket]] = []
+        placed: list[tuple[Inbound, CustomerView, Ticket | NewTicket, datetime]] = []
+        new_tickets: list[tuple[Inbound, CustomerView, NewTicket]] = []
         events: list[dict] = []
         for inbound in fresh:
             customer = customers[(inbound.channel, inbound.author_id)]
@@ -141,17 +144,17 @@ class Inbox:
             key = (inbound.channel, inbound.thread_key, customer.id)
             ticket = tickets.get(key)
             if ticket is None:
-                due = self.promise(inbound, customer.tags, arrival)
-                ticket = Ticket(channel=inbound.channel, thread_key=inbound.thread_key,
-                                customer_id=customer.id, opened_at=arrival,
-                                last_customer_at=arrival, due_at=due, next_escalation_at=due)
-                session.add(ticket)
+                ticket = NewTicket(channel=inbound.channel, thread_key=inbound.thread_key,
+                                   customer_id=customer.id, opened_at=arrival,
+                                   due_at=self.promise(inbound, customer.tags, arrival))
                 tickets[key] = ticket
                 new_tickets.append((inbound, customer, ticket))
             else:
-                self._continue(ticket, inbound, customer, arrival, now, events, result)
+                ticket.last_customer_at = max(ticket.last_customer_at, arrival)
+                if ticket.status not in (TicketStatus.OPEN, TicketStatus.SNOOZED):
+                    self._new_cycle(ticket, inbound, customer, arrival, now, events, result)
             placed.append((inbound, customer, ticket, arrival))
-        await session.flush()  # gives the new tickets their ids
+        await _insert_tickets(session, [ticket for _, _, ticket in new_tickets])
 
         outbox: list[dict] = []
         for inbound, customer, ticket in new_tickets:
@@ -164,6 +167,12 @@ class Inbox:
             outbox.append(_outbox(STAFF_CHANNEL, OutboxKind.STAFF_CARD, ticket,
                                   staff_card_text(ticket, customer, inbound),
                                   {"ticket": ticket.id}, f"card:{ticket.id}", now))
+        acked = [{"ticket_id": t.id, "acked": t.acked_at} for _, _, t in new_tickets
+                 if t.acked_at]
+        if acked:
+            await session.execute(
+                sa.update(TICKETS).where(TICKETS.c.id == sa.bindparam("ticket_id"))
+                .values(acked_at=sa.bindparam("acked")), acked)
         result.opened = [ticket.id for _, _, ticket in new_tickets]
 
         messages: list[dict] = []
@@ -175,26 +184,24 @@ class Inbox:
             })
             events.append(_event(ticket, "received", now, {"external_id": inbound.external_id},
                                  actor=inbound.author_id))
-            if ticket.id not in result.opened:
+            if not isinstance(ticket, NewTicket):
                 outbox.append(_outbox(STAFF_CHANNEL, OutboxKind.NOTICE, ticket,
                                       follow_up_text(ticket, customer, inbound),
                                       {"ticket": ticket.id},
                                       f"msg:{inbound.channel}:{inbound.external_id}", now))
-        await session.execute(sa.insert(Message), messages)
-        await session.execute(sa.insert(Event), events)
+        # Core inserts of plain rows: one executemany each, no ORM bookkeeping.
+        await session.execute(sa.insert(Message.__table__), messages)
+        await session.execute(sa.insert(Event.__table__), events)
         if outbox:
-            await session.execute(sa.insert(Outbox), outbox)
+            await session.execute(sa.insert(Outbox.__table__), outbox)
         result.received = len(fresh)
         result.appended = sorted({row["ticket_id"] for row in messages} - set(result.opened))
         return result
 
-    def _continue(self, ticket: Ticket, inbound: Inbound, customer: Customer,
-                  arrival: datetime, now: datetime, events: list[dict],
-                  result: IngestResult) -> None:
-        """A message for an existing ticket: reopen it or start a new waiting cycle."""
-        ticket.last_customer_at = max(ticket.last_customer_at, arrival)
-        if ticket.status == TicketStatus.OPEN or ticket.status == TicketStatus.SNOOZED:
-            return  # still waiting: the promise made for the first message stands
+    def _new_cycle(self, ticket: Ticket, inbound: Inbound, customer: CustomerView,
+                   arrival: datetime, now: datetime, events: list[dict],
+                   result: IngestResult) -> None:
+        """The customer writes to an answered or closed ticket: it waits again."""
         if ticket.status == TicketStatus.CLOSED:
             events.append(_event(ticket, "reopened", now, {}, actor=inbound.author_id))
             ticket.closed_at = None
@@ -228,34 +235,53 @@ class Inbox:
         return fresh
 
     async def _upsert_customers(self, session: AsyncSession, fresh: list[Inbound],
-                                now: datetime) -> dict[tuple[str, str], Customer]:
-        customers: dict[tuple[str, str], Customer] = {}
+                                now: datetime) -> dict[tuple[str, str], CustomerView]:
+        customers: dict[tuple[str, str], CustomerView] = {}
         for channel in {m.channel for m in fresh}:
             ids = {m.author_id for m in fresh if m.channel == channel}
-            rows = await session.scalars(
-                sa.select(Customer)
+            rows = await session.execute(
+                sa.select(Customer.id, Customer.channel, Customer.external_user_id,
+                          Customer.handle, Customer.name, Customer.tags)
                 .where(Customer.channel == channel, Customer.external_user_id.in_(ids)))
-            customers.update(((c.channel, c.external_user_id), c) for c in rows)
+            customers.update(((row.channel, row.external_user_id), CustomerView(*row))
+                             for row in rows)
         configured_tags = self.settings.customers.tags
+        new: dict[tuple[str, str], CustomerView] = {}
+        changed: dict[int, CustomerView] = {}
         for inbound in fresh:
             key = (inbound.channel, inbound.author_id)
             customer = customers.get(key)
             if customer is None:
-                customer = Customer(channel=inbound.channel, external_user_id=inbound.author_id,
-                                    created_at=now,
-                                    tags=configured_tags.get(f"{key[0]}:{key[1]}", []))
-                session.add(customer)
-                customers[key] = customer
+                customer = CustomerView(None, inbound.channel, inbound.author_id, None, None,
+                                        configured_tags.get(f"{key[0]}:{key[1]}", []))
+                customers[key] = new[key] = customer
             # Handles and names change; keep the latest the platform told us.
-            if inbound.author_handle and customer.handle != inbound.author_handle:
-                customer.handle = inbound.author_handle
-            if inbound.author_name and customer.name != inbound.author_name:
-                customer.name = inbound.author_name
-        await session.flush()
+            if (inbound.author_handle or customer.handle) != customer.handle or \
+                    (inbound.author_name or customer.name) != customer.name:
+                customer.handle = inbound.author_handle or customer.handle
+                customer.name = inbound.author_name or customer.name
+                if customer.id is not None:
+                    changed[customer.id] = customer
+        if new:
+            # Returned rows are matched by key, not by order, so the driver may batch them.
+            inserted = await session.execute(
+                sa.insert(CUSTOMERS).returning(CUSTOMERS.c.id, CUSTOMERS.c.channel,
+                                               CUSTOMERS.c.external_user_id),
+                [{"channel": c.channel, "external_user_id": c.external_user_id,
+                  "handle": c.handle, "name": c.name, "tags": c.tags, "created_at": now}
+                 for c in new.values()])
+            for customer_id, channel, external_user_id in inserted:
+                new[(channel, external_user_id)].id = customer_id
+        if changed:
+            await session.execute(
+                sa.update(CUSTOMERS).where(CUSTOMERS.c.id == sa.bindparam("customer_id"))
+                .values(handle=sa.bindparam("new_handle"), name=sa.bindparam("new_name")),
+                [{"customer_id": c.id, "new_handle": c.handle, "new_name": c.name}
+                 for c in changed.values()])
         return customers
 
     async def _threadable_tickets(self, session: AsyncSession, fresh: list[Inbound],
-                                  customers: dict[tuple[str, str], Customer],
+                                  customers: dict[tuple[str, str], CustomerView],
                                   now: datetime) -> dict[tuple[str, str, int], Ticket]:
         """The ticket each (channel, thread, customer) continues: open, or closed recently."""
         customer_ids = {c.id for c in customers.values()}
@@ -286,30 +312,79 @@ async def _save_cursor(session: AsyncSession, cursor: Cursor) -> None:
         row.value = cursor.value
 
 
-def _event(ticket: Ticket, kind: str, at: datetime, data: dict, actor: str | None = None) -> dict:
+@dataclass
+class CustomerView:
+    """The customer columns ingest needs (cheaper than ORM objects on the hot path)."""
+
+    id: int | None
+    channel: str
+    external_user_id: str
+    handle: str | None
+    name: str | None
+    tags: list[str]
+
+
+@dataclass
+class NewTicket:
+    """A ticket opened by this batch, inserted in bulk; gets its id on insert."""
+
+    channel: str
+    thread_key: str
+    customer_id: int
+    opened_at: datetime
+    due_at: datetime
+    id: int | None = None
+    acked_at: datetime | None = None
+    status: str = TicketStatus.OPEN
+    last_customer_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.last_customer_at = self.opened_at
+
+
+async def _insert_tickets(session: AsyncSession, tickets: list[NewTicket]) -> None:
+    if not tickets:
+        return
+    by_key = {(t.channel, t.thread_key, t.customer_id): t for t in tickets}
+    inserted = await session.execute(
+        sa.insert(TICKETS).returning(TICKETS.c.id, TICKETS.c.channel, TICKETS.c.thread_key,
+                                     TICKETS.c.customer_id),
+        [{"channel": t.channel, "thread_key": t.thread_key, "customer_id": t.customer_id,
+          "status": TicketStatus.OPEN, "priority": Priority.NORMAL, "cycle": 1,
+          "escalation_level": 0, "opened_at": t.opened_at, "last_customer_at": t.last_customer_at,
+          "due_at": t.due_at, "next_escalation_at": t.due_at} for t in tickets])
+    for ticket_id, *key in inserted:
+        by_key[tuple(key)].id = ticket_id
+
+
+def _event(ticket: Ticket | NewTicket, kind: str, at: datetime, data: dict,
+           actor: str | None = None) -> dict:
     return {"ticket_id": ticket.id, "channel": ticket.channel, "kind": kind, "actor": actor,
             "at": at, "data": data}
 
 
-def _outbox(channel: str, kind: str, ticket: Ticket, text: str, target: dict, key: str,
+def _outbox(channel: str, kind: str, ticket: Ticket | NewTicket, text: str, target: dict, key: str,
             now: datetime) -> dict:
     return {"channel": channel, "kind": kind, "ticket_id": ticket.id, "target": target,
             "text": text, "idempotency_key": key, "state": OutboxState.PENDING, "attempts": 0,
             "deadline_at": ticket.due_at, "next_attempt_at": now, "created_at": now}
 
 
-def simple_ack_text(_inbound: Inbound, ticket: Ticket, customer: Customer) -> str:
+def simple_ack_text(_inbound: Inbound, ticket: Ticket | NewTicket,
+                    customer: CustomerView) -> str:
     name = customer.name or customer.handle or ""
     due = ticket.due_at.strftime("%Y-%m-%d %H:%M UTC")
     return f"{name + ', ' if name else ''}thank you! Ticket #{ticket.id}: we will answer by {due}."
 
 
-def staff_card_text(ticket: Ticket, customer: Customer, inbound: Inbound) -> str:
+def staff_card_text(ticket: Ticket | NewTicket, customer: CustomerView,
+                    inbound: Inbound) -> str:
     who = customer.handle or customer.name or customer.external_user_id
     return (f"#{ticket.id} {ticket.channel} {who}\n"
             f"due {ticket.due_at:%Y-%m-%d %H:%M} UTC\n{inbound.text}")
 
 
-def follow_up_text(ticket: Ticket, customer: Customer, inbound: Inbound) -> str:
+def follow_up_text(ticket: Ticket | NewTicket, customer: CustomerView,
+                   inbound: Inbound) -> str:
     who = customer.handle or customer.name or customer.external_user_id
     return f"#{ticket.id} {who} writes again:\n{inbound.text}"

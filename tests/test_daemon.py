@@ -1,0 +1,89 @@
+"""`sameday run` as a real process: starts, reloads on SIGHUP, exits 0 on SIGTERM."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+
+def write_config(path: Path, db: Path, level: str = "info") -> None:
+    path.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n'
+                    f'[daemon]\nhealth_port = 0\nlog_level = "{level}"\n'
+                    '[staff]\nchat = "console"\n')
+
+
+class Running:
+    """A `sameday run` subprocess whose log lines are collected by a reader thread."""
+
+    def __init__(self, config: Path):
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "core.cli", "run", "-c", str(config)],
+            stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent,
+            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.lines: list[str] = []
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for line in self.process.stderr:
+            self.lines.append(line)
+
+    def wait_for(self, text: str, timeout: float = 30) -> str:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            for line in list(self.lines):
+                if text in line:
+                    return line
+            time.sleep(0.05)
+        raise AssertionError(f"{text!r} not logged; got:\n{''.join(self.lines)}")
+
+
+@pytest.fixture
+def daemon(tmp_path):
+    config = tmp_path / "config.toml"
+    write_config(config, tmp_path / "d.db")
+    running = Running(config)
+    yield running, config
+    if running.process.poll() is None:
+        running.process.kill()
+        running.process.wait()
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_stop_signal_exits_zero(daemon, sig):
+    running, _ = daemon
+    running.wait_for("sameday is running")
+    running.process.send_signal(sig)
+    assert running.process.wait(timeout=30) == 0
+    running.wait_for("stopped")
+
+
+def test_sighup_with_broken_config_keeps_running(daemon, tmp_path):
+    running, config = daemon
+    running.wait_for("sameday is running")
+    good = config.read_text()
+    config.write_text(good.replace('log_level = "info"', 'log_level = "loud"'))
+    running.process.send_signal(signal.SIGHUP)
+    running.wait_for("config reload refused")
+    assert "'loud'" in running.wait_for("daemon.log_level")
+    assert running.process.poll() is None  # still alive
+    config.write_text(good)
+    running.process.send_signal(signal.SIGHUP)
+    running.wait_for("config reloaded")
+    running.process.send_signal(signal.SIGTERM)
+    assert running.process.wait(timeout=30) == 0
+
+
+def test_broken_config_at_start_exits_2_without_traceback(tmp_path):
+    config = tmp_path / "bad.toml"
+    config.write_text('[daemon]\nlog_level = "loud"\n')
+    done = subprocess.run([sys.executable, "-m", "core.cli", "run", "-c", str(config)],
+                          capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2
+    assert "daemon.log_level" in done.stderr and "Traceback" not in done.stderr

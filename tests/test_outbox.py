@@ -1,0 +1,140 @@
+"""The first dispatcher: hands due rows to the channel adapter and records the outcome."""
+
+from __future__ import annotations
+
+import asyncio
+
+import sqlalchemy as sa
+
+from core.channel import DeliveryError
+from core.config import OutboxSettings
+from core.model import Delivered, Outbound, Outbox, OutboxState
+from core.outbox import Dispatcher
+from tests.helpers import inbound, rows
+
+
+class RecordingAdapter:
+    """Stands in for a platform adapter: records sends, fails as told."""
+
+    name = "telegram"
+
+    def __init__(self, failures: list[Exception] | None = None, delay: float = 0):
+        self.sent: list[Outbound] = []
+        self.failures = failures or []
+        self.delay = delay
+
+    async def send(self, outbound: Outbound) -> Delivered:
+        await asyncio.sleep(self.delay)
+        if self.failures:
+            raise self.failures.pop(0)
+        self.sent.append(outbound)
+        return Delivered(external_id=f"ext-{outbound.outbox_id}")
+
+
+def dispatcher(store, clock, adapter, **settings) -> Dispatcher:
+    return Dispatcher(store, clock, OutboxSettings(**settings),
+                      {"telegram": adapter, "staff": adapter})
+
+
+async def test_rows_are_sent_and_marked_with_platform_id(inbox, store, clock):
+    await inbox.ingest([inbound("m1"), inbound("m2", author="u2")])
+    adapter = RecordingAdapter()
+    assert await dispatcher(store, clock, adapter).dispatch_once() == 4
+    sent = await rows(store, sa.select(Outbox).order_by(Outbox.id))
+    assert all(r.state == OutboxState.SENT and r.external_id == f"ext-{r.id}" for r in sent)
+    assert {o.kind for o in adapter.sent} == {"ack", "staff_card"}
+    assert await dispatcher(store, clock, adapter).dispatch_once() == 0  # nothing twice
+
+
+async def test_earliest_deadline_goes_first(inbox, store, clock):
+    await inbox.ingest([inbound("m1")])
+    await store_update_deadlines(store)
+    adapter = RecordingAdapter()
+    await dispatcher(store, clock, adapter).dispatch_once()
+    deadlines = [r.deadline_at for r in await rows(store, sa.select(Outbox))]
+    assert [o.outbox_id for o in adapter.sent] == [
+        r.id for r in sorted(await rows(store, sa.select(Outbox)), key=lambda r: r.deadline_at)]
+    assert len(set(deadlines)) == 2
+
+
+async def store_update_deadlines(store):
+    # The staff card gets the earlier deadline, so it must be sent first.
+    async with store.session() as session, session.begin():
+        for row in await session.scalars(sa.select(Outbox)):
+            row.deadline_at = row.deadline_at.replace(year=2030 if row.kind == "ack" else 2029)
+
+
+async def test_temporary_error_is_retried_later(inbox, store, clock):
+    await inbox.ingest([inbound("m1")])
+    adapter = RecordingAdapter([DeliveryError("502 bad gateway")])
+    await dispatcher(store, clock, adapter).dispatch_once()
+    states = {r.kind: r for r in await rows(store, sa.select(Outbox))}
+    failed = next(r for r in states.values() if r.state == OutboxState.RETRY)
+    assert failed.last_error == "502 bad gateway" and failed.attempts == 1
+    assert failed.next_attempt_at > clock.now()
+
+
+async def test_retry_after_is_honoured(store, clock):
+    d = dispatcher(store, clock, RecordingAdapter())
+    assert d.backoff(1, retry_after=30) >= 30
+    assert d.backoff(1, retry_after=None) <= 2
+
+
+async def test_permanent_error_goes_dead_at_once(inbox, store, clock):
+    await inbox.ingest([inbound("m1")])
+    adapter = RecordingAdapter([DeliveryError("bot was blocked by the user", permanent=True)])
+    await dispatcher(store, clock, adapter).dispatch_once()
+    dead = await rows(store, sa.select(Outbox).where(Outbox.state == OutboxState.DEAD))
+    assert len(dead) == 1 and dead[0].last_error == "bot was blocked by the user"
+
+
+async def test_dead_after_max_attempts(inbox, store, clock):
+    await inbox.ingest([inbound("m1")])
+    adapter = RecordingAdapter([DeliveryError("timeout")] * 2)
+    d = dispatcher(store, clock, adapter, max_attempts=1)
+    await d.dispatch_once()
+    dead = await rows(store, sa.select(Outbox).where(Outbox.state == OutboxState.DEAD))
+    assert len(dead) == 2
+
+
+async def test_adapter_crash_does_not_stop_other_rows(inbox, store, clock):
+    await inbox.ingest([inbound("m1")])
+    adapter = RecordingAdapter([RuntimeError("bug")])
+    await dispatcher(store, clock, adapter).dispatch_once()
+    states = sorted(r.state for r in await rows(store, sa.select(Outbox)))
+    assert states == [OutboxState.RETRY, OutboxState.SENT]
+
+
+async def test_rows_without_an_adapter_wait(inbox, store, clock):
+    await inbox.ingest([inbound("v1", channel="vk")])
+    d = Dispatcher(store, clock, OutboxSettings(), {"staff": RecordingAdapter()})
+    await d.dispatch_once()
+    [vk_row] = await rows(store, sa.select(Outbox).where(Outbox.channel == "vk"))
+    assert vk_row.state == OutboxState.PENDING
+
+
+async def test_two_dispatchers_never_send_a_row_twice(inbox, store, clock):
+    await inbox.ingest([inbound(f"m{i}", author=f"u{i}") for i in range(20)])
+    first, second = RecordingAdapter(delay=0.001), RecordingAdapter(delay=0.001)
+    await asyncio.gather(dispatcher(store, clock, first).dispatch_once(),
+                         dispatcher(store, clock, second).dispatch_once())
+    ids = [o.outbox_id for o in first.sent + second.sent]
+    assert len(ids) == len(set(ids)) == 40
+
+
+async def test_woken_dispatcher_sends_without_waiting_for_the_poll(inbox, store, clock):
+    adapter = RecordingAdapter()
+    d = Dispatcher(store, clock, OutboxSettings(), {"telegram": adapter, "staff": adapter},
+                   idle_poll=60)
+    inbox.on_outbox = d.wake
+    stopping = asyncio.Event()
+    task = asyncio.create_task(d.run(stopping))
+    await asyncio.sleep(0.1)  # idle, waiting
+    await inbox.ingest([inbound("m1")])
+    for _ in range(100):
+        if len(adapter.sent) == 2:
+            break
+        await asyncio.sleep(0.02)
+    assert len(adapter.sent) == 2
+    stopping.set()
+    await asyncio.wait_for(task, 5)
