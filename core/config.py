@@ -113,8 +113,8 @@ class VKSettings(ChannelBase):
     token_env: str = "SAMEDAY_VK_TOKEN"
     group_id: int = Field(default=0, ge=0)
     api_version: str = "5.199"
-    # vk_api has no base-URL option; the adapter rewrites api.vk.com to this host.
-    base_url: str = "https://api.vk.com"
+    # vk_api has no base-URL option; the adapter rewrites api.vk.ru / api.vk.com to this.
+    base_url: str = "https://api.vk.ru"
     long_poll_wait: Duration = timedelta(seconds=25)
 
     @model_validator(mode="after")

@@ -1,0 +1,73 @@
+"""Helpers every adapter uses: retry with backoff, and never dying of one bad update."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from collections.abc import Awaitable, Callable
+
+log = logging.getLogger(__name__)
+
+
+class Backoff:
+    """Exponential backoff with jitter for receive loops (network errors, 5xx)."""
+
+    def __init__(self, base: float = 1.0, ceiling: float = 60.0):
+        self.base = base
+        self.ceiling = ceiling
+        self.failures = 0
+
+    def next_delay(self) -> float:
+        self.failures += 1
+        return random.uniform(0, min(self.ceiling, self.base * 2 ** (self.failures - 1)))
+
+    def reset(self) -> None:
+        self.failures = 0
+
+
+async def run_until_stopped(name: str, step: Callable[[], Awaitable[None]],
+                            stopping: asyncio.Event, backoff: Backoff | None = None) -> None:
+    """Call `step` until `stopping` is set; log and back off on any error, never die."""
+    backoff = backoff or Backoff()
+    while not stopping.is_set():
+        try:
+            await step()
+            backoff.reset()
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            delay = backoff.next_delay()
+            log.warning("%s: %s; retrying in %.1fs", name, _describe(error), delay)
+            try:
+                await asyncio.wait_for(stopping.wait(), delay)
+            except TimeoutError:
+                pass
+
+
+def _describe(error: BaseException) -> str:
+    text = str(error) or type(error).__name__
+    return f"{type(error).__name__}: {text[:300]}"
+
+
+async def ingest_until_stored(name: str, store: Callable[[], Awaitable[object]],
+                              stopping: asyncio.Event) -> bool:
+    """Store a received batch, retrying while the database is unavailable.
+
+    Returns False only if the daemon stops first: the platform cursor is then not
+    advanced, so the batch is fetched again after the restart.
+    """
+    backoff = Backoff(base=0.5, ceiling=30)
+    while True:
+        try:
+            await store()
+            return True
+        except asyncio.CancelledError:
+            raise
+        except Exception as error:
+            if stopping.is_set():
+                return False
+            delay = backoff.next_delay()
+            log.error("%s: could not store a batch (%s); retrying in %.1fs",
+                      name, _describe(error), delay)
+            await asyncio.sleep(delay)

@@ -1,0 +1,191 @@
+"""What every platform emulator shares: an aiohttp server on 127.0.0.1, injected faults,
+and a control API to inject customer messages and read back what the bot sent.
+
+Each emulator speaks the subset of its platform's real wire protocol that the adapters
+use, so the real client libraries (python-telegram-bot, vk_api, tweepy) run against it
+unchanged. Tests and `sameday demo` drive an emulator either in-process (its Python
+methods) or over HTTP under ``/_control/...``:
+
+    POST /_control/fault   {"method": "sendMessage", "kind": "429", "count": 1, ...}
+    GET  /_control/sent    everything the bot sent, in order
+    POST /_control/inject  a customer message (body depends on the platform)
+    GET  /_control/stats   request counts and rate-limit violations
+
+Fault kinds: "429" (rate limited, with the platform's retry hint), "500" (server error),
+"timeout" (the server holds the request for ``seconds`` and then drops it), "malformed"
+(a body that is not JSON), "missing_fields" (valid JSON missing required fields), plus
+platform-specific ones.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import time
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Fault:
+    kind: str
+    count: int = 1
+    seconds: float = 0.0  # timeout: how long to hold the request; 429: the retry hint
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class FaultBox:
+    """Faults waiting for the next calls of a method ("*" matches every method)."""
+
+    def __init__(self) -> None:
+        self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+
+    def add(self, method: str, kind: str, count: int = 1, seconds: float = 0.0,
+            **extra: Any) -> None:
+        self._faults[method].append(Fault(kind, count, seconds, extra))
+
+    def take(self, method: str) -> Fault | None:
+        for key in (method, "*"):
+            queue = self._faults.get(key)
+            if queue:
+                fault = queue[0]
+                fault.count -= 1
+                if fault.count <= 0:
+                    queue.popleft()
+                return fault
+        return None
+
+    def clear(self) -> None:
+        self._faults.clear()
+
+
+class SlidingWindow:
+    """Counts events in a trailing window to detect rate-limit violations."""
+
+    def __init__(self, limit: int, seconds: float):
+        self.limit = limit
+        self.seconds = seconds
+        self._events: dict[Any, deque[float]] = defaultdict(deque)
+
+    def hit(self, key: Any, now: float | None = None) -> bool:
+        """Record an event; return True if it exceeded the limit."""
+        now = time.monotonic() if now is None else now
+        events = self._events[key]
+        while events and events[0] <= now - self.seconds:
+            events.popleft()
+        events.append(now)
+        return len(events) > self.limit
+
+
+class Emulator:
+    """Base class: owns the aiohttp app, the runner and the common control routes."""
+
+    name = "emulator"
+
+    def __init__(self) -> None:
+        self.faults = FaultBox()
+        self.requests: dict[str, int] = defaultdict(int)
+        self.violations: list[dict[str, Any]] = []
+        self.sent: list[dict[str, Any]] = []
+        self.app = web.Application(client_max_size=8 * 1024 * 1024)
+        self.app.add_routes([
+            web.post("/_control/fault", self._control_fault),
+            web.post("/_control/clear", self._control_clear),
+            web.get("/_control/sent", self._control_sent),
+            web.get("/_control/stats", self._control_stats),
+            web.post("/_control/inject", self._control_inject),
+        ])
+        self._runner: web.AppRunner | None = None
+        self.url = ""
+        self.port = 0
+
+    async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, host, port)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # the port chosen for port=0
+        self.url = f"http://{host}:{self.port}"
+        log.info("%s emulator listening on %s", self.name, self.url)
+        return self.url
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def __aenter__(self) -> Emulator:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- helpers for subclasses ---------------------------------------------------------
+
+    async def apply_fault(self, method: str) -> web.Response | None:
+        """The response an injected fault demands, or None to answer normally."""
+        self.requests[method] += 1
+        fault = self.faults.take(method)
+        if fault is None:
+            return None
+        if fault.kind == "timeout":
+            await asyncio.sleep(fault.seconds or 30)
+            raise ConnectionResetError("emulated timeout")  # aiohttp drops the connection
+        if fault.kind == "malformed":
+            return web.Response(status=200, text="<html>not json", content_type="text/html")
+        if fault.kind == "500":
+            return web.Response(status=500, text="Internal Server Error")
+        return self.platform_fault(method, fault)
+
+    def platform_fault(self, method: str, fault: Fault) -> web.Response | None:
+        """Platform-specific faults ("429", "missing_fields", ...); None means answer."""
+        return None
+
+    def violation(self, limit: str, **details: Any) -> None:
+        self.violations.append({"limit": limit, "at": time.time(), **details})
+
+    @staticmethod
+    async def params(request: web.Request) -> dict[str, Any]:
+        """Query, form or JSON parameters, as the client libraries send them."""
+        params: dict[str, Any] = dict(request.query)
+        if request.can_read_body:
+            if request.content_type == "application/json":
+                body = await request.json()
+                if isinstance(body, dict):
+                    params.update(body)
+            else:
+                params.update(await request.post())
+        return params
+
+    # --- control API ---------------------------------------------------------------------
+
+    async def _control_fault(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.faults.add(body.pop("method", "*"), body.pop("kind"), int(body.pop("count", 1)),
+                        float(body.pop("seconds", 0)), **body)
+        return web.json_response({"ok": True})
+
+    async def _control_clear(self, request: web.Request) -> web.Response:
+        self.faults.clear()
+        return web.json_response({"ok": True})
+
+    async def _control_sent(self, request: web.Request) -> web.Response:
+        return web.json_response(json.loads(json.dumps(self.sent, default=str)))
+
+    async def _control_stats(self, request: web.Request) -> web.Response:
+        return web.json_response({"requests": self.requests, "violations": self.violations,
+                                  "sent": len(self.sent)})
+
+    async def _control_inject(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        return web.json_response(self.inject_payload(body))
+
+    def inject_payload(self, body: dict[str, Any]) -> dict[str, Any]:
+        raise NotImplementedError
