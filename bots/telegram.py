@@ -29,6 +29,7 @@ from bots.common import Backoff, ingest_until_stored, run_until_stopped
 from core.channel import AdapterContext, Cursor, DeliveryError
 from core.config import Settings
 from core.model import Delivered, Inbound, Outbound
+from core.text import split_text
 
 # Opt in to python-telegram-bot's coming behaviour (durations as timedelta); the code
 # below accepts both forms.
@@ -268,18 +269,3 @@ def _text_of(message: Message) -> str:
     kinds = ("photo", "sticker", "voice", "video", "document", "audio", "location", "contact")
     kind = next((k for k in kinds if getattr(message, k, None)), "message")
     return f"[{kind}]"
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Split a long text into parts of at most `limit` characters, at line or word
-    boundaries where there is one."""
-    parts = []
-    while len(text) > limit:
-        cut = text.rfind("\n", 0, limit + 1)
-        if cut <= limit // 2:
-            cut = text.rfind(" ", 0, limit + 1)
-        if cut <= 0:
-            cut = limit
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    return parts + ([text] if text else [])

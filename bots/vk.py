@@ -43,6 +43,7 @@ from bots.common import Backoff, ingest_until_stored, run_until_stopped
 from core.channel import AdapterContext, Cursor, DeliveryError
 from core.config import Settings
 from core.model import Delivered, Inbound, Outbound
+from core.text import split_text
 
 log = logging.getLogger(__name__)
 
@@ -372,21 +373,6 @@ def random_id(key: str) -> int:
 def part_key(key: str, index: int) -> str:
     """The idempotency key of one part of a split message (the first keeps the key)."""
     return key if index == 0 else f"{key}#{index + 1}"
-
-
-def split_text(text: str, limit: int) -> list[str]:
-    """Split a long text into parts of at most `limit` characters, at line or word
-    boundaries where there is one."""
-    parts = []
-    while len(text) > limit:
-        cut = text.rfind("\n", 0, limit + 1)
-        if cut <= limit // 2:
-            cut = text.rfind(" ", 0, limit + 1)
-        if cut <= 0:
-            cut = limit
-        parts.append(text[:cut].rstrip())
-        text = text[cut:].lstrip()
-    return parts + ([text] if text else [])
 
 
 def _text(item: dict[str, Any]) -> str:

@@ -8,9 +8,10 @@ import pytest
 import sqlalchemy as sa
 
 from bots.emulators.telegram import BOT_USER, TelegramEmulator
-from bots.telegram import TelegramAdapter, split_text
+from bots.telegram import TelegramAdapter
 from core.channel import DeliveryError
 from core.model import Message, Outbound, Outbox, OutboxState, Ticket
+from core.text import split_text
 from tests.adapter_harness import eventually, running
 from tests.conftest import make_settings
 

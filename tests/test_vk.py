@@ -11,9 +11,10 @@ import pytest
 import sqlalchemy as sa
 
 from bots.emulators.vk import VKEmulator
-from bots.vk import RedirectingSession, VKAdapter, part_key, random_id, split_text
+from bots.vk import RedirectingSession, VKAdapter, part_key, random_id
 from core.channel import DeliveryError
 from core.model import Cursor, Message, Outbound, Outbox, OutboxState, Ticket
+from core.text import split_text
 from tests.adapter_harness import eventually, running
 from tests.conftest import make_settings
 
