@@ -66,5 +66,7 @@ def setup_logging(level: str = "info", fmt: str = "text",
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
     # The HTTP libraries log every request URL, and Telegram's URLs contain the token.
-    for noisy in ("httpx", "httpcore", "urllib3", "telegram.ext", "apscheduler", "aiosqlite"):
+    # tweepy and oauthlib log request headers (keys, tokens) at debug level.
+    for noisy in ("httpx", "httpcore", "urllib3", "telegram.ext", "apscheduler", "aiosqlite",
+                  "tweepy", "oauthlib", "requests_oauthlib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))

@@ -129,7 +129,7 @@ class Emulator:
 
     # --- helpers for subclasses ---------------------------------------------------------
 
-    async def apply_fault(self, method: str) -> web.Response | None:
+    async def apply_fault(self, method: str, request: web.Request) -> web.Response | None:
         """The response an injected fault demands, or None to answer normally."""
         self.requests[method] += 1
         fault = self.faults.take(method)
@@ -137,7 +137,11 @@ class Emulator:
             return None
         if fault.kind == "timeout":
             await asyncio.sleep(fault.seconds or 30)
-            raise ConnectionResetError("emulated timeout")  # aiohttp drops the connection
+            # Drop the connection without an answer, as a dead network would (an exception
+            # escaping the handler would only make aiohttp answer 500).
+            if request.transport is not None:
+                request.transport.abort()
+            return web.Response(status=504)  # never reaches the client
         if fault.kind == "malformed":
             return web.Response(status=200, text="<html>not json", content_type="text/html")
         if fault.kind == "500":

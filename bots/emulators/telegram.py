@@ -142,7 +142,7 @@ class TelegramEmulator(Emulator):
         method = request.match_info["method"]
         if self.token is not None and request.match_info["token"] != self.token:
             return _error(401, "Unauthorized")
-        faulted = await self.apply_fault(method)
+        faulted = await self.apply_fault(method, request)
         if faulted is not None:
             return faulted
         handler = getattr(self, f"_m_{method}", None)

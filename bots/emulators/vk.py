@@ -160,7 +160,7 @@ class VKEmulator(Emulator):
             self.violation("20 calls/s per token", method=name)
             return _error(6, params)
         self._lose_response = False
-        faulty = await self.apply_fault(name)
+        faulty = await self.apply_fault(name, request)
         if faulty is not None:
             return faulty
         lose_response = self._lose_response
@@ -232,7 +232,7 @@ class VKEmulator(Emulator):
 
     async def _long_poll(self, request: web.Request) -> web.StreamResponse:
         params = dict(request.query)
-        faulty = await self.apply_fault("a_check")
+        faulty = await self.apply_fault("a_check", request)
         if faulty is not None:
             return faulty
         if params.get("act") != "a_check":
