@@ -227,12 +227,28 @@ class TelegramAdapter:
 
     # --- sending -------------------------------------------------------------------------------
 
-    async def send(self, outbound: Outbound) -> Delivered:
-        target = outbound.target
-        chat_id = target.get("chat_id") or self.settings.staff.telegram_chat_id
+    def _chat_of(self, outbound: Outbound) -> int:
+        chat_id = outbound.target.get("chat_id") or self.settings.staff.telegram_chat_id
         if chat_id is None:
             raise DeliveryError("no chat to send to (staff.telegram_chat_id is not set)",
                                 permanent=True)
+        return int(chat_id)
+
+    def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
+        try:
+            chat_id = self._chat_of(outbound)
+        except DeliveryError:
+            return [("per_bot", "bot")]  # send() reports the missing chat
+        # Telegram's group limit applies to groups and supergroups (negative ids).
+        per_chat = ("per_group", str(chat_id)) if chat_id < 0 else ("per_chat", str(chat_id))
+        return [("per_bot", "bot"), per_chat]
+
+    def send_cost(self, outbound: Outbound) -> int:
+        return max(1, len(split_text(outbound.text, MAX_TEXT)))
+
+    async def send(self, outbound: Outbound) -> Delivered:
+        target = outbound.target
+        chat_id = self._chat_of(outbound)
         reply_to = target.get("reply_to_message_id")
         first_id = None
         for part in split_text(outbound.text, MAX_TEXT):

@@ -67,6 +67,8 @@ class RebasedSession:
     def __init__(self, session: aiohttp.ClientSession, base_url: str):
         self.session = session
         self.base_url = base_url.rstrip("/")
+        # The rate-limit headers of the latest post: tweepy returns bodies only.
+        self.post_limits: tuple[int, float] | None = None
 
     def rebase(self, url: str | URL) -> str | URL:
         text = str(url)
@@ -75,8 +77,12 @@ class RebasedSession:
         rebased = self.base_url + text[len(X_API):]
         return URL(rebased, encoded=True) if isinstance(url, URL) else rebased
 
-    def request(self, method: str, url: str | URL, **kwargs: Any) -> Any:
-        return self.session.request(method, self.rebase(url), **kwargs)
+    @contextlib.asynccontextmanager
+    async def request(self, method: str, url: str | URL, **kwargs: Any) -> Any:
+        async with self.session.request(method, self.rebase(url), **kwargs) as response:
+            yield response
+            if method == "POST":
+                self.post_limits = _rate_headers(response.headers)
 
 
 class TwitterAdapter:
@@ -275,10 +281,39 @@ class TwitterAdapter:
         if not tweet_id:
             # Possibly posted; a retry that doubles it is refused by X as duplicate content.
             raise DeliveryError(f"X answered without a tweet id: {response!r:.300}")
-        return Delivered(external_id=str(tweet_id))
+        remaining, reset_in = self.client.session.post_limits or (None, None)
+        return Delivered(external_id=str(tweet_id), limit_remaining=remaining,
+                         limit_reset_in=reset_in)
+
+    def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
+        return [("per_user", self.user_id or "me")]
+
+    async def find_sent(self, outbound: Outbound) -> Delivered | None:
+        """After a crash mid-send: our reply to that tweet, if X has it (one read)."""
+        if self.client is None or self.user_id is None:
+            return None
+        reply_to = str(outbound.target.get("in_reply_to_tweet_id"))
+        page = await self.client.get_users_tweets(
+            self.user_id, max_results=100, tweet_fields=["referenced_tweets"], user_auth=True)
+        for tweet in (page or {}).get("data") or []:
+            replied = {ref.get("id") for ref in tweet.get("referenced_tweets") or []
+                       if ref.get("type") == "replied_to"}
+            if reply_to in replied:
+                return Delivered(external_id=str(tweet["id"]))
+        return None
 
 
 # --- pure helpers ----------------------------------------------------------------------------
+
+
+def _rate_headers(headers: Any) -> tuple[int, float] | None:
+    """(remaining, seconds until reset) from X's x-rate-limit-* headers, if present."""
+    try:
+        remaining = int(headers["x-rate-limit-remaining"])
+        reset_at = int(headers["x-rate-limit-reset"])
+    except (KeyError, ValueError):
+        return None
+    return remaining, max(0.0, reset_at - time.time())
 
 
 def delivery_error(error: Exception) -> DeliveryError:

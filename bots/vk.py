@@ -119,6 +119,9 @@ class BotLongPoll(VkBotLongPoll):
 
 class VKAdapter:
     name = CHANNEL
+    # A repeated messages.send (random_id) or wall.createComment (guid) is dropped by VK:
+    # a send interrupted by a crash is simply sent again.
+    idempotent = True
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -278,6 +281,12 @@ class VKAdapter:
                           "reply_to_comment": comment_id}, raw=raw)
 
     # --- sending -------------------------------------------------------------------------------
+
+    def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
+        return [("per_token", "community")]
+
+    def send_cost(self, outbound: Outbound) -> int:
+        return max(1, len(split_text(outbound.text, MAX_TEXT)))
 
     async def send(self, outbound: Outbound) -> Delivered:
         target = outbound.target

@@ -17,6 +17,7 @@ from core.config import Settings
 from core.model import Delivered, Inbound, Outbound
 
 ENTRY_POINT_GROUP = "sameday.channels"
+STAFF_CHANNEL = "staff"  # outbox rows for the staff UI (Telegram group or console)
 
 
 class DeliveryError(Exception):
@@ -53,6 +54,12 @@ class AdapterContext:
 
 
 class ChannelAdapter(Protocol):
+    """What the core needs from a platform. Optional extras the dispatcher uses when an
+    adapter has them: ``idempotent = True`` (a repeated send cannot double a message),
+    ``send_cost(outbound) -> int`` (messages one row becomes, e.g. a split long text) and
+    ``async find_sent(outbound) -> Delivered | None`` (look up whether an interrupted
+    send reached the platform)."""
+
     name: str
 
     async def start(self, context: AdapterContext) -> None:
@@ -63,6 +70,10 @@ class ChannelAdapter(Protocol):
 
     async def send(self, outbound: Outbound) -> Delivered:
         """Deliver one message; raise DeliveryError when the platform refuses."""
+
+    def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
+        """The rate-limit buckets a send spends from: (bucket name in
+        ``[outbox.limits.<channel>]``, key), e.g. [("per_bot", "bot"), ("per_chat", "42")]."""
 
 
 AdapterFactory = Callable[[Settings], ChannelAdapter]

@@ -29,6 +29,7 @@ from pydantic import (
 )
 
 from core.durations import DURATION_HELP, format_duration, parse_duration
+from core.ratelimit import RateLimit
 
 CHANNELS = ("telegram", "vk", "twitter")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
@@ -399,10 +400,48 @@ class EscalationRule(Strict):
 # --- outbox ----------------------------------------------------------------------------
 
 
+def _rate(value: Any) -> Any:
+    return RateLimit.parse(value) if isinstance(value, str) else value
+
+
+Rate = Annotated[RateLimit, BeforeValidator(_rate)]
+
+
+class TelegramLimits(Strict):
+    per_bot: Rate = RateLimit.parse("30/1s")
+    per_chat: Rate = RateLimit.parse("1/1s")
+    per_group: Rate = RateLimit.parse("20/1m")
+
+
+class VKLimits(Strict):
+    per_token: Rate = RateLimit.parse("20/1s")
+
+
+class TwitterLimits(Strict):
+    per_user: Rate = RateLimit.parse("100/15m")
+
+
+class RateLimits(Strict):
+    telegram: TelegramLimits = TelegramLimits()
+    vk: VKLimits = VKLimits()
+    twitter: TwitterLimits = TwitterLimits()
+
+    def of(self, channel: str) -> dict[str, RateLimit]:
+        limits = getattr(self, channel, None)
+        return dict(limits) if limits is not None else {}
+
+
 class OutboxSettings(Strict):
     max_attempts: int = Field(default=8, ge=1, le=100)
     retry_base: Duration = timedelta(seconds=2)
     retry_max: Duration = timedelta(minutes=10)
+    # Sends in flight per platform (each waits for the platform's answer).
+    concurrency: int = Field(default=8, ge=1, le=100)
+    # A row left in "sending" this long was abandoned by a crashed process.
+    lease: Duration = timedelta(seconds=60)
+    # Widens each rate window a little: our clock and the platform's are not one.
+    rate_margin: float = Field(default=0.02, ge=0, le=1)
+    limits: RateLimits = RateLimits()
 
 
 # --- the whole file ----------------------------------------------------------------------

@@ -13,10 +13,16 @@ import signal
 from collections.abc import Callable
 from pathlib import Path
 
-from core.channel import AdapterContext, AdapterFactory, ChannelAdapter, adapter_factories
+from core.channel import (
+    STAFF_CHANNEL,
+    AdapterContext,
+    AdapterFactory,
+    ChannelAdapter,
+    adapter_factories,
+)
 from core.clock import Clock, SystemClock
 from core.config import ConfigError, Settings, load_settings
-from core.inbox import STAFF_CHANNEL, Inbox
+from core.inbox import Inbox
 from core.outbox import Dispatcher
 from core.store import Store
 
@@ -79,9 +85,7 @@ class Daemon:
 
     async def _start(self) -> None:
         assert self.store is not None
-        self.dispatcher = Dispatcher(self.store, self.clock, self.settings.outbox, self.adapters)
-        self.inbox = Inbox(self.store, self.settings, self.clock,
-                           on_outbox=self.dispatcher.wake)
+        self.inbox = Inbox(self.store, self.settings, self.clock, on_outbox=self._wake_dispatcher)
         context = AdapterContext(settings=self.settings, clock=self.clock,
                                  ingest=self.inbox.ingest, load_cursor=self.inbox.load_cursor)
         for name in self.settings.channels.enabled():
@@ -94,8 +98,13 @@ class Daemon:
         staff_adapter = self.adapters.get(self.settings.staff.chat)
         if staff_adapter is not None:
             self.adapters[STAFF_CHANNEL] = staff_adapter
+        self.dispatcher = Dispatcher(self.store, self.clock, self.settings.outbox, self.adapters)
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(self.stopping),
                                                   name="dispatcher")
+
+    def _wake_dispatcher(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
 
     async def _shutdown(self) -> None:
         grace = self.settings.daemon.shutdown_grace.total_seconds()

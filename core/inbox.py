@@ -24,7 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.channel import Cursor
+from core.channel import STAFF_CHANNEL, Cursor
 from core.clock import Clock
 from core.config import Settings
 from core.model import (
@@ -47,7 +47,6 @@ from core.store import Store
 
 log = logging.getLogger(__name__)
 
-STAFF_CHANNEL = "staff"  # outbox rows for the staff UI (Telegram group or console)
 TICKETS, CUSTOMERS = Ticket.__table__, Customer.__table__
 
 
@@ -365,9 +364,12 @@ def _event(ticket: Ticket | NewTicket, kind: str, at: datetime, data: dict,
 
 def _outbox(channel: str, kind: str, ticket: Ticket | NewTicket, text: str, target: dict, key: str,
             now: datetime) -> dict:
+    # The deadline orders delivery when rate limits bind: what the customer waits for
+    # (acknowledgements) is due now; staff cards and notices by the ticket's promise.
+    deadline = now if channel != STAFF_CHANNEL else ticket.due_at
     return {"channel": channel, "kind": kind, "ticket_id": ticket.id, "target": target,
             "text": text, "idempotency_key": key, "state": OutboxState.PENDING, "attempts": 0,
-            "deadline_at": ticket.due_at, "next_attempt_at": now, "created_at": now}
+            "deadline_at": deadline, "next_attempt_at": now, "created_at": now}
 
 
 def simple_ack_text(_inbound: Inbound, ticket: Ticket | NewTicket,

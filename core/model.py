@@ -155,6 +155,10 @@ class Outbox(SQLModel, table=True):
     deadline_at: datetime | None = _time()
     next_attempt_at: datetime = _time(nullable=False)
     created_at: datetime = _time(nullable=False)
+    # When a dispatcher claimed the row (state "sending"): a claim older than the lease
+    # was abandoned by a crashed process and is recovered.
+    claimed_at: datetime | None = _time()
+    recovered: int = Field(default=0)  # times the row was found abandoned in "sending"
     sent_at: datetime | None = _time()
     external_id: str | None = Field(default=None, max_length=128)
     last_error: str | None = None
@@ -230,6 +234,13 @@ class Outbound:
 
 @dataclass(frozen=True, slots=True)
 class Delivered:
-    """What the platform said after a successful send."""
+    """What the platform said after a successful send.
+
+    ``limit_remaining`` / ``limit_reset_in`` carry the platform's own rate-limit headers
+    when it sends them (X: x-rate-limit-remaining / x-rate-limit-reset), so the
+    dispatcher pauses before the platform has to refuse.
+    """
 
     external_id: str
+    limit_remaining: int | None = None
+    limit_reset_in: float | None = None

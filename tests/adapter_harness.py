@@ -10,10 +10,10 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from core.channel import AdapterContext, ChannelAdapter
+from core.channel import STAFF_CHANNEL, AdapterContext, ChannelAdapter
 from core.clock import SystemClock
 from core.config import Settings
-from core.inbox import STAFF_CHANNEL, Inbox
+from core.inbox import Inbox
 from core.outbox import Dispatcher
 from core.store import Store
 

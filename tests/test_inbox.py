@@ -7,8 +7,8 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from core.channel import Cursor
-from core.inbox import STAFF_CHANNEL, Inbox
+from core.channel import STAFF_CHANNEL, Cursor
+from core.inbox import Inbox
 from core.model import Customer, Event, Message, Outbox, OutboxKind, Ticket, TicketStatus
 from tests.conftest import make_settings
 from tests.helpers import count, inbound, rows, update

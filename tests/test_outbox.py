@@ -23,6 +23,9 @@ class RecordingAdapter:
         self.failures = failures or []
         self.delay = delay
 
+    def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
+        return [("per_bot", "bot")]
+
     async def send(self, outbound: Outbound) -> Delivered:
         await asyncio.sleep(self.delay)
         if self.failures:
@@ -116,10 +119,18 @@ async def test_rows_without_an_adapter_wait(inbox, store, clock):
 async def test_two_dispatchers_never_send_a_row_twice(inbox, store, clock):
     await inbox.ingest([inbound(f"m{i}", author=f"u{i}") for i in range(20)])
     first, second = RecordingAdapter(delay=0.001), RecordingAdapter(delay=0.001)
-    await asyncio.gather(dispatcher(store, clock, first).dispatch_once(),
-                         dispatcher(store, clock, second).dispatch_once())
+    stopping = asyncio.Event()
+    runs = [asyncio.create_task(dispatcher(store, clock, a).run(stopping))
+            for a in (first, second)]
+    for _ in range(200):
+        if len(first.sent) + len(second.sent) >= 40:
+            break
+        await asyncio.sleep(0.05)
+    stopping.set()
+    await asyncio.gather(*runs)
     ids = [o.outbox_id for o in first.sent + second.sent]
     assert len(ids) == len(set(ids)) == 40
+    assert first.sent and second.sent  # both took part
 
 
 async def test_woken_dispatcher_sends_without_waiting_for_the_poll(inbox, store, clock):

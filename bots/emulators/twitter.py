@@ -113,12 +113,14 @@ class XEmulator(Emulator):
         self.page_size_cap = page_size_cap
         self.windows = {"mentions": RateWindow(read_limit, read_window),
                         "tweets": RateWindow(post_limit, post_window),
+                        "timeline": RateWindow(read_limit, read_window),
                         "me": RateWindow(75, WINDOW)}
         self._next_id = FIRST_TWEET_ID
         self._mangle: dict[str, Fault] = {}
         self.app.add_routes([
             web.get("/2/users/me", self._me),
             web.get("/2/users/{id}/mentions", self._mentions),
+            web.get("/2/users/{id}/tweets", self._timeline),
             web.post("/2/tweets", self._create_tweet),
         ])
 
@@ -248,6 +250,28 @@ class XEmulator(Emulator):
             _drop_fields(body, fault.extra.get("drop", ["author_id"]))
         return web.json_response(body)
 
+    async def _timeline(self, request: web.Request) -> web.Response:
+        return await self._guarded(request, "timeline", self._answer_timeline)
+
+    async def _answer_timeline(self, request: web.Request) -> web.Response:
+        """GET /2/users/:id/tweets: the user's own latest tweets, newest first (used to
+        check whether an interrupted reply was posted)."""
+        user_id = request.match_info["id"]
+        size = min(int(request.query.get("max_results", 10)), 100)
+        ids = sorted((int(i) for i, t in self.tweets.items()
+                      if t["author_id"] == user_id and i not in self.deleted), reverse=True)
+        page = [self.tweets[str(i)] for i in ids[:size]]
+        if not page:
+            return web.json_response({"meta": {"result_count": 0}})
+        data = []
+        for tweet in page:
+            shown = self._public(tweet, ["created_at", "conversation_id"])
+            if tweet.get("_reply_to"):
+                shown["referenced_tweets"] = [{"type": "replied_to", "id": tweet["_reply_to"]}]
+            data.append(shown)
+        return web.json_response({"data": data, "meta": {
+            "result_count": len(data), "newest_id": data[0]["id"], "oldest_id": data[-1]["id"]}})
+
     def _mentions_page(self, user_id: str, since_id: str | None, token: str | None,
                        size: int) -> tuple[list[dict[str, Any]], str | None]:
         """Newest first; the token names the newest tweet id of the next page, so new
@@ -306,6 +330,7 @@ class XEmulator(Emulator):
             return _problem(403, "Forbidden",
                             "You are not allowed to create a Tweet with duplicate content.")
         tweet = self._store_tweet(self.bot["id"], text, in_reply_to, None, mention=False)
+        self.tweets[tweet["id"]]["_reply_to"] = str(in_reply_to) if in_reply_to else None
         self.sent.append({"id": tweet["id"], "text": text,
                           "in_reply_to_tweet_id": str(in_reply_to) if in_reply_to else None})
         return web.json_response({"data": {"id": tweet["id"], "text": text,

@@ -1,0 +1,129 @@
+"""Rate limits for outbound messages: token buckets whose tokens come back one window
+after they were spent.
+
+A classic token bucket (capacity N, refilled at N per window) lets 2N messages through
+in one window: a full bucket plus a window's refill. Platforms count messages in a
+trailing window ("at most 20 a minute in a group"), so here each spent token returns
+exactly one window later: never more than N in any window, and a steady N per window
+when the queue is long. A small margin widens the window to absorb network jitter
+between our clock and the platform's.
+
+Limits run on real (monotonic) time, even when the core runs on a virtual clock: they
+are about the wire, not about the business day.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+
+from core.durations import parse_duration
+
+RATE_HELP = 'a rate like "30/1s", "20/1m" or "100/15m" (messages per window)'
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    count: int
+    per: timedelta
+
+    @classmethod
+    def parse(cls, text: str) -> RateLimit:
+        match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d*)\s*([a-z]+)\s*", text.lower())
+        if not match:
+            raise ValueError(f"{text!r} is not {RATE_HELP}")
+        count, number, unit = match.groups()
+        per = parse_duration(f"{number or 1}{unit}")
+        if int(count) < 1 or per.total_seconds() <= 0:
+            raise ValueError(f"{text!r}: both the count and the window must be positive")
+        return cls(int(count), per)
+
+    def __str__(self) -> str:
+        from core.durations import format_duration
+
+        return f"{self.count}/{format_duration(self.per)}"
+
+
+class Bucket:
+    """At most `limit.count` tokens spent in any window of `limit.per` (plus margin)."""
+
+    def __init__(self, limit: RateLimit, margin: float = 0.02):
+        self.capacity = limit.count
+        self.window = limit.per.total_seconds() * (1 + margin)
+        self.spent: deque[float] = deque()
+        self.blocked_until = 0.0
+
+    def _expire(self, now: float) -> None:
+        while self.spent and self.spent[0] <= now - self.window:
+            self.spent.popleft()
+
+    def ready_at(self, now: float, tokens: int = 1) -> float:
+        """The earliest moment `tokens` tokens can be spent (now, if they can)."""
+        self._expire(now)
+        tokens = min(tokens, self.capacity)
+        earliest = max(now, self.blocked_until)
+        missing = tokens - (self.capacity - len(self.spent))
+        if missing <= 0:
+            return earliest
+        return max(earliest, self.spent[missing - 1] + self.window)
+
+    def spend(self, now: float, tokens: int = 1) -> None:
+        self.spent.extend([now] * min(tokens, self.capacity))
+
+    def idle(self, now: float) -> bool:
+        self._expire(now)
+        return not self.spent and self.blocked_until <= now
+
+
+RateKey = tuple[str, str]  # (bucket name as in config, key: a chat id, "bot", a user id)
+
+
+class Limiter:
+    """The buckets of one adapter, created on first use from its limits."""
+
+    def __init__(self, limits: dict[str, RateLimit], margin: float = 0.02,
+                 now: Callable[[], float] = time.monotonic):
+        self.limits = limits
+        self.margin = margin
+        self.now = now
+        self.buckets: dict[RateKey, Bucket] = {}
+        self._last_prune = 0.0
+
+    def _bucket(self, key: RateKey) -> Bucket | None:
+        bucket = self.buckets.get(key)
+        if bucket is None and key[0] in self.limits:
+            bucket = self.buckets[key] = Bucket(self.limits[key[0]], self.margin)
+        return bucket
+
+    def ready_at(self, keys: list[RateKey], tokens: int = 1) -> float:
+        now = self.now()
+        return max([now] + [b.ready_at(now, tokens) for k in keys if (b := self._bucket(k))])
+
+    def try_acquire(self, keys: list[RateKey], tokens: int = 1) -> bool:
+        """Spend `tokens` from every bucket of `keys` if all have them now."""
+        now = self.now()
+        buckets = [b for k in keys if (b := self._bucket(k))]
+        if any(b.ready_at(now, tokens) > now for b in buckets):
+            return False
+        for bucket in buckets:
+            bucket.spend(now, tokens)
+        self._prune(now)
+        return True
+
+    def block(self, keys: list[RateKey], seconds: float) -> None:
+        """The platform said "wait": spend nothing on these buckets for `seconds`."""
+        until = self.now() + seconds
+        for key in keys:
+            if bucket := self._bucket(key):
+                bucket.blocked_until = max(bucket.blocked_until, until)
+
+    def _prune(self, now: float) -> None:
+        # Per-chat buckets would otherwise accumulate for every chat ever answered.
+        if now - self._last_prune > 60:
+            self._last_prune = now
+            for key in [k for k, b in self.buckets.items() if b.idle(now)]:
+                del self.buckets[key]
