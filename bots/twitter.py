@@ -90,6 +90,8 @@ class TwitterAdapter:
     the config refuses less than 5 s because every read is billed)."""
 
     name = CHANNEL
+    # One post at a time: X's x-rate-limit-remaining of each post is read before the next.
+    max_in_flight = 1
 
     def __init__(self, settings: Settings, *, poll_interval: float | None = None,
                  request_timeout: float = 30.0):
@@ -293,12 +295,13 @@ class TwitterAdapter:
         if self.client is None or self.user_id is None:
             return None
         reply_to = str(outbound.target.get("in_reply_to_tweet_id"))
+        text = fit_tweet(outbound.text)
         page = await self.client.get_users_tweets(
             self.user_id, max_results=100, tweet_fields=["referenced_tweets"], user_auth=True)
         for tweet in (page or {}).get("data") or []:
             replied = {ref.get("id") for ref in tweet.get("referenced_tweets") or []
                        if ref.get("type") == "replied_to"}
-            if reply_to in replied:
+            if reply_to in replied and tweet.get("text") == text:
                 return Delivered(external_id=str(tweet["id"]))
         return None
 

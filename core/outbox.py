@@ -114,6 +114,10 @@ class ChannelLoop:
         self.limiter = Limiter(settings.limits.of(adapter.name), settings.rate_margin)
         self.wake = asyncio.Event()
         self.in_flight: set[asyncio.Task] = set()
+        # An adapter may allow fewer sends in flight (X: one, so each post's rate-limit
+        # headers are read before the next post goes out).
+        self.concurrency = min(settings.concurrency,
+                               getattr(adapter, "max_in_flight", settings.concurrency))
 
     @property
     def store(self) -> Store:
@@ -148,7 +152,7 @@ class ChannelLoop:
         Returns how many rows were started and how long to sleep before the next pass
         (until a token frees up or a retry falls due).
         """
-        free = self.dispatcher.settings.concurrency - len(self.in_flight)
+        free = self.concurrency - len(self.in_flight)
         if free <= 0:
             return 0, self.dispatcher.idle_poll  # a finishing send wakes the loop
         claimed, delay = await self._claim(free)

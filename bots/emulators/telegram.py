@@ -41,6 +41,7 @@ class TelegramEmulator(Emulator):
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.chats: dict[int, dict[str, Any]] = {}
         self.blocked: set[int] = set()
+        self.failing: dict[int, int] = {}  # chat id -> sends to it still answered with 500
         self.forums: set[int] = set()
         self.topics: dict[int, list[dict[str, Any]]] = {}
         self.edits: list[dict[str, Any]] = []
@@ -130,6 +131,10 @@ class TelegramEmulator(Emulator):
     def block(self, chat_id: int) -> None:
         self.blocked.add(chat_id)
 
+    def fail_chat(self, chat_id: int, count: int) -> None:
+        """The next `count` sends to this chat fail with 500 (a temporary error)."""
+        self.failing[chat_id] = count
+
     def sent_to(self, chat_id: int) -> list[dict[str, Any]]:
         return [m for m in self.sent if m["chat"]["id"] == chat_id]
 
@@ -204,6 +209,9 @@ class TelegramEmulator(Emulator):
             return _error(400, "Bad Request: message is too long")
         if chat_id in self.blocked:
             return _error(403, "Forbidden: bot was blocked by the user")
+        if self.failing.get(chat_id):
+            self.failing[chat_id] -= 1
+            return _error(500, "Internal Server Error")
         limited = self._over_limit(chat_id)
         if limited is not None:
             return limited

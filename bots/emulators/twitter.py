@@ -135,6 +135,12 @@ class XEmulator(Emulator):
         return self._store_tweet(str(author_id), text, in_reply_to_tweet_id, conversation_id,
                                  mention=True)
 
+    def inject_tweet(self, author_id: str, username: str, text: str) -> dict[str, Any]:
+        """A customer's tweet that does not mention the bot (a reply target only)."""
+        self.users[str(author_id)] = {"id": str(author_id), "username": username,
+                                      "name": username}
+        return self._store_tweet(str(author_id), text, None, None, mention=False)
+
     def delete_tweet(self, tweet_id: str) -> None:
         self.deleted.add(str(tweet_id))
 
