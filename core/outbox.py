@@ -42,7 +42,7 @@ from core.model import (
     OutboxState,
     Ticket,
 )
-from core.ratelimit import Limiter, RateKey
+from core.ratelimit import Limiter, RateKey, Reservation
 from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -60,7 +60,11 @@ class Claimed:
     outbound: Outbound
     attempts: int  # including this one
     recovered: int
-    keys: list[RateKey]
+    reservation: Reservation
+
+    @property
+    def keys(self) -> list[RateKey]:
+        return self.reservation.keys
 
 
 class Dispatcher:
@@ -177,17 +181,25 @@ class ChannelLoop:
             rows = (await session.execute(query)).all()
             claimed: list[Claimed] = []
             wait_until = self.limiter.now() + idle
+            exhausted: set[RateKey] = set()  # buckets found empty in this pass
             for row in rows:
                 if len(claimed) >= free:
                     wait_until = self.limiter.now()  # more is sendable: come back at once
                     break
                 outbound = _outbound(row)
                 keys = self.adapter.rate_keys(outbound)
+                if exhausted.intersection(keys):
+                    continue  # e.g. the bot-wide limit: no later row can go either
                 cost = _send_cost(self.adapter, outbound)
-                if self.limiter.try_acquire(keys, cost):
-                    claimed.append(Claimed(outbound, row.attempts + 1, row.recovered, keys))
+                reservation = self.limiter.try_acquire(keys, cost)
+                if reservation is not None:
+                    claimed.append(Claimed(outbound, row.attempts + 1, row.recovered,
+                                           reservation))
                 else:
-                    wait_until = min(wait_until, self.limiter.ready_at(keys, cost))
+                    ready = self.limiter.ready_at(keys, cost)
+                    wait_until = min(wait_until, ready)
+                    exhausted.update(k for k in keys
+                                     if self.limiter.ready_at([k], cost) >= ready)
             if claimed:
                 ids = [c.outbound.outbox_id for c in claimed]
                 result = await session.execute(
@@ -216,16 +228,20 @@ class ChannelLoop:
         try:
             delivered = await self.adapter.send(row.outbound)
         except DeliveryError as error:
+            self.limiter.settle(row.reservation)
             if error.retry_after:
                 self.limiter.block(row.keys, error.retry_after)
             await self._record(self._failure(row, error))
         except Exception as error:  # an adapter bug must not stop delivery of other rows
+            self.limiter.settle(row.reservation)
             log.exception("outbox %s: adapter crashed on row %s", self.adapter.name,
                           row.outbound.outbox_id)
             await self._record(self._failure(row, DeliveryError(f"adapter error: {error!r}")))
         else:
-            if delivered.limit_remaining == 0 and delivered.limit_reset_in:
-                self.limiter.block(row.keys, delivered.limit_reset_in)
+            self.limiter.settle(row.reservation)
+            if delivered.limit_remaining is not None and delivered.limit_reset_in is not None:
+                self.limiter.observe(row.keys, delivered.limit_remaining,
+                                     delivered.limit_reset_in)
             await self._record(self._sent(row, delivered))
 
     def _sent(self, row: Claimed, delivered: Delivered):

@@ -81,3 +81,21 @@ def test_db_upgrade_command(tmp_path):
     assert result.exit_code == 0, result.output
     assert "0002" in result.output
     check_schema(f"sqlite+aiosqlite:///{db}")
+
+
+def test_migrations_match_the_models(tmp_path):
+    """A model change without a migration would only show up on a deployed database."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from sqlmodel import SQLModel
+
+    import core.model  # noqa: F401 - the tables
+
+    settings = DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'cmp.db'}")
+    upgrade(settings)
+    engine = sa.create_engine(sync_url(settings.url))
+    with engine.connect() as connection:
+        context = MigrationContext.configure(connection, opts={"compare_type": False})
+        differences = compare_metadata(context, SQLModel.metadata)
+    engine.dispose()
+    assert differences == []

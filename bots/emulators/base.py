@@ -93,6 +93,7 @@ class Emulator:
         self.requests: dict[str, int] = defaultdict(int)
         self.violations: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
+        self.sent_times: list[float] = []  # time.monotonic() of each entry of `sent`
         self.app = web.Application(client_max_size=8 * 1024 * 1024)
         self.app.add_routes([
             web.post("/_control/fault", self._control_fault),
@@ -151,6 +152,11 @@ class Emulator:
     def platform_fault(self, method: str, fault: Fault) -> web.Response | None:
         """Platform-specific faults ("429", "missing_fields", ...); None means answer."""
         return None
+
+    def record_sent(self, item: dict[str, Any]) -> None:
+        """Something the bot sent, with its arrival time (latency benchmarks read it)."""
+        self.sent.append(item)
+        self.sent_times.append(time.monotonic())
 
     def violation(self, limit: str, **details: Any) -> None:
         self.violations.append({"limit": limit, "at": time.time(), **details})

@@ -233,7 +233,7 @@ class TelegramEmulator(Emulator):
             if params.get(key):
                 message[key] = _json(params[key]) if key == "reply_markup" else params[key]
         self.messages[(chat_id, message["message_id"])] = message
-        self.sent.append(message)
+        self.record_sent(message)
         return _ok(_public(message))
 
     async def _m_editMessageText(self, params: dict[str, Any]) -> web.Response:

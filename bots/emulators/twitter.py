@@ -54,7 +54,9 @@ class RateWindow:
     def hit(self, now: float) -> bool:
         """Count one request; True when it is over the limit."""
         if now >= self.started + self.seconds:
-            self.started, self.used = now, 0
+            # Windows start on whole seconds, so x-rate-limit-reset (whole epoch seconds,
+            # as X sends it) is exact.
+            self.started, self.used = math.floor(now), 0
         self.used += 1
         return self.used > self.limit
 
@@ -337,7 +339,7 @@ class XEmulator(Emulator):
                             "You are not allowed to create a Tweet with duplicate content.")
         tweet = self._store_tweet(self.bot["id"], text, in_reply_to, None, mention=False)
         self.tweets[tweet["id"]]["_reply_to"] = str(in_reply_to) if in_reply_to else None
-        self.sent.append({"id": tweet["id"], "text": text,
+        self.record_sent({"id": tweet["id"], "text": text,
                           "in_reply_to_tweet_id": str(in_reply_to) if in_reply_to else None})
         return web.json_response({"data": {"id": tweet["id"], "text": text,
                                            "edit_history_tweet_ids": [tweet["id"]]}},

@@ -207,7 +207,7 @@ class VKEmulator(Emulator):
         message_id = self._message_id()
         if random_id:
             self._by_random_id[(peer_id, random_id)] = message_id
-        self.sent.append({"method": "messages.send", "peer_id": peer_id, "message": message,
+        self.record_sent({"method": "messages.send", "peer_id": peer_id, "message": message,
                           "random_id": random_id, "id": message_id})
         return _ok(message_id)
 
@@ -222,7 +222,7 @@ class VKEmulator(Emulator):
         self._next_comment += 1
         if guid:
             self._by_guid[(owner_id, post_id, guid)] = comment_id
-        self.sent.append({"method": "wall.createComment", "owner_id": owner_id,
+        self.record_sent({"method": "wall.createComment", "owner_id": owner_id,
                           "post_id": post_id, "reply_to_comment": _int(params.get(
                               "reply_to_comment")), "message": message, "guid": guid,
                           "comment_id": comment_id})
