@@ -295,8 +295,10 @@ class CustomersSettings(Strict):
 
 class AckSettings(Strict):
     enabled: bool = True
-    # "auto" picks by the message's script (Cyrillic -> ru); or force one language.
+    # "auto" picks by the channel (channel_languages) or else by the message's script
+    # (Cyrillic -> ru); or force one language.
     language: Literal["auto", "ru", "en"] = "auto"
+    channel_languages: dict[Literal["telegram", "vk", "twitter"], Literal["ru", "en"]] = {}
     default_language: Literal["ru", "en"] = "ru"
     # One acknowledgement per customer within this window, however many messages.
     quiet_window: Duration = timedelta(minutes=10)
@@ -304,11 +306,16 @@ class AckSettings(Strict):
     company_accounts: list[str] = []
     # Messages containing any of these words are not acknowledged (spam, thanks-only).
     ignore_keywords: list[str] = []
+    # If set, only messages containing one of these words are acknowledged.
+    only_keywords: list[str] = []
     # texts[language][channel or "default"] with {name}, {ticket}, {promise} placeholders.
     texts: dict[Literal["ru", "en"], dict[str, str]] = {
-        "ru": {"default": "{name}, спасибо! Обращение №{ticket} принято, ответим {promise}."},
-        "en": {"default": "{name}, thank you! Ticket #{ticket} is open; we will answer "
-                          "{promise}."},
+        "ru": {"default": "{name}, спасибо! Обращение {ticket} принято, ответим {promise}. "
+                          "{back}",
+               "twitter": "{handle} спасибо! Обращение {ticket}, ответим {promise}. {back}"},
+        "en": {"default": "{name}, thank you! Ticket {ticket} is open; we will answer "
+                          "{promise}. {back}",
+               "twitter": "{handle} thanks! Ticket {ticket}; we will answer {promise}. {back}"},
     }
 
     @field_validator("texts")

@@ -75,7 +75,7 @@ class Daemon:
             log.warning("database and channel settings change only on restart")
         self.settings = new
         if self.inbox:
-            self.inbox.settings = new
+            self.inbox.reconfigure(new)
         if self.dispatcher:
             self.dispatcher.settings = new.outbox
         for listener in self.reload_listeners:

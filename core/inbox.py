@@ -18,7 +18,7 @@ import asyncio
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 
 import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
@@ -43,6 +43,7 @@ from core.model import (
     Ticket,
     TicketStatus,
 )
+from core.policy import Policy
 from core.store import Store
 
 log = logging.getLogger(__name__)
@@ -59,28 +60,19 @@ class IngestResult:
     appended: list[int] = field(default_factory=list)  # ticket ids that got a message
 
 
-# (inbound, ticket) -> the acknowledgement text, or None for no acknowledgement.
-AckPolicy = Callable[[Inbound, "Ticket | NewTicket", "CustomerView"], str | None]
-# (inbound, customer tags, arrival) -> the promised answer time.
-Promiser = Callable[[Inbound, list[str], datetime], datetime]
-
-
-def default_promise(_inbound: Inbound, _tags: list[str], arrival: datetime) -> datetime:
-    return arrival + timedelta(days=1)
-
-
 class Inbox:
     def __init__(self, store: Store, settings: Settings, clock: Clock, *,
-                 promise: Promiser = default_promise,
-                 ack_text: AckPolicy | None = None,
                  on_outbox: Callable[[], None] | None = None):
         self.store = store
-        self.settings = settings
         self.clock = clock
-        self.promise = promise
-        self.ack_text = ack_text or simple_ack_text
+        self.reconfigure(settings)
         self.on_outbox = on_outbox or (lambda: None)
         self._inflight: set[asyncio.Future] = set()
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Use a new config (SIGHUP): new calendar, promise rules and texts."""
+        self.settings = settings
+        self.policy = Policy(settings)
 
     async def ingest(self, batch: Sequence[Inbound], cursor: Cursor | None = None
                      ) -> IngestResult:
@@ -145,7 +137,8 @@ class Inbox:
             if ticket is None:
                 ticket = NewTicket(channel=inbound.channel, thread_key=inbound.thread_key,
                                    customer_id=customer.id, opened_at=arrival,
-                                   due_at=self.promise(inbound, customer.tags, arrival))
+                                   due_at=self.policy.deadline(inbound, customer.tags, arrival),
+                                   language=self.policy.language(inbound))
                 tickets[key] = ticket
                 new_tickets.append((inbound, customer, ticket))
             else:
@@ -156,22 +149,23 @@ class Inbox:
         await _insert_tickets(session, [ticket for _, _, ticket in new_tickets])
 
         outbox: list[dict] = []
+        acked_customers: set[int] = set()
         for inbound, customer, ticket in new_tickets:
             events.append(_event(ticket, "opened", now, {"due_at": ticket.due_at.isoformat()}))
-            ack = self.ack_text(inbound, ticket, customer)
+            ack = self.policy.acknowledgement(
+                inbound, ticket_id=ticket.id, due=ticket.due_at, name=customer.name,
+                handle=customer.handle, language=ticket.language,
+                last_acked_at=customer.last_acked_at, now=now)
             if ack is not None:
                 outbox.append(_outbox(inbound.channel, OutboxKind.ACK, ticket, ack,
                                       inbound.reply_target, f"ack:{ticket.id}", now))
-                ticket.acked_at = now
+                ticket.acked_at = customer.last_acked_at = now
+                acked_customers.add(customer.id)
             outbox.append(_outbox(STAFF_CHANNEL, OutboxKind.STAFF_CARD, ticket,
-                                  staff_card_text(ticket, customer, inbound),
+                                  self._staff_card(ticket, customer, inbound, now),
                                   {"ticket": ticket.id}, f"card:{ticket.id}", now))
-        acked = [{"ticket_id": t.id, "acked": t.acked_at} for _, _, t in new_tickets
-                 if t.acked_at]
-        if acked:
-            await session.execute(
-                sa.update(TICKETS).where(TICKETS.c.id == sa.bindparam("ticket_id"))
-                .values(acked_at=sa.bindparam("acked")), acked)
+        await self._mark_acked(session, [t for _, _, t in new_tickets if t.acked_at],
+                               acked_customers, now)
         result.opened = [ticket.id for _, _, ticket in new_tickets]
 
         messages: list[dict] = []
@@ -197,6 +191,21 @@ class Inbox:
         result.appended = sorted({row["ticket_id"] for row in messages} - set(result.opened))
         return result
 
+    def _staff_card(self, ticket: NewTicket, customer: CustomerView, inbound: Inbound,
+                    now: datetime) -> str:
+        who = customer.handle or customer.name or customer.external_user_id
+        promise = self.policy.promise_for_staff(ticket.due_at, now)
+        return f"#{ticket.id} · {ticket.channel} · {who}\n⏰ {promise}\n{inbound.text}"
+
+    async def _mark_acked(self, session: AsyncSession, tickets: list[NewTicket],
+                          customers: set[int], now: datetime) -> None:
+        if tickets:
+            await session.execute(sa.update(TICKETS).where(TICKETS.c.id.in_(
+                [t.id for t in tickets])).values(acked_at=now))
+        if customers:
+            await session.execute(sa.update(CUSTOMERS).where(CUSTOMERS.c.id.in_(
+                customers)).values(last_acked_at=now))
+
     def _new_cycle(self, ticket: Ticket, inbound: Inbound, customer: CustomerView,
                    arrival: datetime, now: datetime, events: list[dict],
                    result: IngestResult) -> None:
@@ -210,7 +219,7 @@ class Inbox:
         ticket.status = TicketStatus.OPEN
         ticket.cycle += 1
         ticket.escalation_level = 0
-        ticket.due_at = self.promise(inbound, customer.tags, arrival)
+        ticket.due_at = self.policy.deadline(inbound, customer.tags, arrival)
         ticket.next_escalation_at = ticket.due_at
         events.append(_event(ticket, "cycle", now, {"cycle": ticket.cycle,
                                                     "due_at": ticket.due_at.isoformat()}))
@@ -240,7 +249,8 @@ class Inbox:
             ids = {m.author_id for m in fresh if m.channel == channel}
             rows = await session.execute(
                 sa.select(Customer.id, Customer.channel, Customer.external_user_id,
-                          Customer.handle, Customer.name, Customer.tags)
+                          Customer.handle, Customer.name, Customer.tags,
+                          Customer.last_acked_at)
                 .where(Customer.channel == channel, Customer.external_user_id.in_(ids)))
             customers.update(((row.channel, row.external_user_id), CustomerView(*row))
                              for row in rows)
@@ -252,7 +262,7 @@ class Inbox:
             customer = customers.get(key)
             if customer is None:
                 customer = CustomerView(None, inbound.channel, inbound.author_id, None, None,
-                                        configured_tags.get(f"{key[0]}:{key[1]}", []))
+                                        configured_tags.get(f"{key[0]}:{key[1]}", []), None)
                 customers[key] = new[key] = customer
             # Handles and names change; keep the latest the platform told us.
             if (inbound.author_handle or customer.handle) != customer.handle or \
@@ -321,6 +331,7 @@ class CustomerView:
     handle: str | None
     name: str | None
     tags: list[str]
+    last_acked_at: datetime | None
 
 
 @dataclass
@@ -332,6 +343,7 @@ class NewTicket:
     customer_id: int
     opened_at: datetime
     due_at: datetime
+    language: str
     id: int | None = None
     acked_at: datetime | None = None
     status: str = TicketStatus.OPEN
@@ -351,7 +363,8 @@ async def _insert_tickets(session: AsyncSession, tickets: list[NewTicket]) -> No
         [{"channel": t.channel, "thread_key": t.thread_key, "customer_id": t.customer_id,
           "status": TicketStatus.OPEN, "priority": Priority.NORMAL, "cycle": 1,
           "escalation_level": 0, "opened_at": t.opened_at, "last_customer_at": t.last_customer_at,
-          "due_at": t.due_at, "next_escalation_at": t.due_at} for t in tickets])
+          "due_at": t.due_at, "next_escalation_at": t.due_at, "language": t.language}
+         for t in tickets])
     for ticket_id, *key in inserted:
         by_key[tuple(key)].id = ticket_id
 
@@ -370,20 +383,6 @@ def _outbox(channel: str, kind: str, ticket: Ticket | NewTicket, text: str, targ
     return {"channel": channel, "kind": kind, "ticket_id": ticket.id, "target": target,
             "text": text, "idempotency_key": key, "state": OutboxState.PENDING, "attempts": 0,
             "deadline_at": deadline, "next_attempt_at": now, "created_at": now}
-
-
-def simple_ack_text(_inbound: Inbound, ticket: Ticket | NewTicket,
-                    customer: CustomerView) -> str:
-    name = customer.name or customer.handle or ""
-    due = ticket.due_at.strftime("%Y-%m-%d %H:%M UTC")
-    return f"{name + ', ' if name else ''}thank you! Ticket #{ticket.id}: we will answer by {due}."
-
-
-def staff_card_text(ticket: Ticket | NewTicket, customer: CustomerView,
-                    inbound: Inbound) -> str:
-    who = customer.handle or customer.name or customer.external_user_id
-    return (f"#{ticket.id} {ticket.channel} {who}\n"
-            f"due {ticket.due_at:%Y-%m-%d %H:%M} UTC\n{inbound.text}")
 
 
 def follow_up_text(ticket: Ticket | NewTicket, customer: CustomerView,

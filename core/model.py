@@ -88,6 +88,8 @@ class Customer(SQLModel, table=True):
     name: str | None = Field(default=None, max_length=255)
     tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
     created_at: datetime = _time(nullable=False)
+    # The latest acknowledgement to this customer: a burst gets one (ack.quiet_window).
+    last_acked_at: datetime | None = _time()
 
 
 class Ticket(SQLModel, table=True):

@@ -81,7 +81,8 @@ class Bucket:
         missing = tokens - (self.capacity - len(self.spent))
         if missing <= 0:
             return earliest
-        return max(earliest, self.spent[missing - 1] + self.window)
+        # A nanosecond past the window, so float rounding cannot put both ends in one.
+        return max(earliest, self.spent[missing - 1] + self.window + 1e-9)
 
     def spend(self, now: float, tokens: int = 1) -> None:
         self.spent.extend([now] * min(tokens, self.capacity))
