@@ -138,11 +138,13 @@ class Inbox:
                 ticket = NewTicket(channel=inbound.channel, thread_key=inbound.thread_key,
                                    customer_id=customer.id, opened_at=arrival,
                                    due_at=self.policy.deadline(inbound, customer.tags, arrival),
-                                   language=self.policy.language(inbound))
+                                   language=self.policy.language(inbound),
+                                   reply_target=inbound.reply_target)
                 tickets[key] = ticket
                 new_tickets.append((inbound, customer, ticket))
             else:
                 ticket.last_customer_at = max(ticket.last_customer_at, arrival)
+                ticket.reply_target = inbound.reply_target  # answer the latest message
                 if ticket.status not in (TicketStatus.OPEN, TicketStatus.SNOOZED):
                     self._new_cycle(ticket, inbound, customer, arrival, now, events, result)
             placed.append((inbound, customer, ticket, arrival))
@@ -344,6 +346,7 @@ class NewTicket:
     opened_at: datetime
     due_at: datetime
     language: str
+    reply_target: dict
     id: int | None = None
     acked_at: datetime | None = None
     status: str = TicketStatus.OPEN
@@ -363,8 +366,8 @@ async def _insert_tickets(session: AsyncSession, tickets: list[NewTicket]) -> No
         [{"channel": t.channel, "thread_key": t.thread_key, "customer_id": t.customer_id,
           "status": TicketStatus.OPEN, "priority": Priority.NORMAL, "cycle": 1,
           "escalation_level": 0, "opened_at": t.opened_at, "last_customer_at": t.last_customer_at,
-          "due_at": t.due_at, "next_escalation_at": t.due_at, "language": t.language}
-         for t in tickets])
+          "due_at": t.due_at, "next_escalation_at": t.due_at, "language": t.language,
+          "reply_target": t.reply_target} for t in tickets])
     for ticket_id, *key in inserted:
         by_key[tuple(key)].id = ticket_id
 

@@ -67,6 +67,7 @@ class OutboxKind(enum.StrEnum):
     ACK = "ack"  # acknowledgement to the customer
     REPLY = "reply"  # staff answer to the customer
     STAFF_CARD = "staff_card"  # new-ticket card in the staff chat
+    CARD_EDIT = "card_edit"  # the card edited to show the ticket's new state
     NOTICE = "notice"  # any other message to staff (escalation, dead letter, ...)
 
 
@@ -119,8 +120,10 @@ class Ticket(SQLModel, table=True):
     escalation_level: int = Field(default=0)
     snoozed_until: datetime | None = _time()
     closed_at: datetime | None = _time()
-    # Where the staff card of this ticket lives (chat/message/topic), as the staff UI needs.
+    # Where the staff card of this ticket lives (its forum topic), as the staff UI needs.
     staff_ref: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # Where answers go: the platform address of the customer's latest message.
+    reply_target: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 
 
 class Message(SQLModel, table=True):
@@ -141,6 +144,8 @@ class Outbox(SQLModel, table=True):
     __table_args__ = (
         # The dispatcher claims due rows per channel in deadline order.
         sa.Index("ix_outbox_due", "channel", "state", "next_attempt_at"),
+        # A staff reply to a card finds its ticket by the card's platform message id.
+        sa.Index("ix_outbox_external", "channel", "external_id"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
