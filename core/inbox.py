@@ -24,6 +24,7 @@ import sqlalchemy as sa
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from core.cards import card_buttons, card_text, follow_up_text, state_line, who
 from core.channel import STAFF_CHANNEL, Cursor
 from core.clock import Clock
 from core.config import Settings
@@ -165,7 +166,9 @@ class Inbox:
                 acked_customers.add(customer.id)
             outbox.append(_outbox(STAFF_CHANNEL, OutboxKind.STAFF_CARD, ticket,
                                   self._staff_card(ticket, customer, inbound, now),
-                                  {"ticket": ticket.id}, f"card:{ticket.id}", now))
+                                  {"ticket": ticket.id, "parse_mode": "HTML",
+                                   "buttons": card_buttons(ticket.id, TicketStatus.OPEN)},
+                                  f"card:{ticket.id}", now))
         await self._mark_acked(session, [t for _, _, t in new_tickets if t.acked_at],
                                acked_customers, now)
         result.opened = [ticket.id for _, _, ticket in new_tickets]
@@ -181,8 +184,8 @@ class Inbox:
                                  actor=inbound.author_id))
             if not isinstance(ticket, NewTicket):
                 outbox.append(_outbox(STAFF_CHANNEL, OutboxKind.NOTICE, ticket,
-                                      follow_up_text(ticket, customer, inbound),
-                                      {"ticket": ticket.id},
+                                      follow_up_text(ticket.id, _who(customer), inbound.text),
+                                      {"ticket": ticket.id, "parse_mode": "HTML"},
                                       f"msg:{inbound.channel}:{inbound.external_id}", now))
         # Core inserts of plain rows: one executemany each, no ORM bookkeeping.
         await session.execute(sa.insert(Message.__table__), messages)
@@ -195,9 +198,12 @@ class Inbox:
 
     def _staff_card(self, ticket: NewTicket, customer: CustomerView, inbound: Inbound,
                     now: datetime) -> str:
-        who = customer.handle or customer.name or customer.external_user_id
-        promise = self.policy.promise_for_staff(ticket.due_at, now)
-        return f"#{ticket.id} · {ticket.channel} · {who}\n⏰ {promise}\n{inbound.text}"
+        zone = self.policy.zone
+        return card_text(ticket_id=ticket.id, channel=ticket.channel, customer=_who(customer),
+                         promise=self.policy.promise_for_staff(ticket.due_at, now),
+                         opened_at=ticket.opened_at, zone=zone,
+                         state=state_line(TicketStatus.OPEN, None, None, zone),
+                         priority=Priority.NORMAL, first_text=inbound.text)
 
     async def _mark_acked(self, session: AsyncSession, tickets: list[NewTicket],
                           customers: set[int], now: datetime) -> None:
@@ -388,7 +394,5 @@ def _outbox(channel: str, kind: str, ticket: Ticket | NewTicket, text: str, targ
             "deadline_at": deadline, "next_attempt_at": now, "created_at": now}
 
 
-def follow_up_text(ticket: Ticket | NewTicket, customer: CustomerView,
-                   inbound: Inbound) -> str:
-    who = customer.handle or customer.name or customer.external_user_id
-    return f"#{ticket.id} {who} writes again:\n{inbound.text}"
+def _who(customer: CustomerView) -> str:
+    return who(customer.handle, customer.name, customer.external_user_id)

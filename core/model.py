@@ -120,8 +120,8 @@ class Ticket(SQLModel, table=True):
     escalation_level: int = Field(default=0)
     snoozed_until: datetime | None = _time()
     closed_at: datetime | None = _time()
-    # Where the staff card of this ticket lives (its forum topic), as the staff UI needs.
-    staff_ref: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # The ticket's own topic in a staff group with forum topics.
+    staff_topic: int | None = Field(default=None, index=True)
     # Where answers go: the platform address of the customer's latest message.
     reply_target: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
 

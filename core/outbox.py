@@ -30,10 +30,12 @@ from typing import Any
 
 import sqlalchemy as sa
 
+from core.cards import CHANNEL_NAMES, esc, who
 from core.channel import STAFF_CHANNEL, ChannelAdapter, DeliveryError
 from core.clock import Clock
 from core.config import OutboxSettings
 from core.model import (
+    Customer,
     Delivered,
     Event,
     Outbound,
@@ -248,6 +250,7 @@ class ChannelLoop:
         async def apply(session: Any) -> None:
             await _set(session, row.outbound.outbox_id, state=OutboxState.SENT,
                        sent_at=self.now, external_id=delivered.external_id, last_error=None)
+            await confirm_to_staff(session, row.outbound, self.now)
         return apply
 
     def _failure(self, row: Claimed, error: DeliveryError):
@@ -328,6 +331,32 @@ class ChannelLoop:
         self.wake.set()
 
 
+async def confirm_to_staff(session: Any, outbound: Outbound, now: datetime) -> None:
+    """A staff answer reached the customer: say so where the staff member asked."""
+    confirm = outbound.target.get("confirm")
+    if outbound.kind != OutboxKind.REPLY or not confirm:
+        return
+    ticket = await session.get(Ticket, outbound.ticket_id)
+    customer = await session.get(Customer, ticket.customer_id) if ticket else None
+    to = who(customer.handle, customer.name, customer.external_user_id) if customer else "?"
+    _notice(session, outbound, f"✓ #{outbound.ticket_id}: sent to {esc(to)} on "
+                               f"{CHANNEL_NAMES.get(outbound.channel, outbound.channel)}",
+            f"confirm:{outbound.outbox_id}", now)
+
+
+def _notice(session: Any, about: Outbound, text: str, key: str, now: datetime) -> None:
+    """A notice to the staff chat, next to the staff member's command when known."""
+    target: dict[str, Any] = {"ticket": about.ticket_id, "parse_mode": "HTML"}
+    confirm = about.target.get("confirm") or {}
+    if confirm.get("chat_id"):
+        target.update({"chat_id": confirm["chat_id"],
+                       "reply_to_message_id": confirm.get("message_id"),
+                       "message_thread_id": confirm.get("thread_id")})
+    session.add(Outbox(channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=about.ticket_id,
+                       target=target, text=text, idempotency_key=key, deadline_at=now,
+                       next_attempt_at=now, created_at=now))
+
+
 async def dead_letter(session: Any, outbound: Outbound, reason: str, now: datetime) -> None:
     """Record a dead row and tell the staff chat, with the ticket number and the reason."""
     session.add(Event(ticket_id=outbound.ticket_id, channel=outbound.channel,
@@ -336,16 +365,12 @@ async def dead_letter(session: Any, outbound: Outbound, reason: str, now: dateti
                             "reason": reason}))
     if outbound.channel == STAFF_CHANNEL:
         return  # a notice about a failed notice would fail the same way
-    ticket = await session.get(Ticket, outbound.ticket_id) if outbound.ticket_id else None
     what = {OutboxKind.ACK: "the acknowledgement", OutboxKind.REPLY: "the answer"}.get(
         outbound.kind, "a message")
-    number = f"#{ticket.id}: " if ticket else ""
-    text = (f"⚠ {number}{what} on {outbound.channel} could not be delivered: {reason}\n"
-            f"Text: {outbound.text[:300]}")
-    session.add(Outbox(channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE,
-                       ticket_id=outbound.ticket_id, target={"ticket": outbound.ticket_id},
-                       text=text, idempotency_key=f"dead:{outbound.outbox_id}",
-                       deadline_at=now, next_attempt_at=now, created_at=now))
+    number = f"#{outbound.ticket_id}: " if outbound.ticket_id else ""
+    text = (f"⚠ {number}{what} on {CHANNEL_NAMES.get(outbound.channel, outbound.channel)} "
+            f"could not be delivered: {esc(reason)}\nText: {esc(outbound.text[:300])}")
+    _notice(session, outbound, text, f"dead:{outbound.outbox_id}", now)
 
 
 async def _set(session: Any, row_id: int, **values: Any) -> None:
