@@ -15,18 +15,27 @@ sends the updates again, and the inbox deduplicates them.
 from __future__ import annotations
 
 import asyncio
+import html
 import logging
 import os
 from datetime import UTC, timedelta
 from typing import Any
 
-from telegram import Message, ReplyParameters, Update
+from telegram import (
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    LinkPreviewOptions,
+    Message,
+    ReplyParameters,
+    Update,
+)
 from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ExtBot, TypeHandler
 from telegram.request import HTTPXRequest
 
 from bots.common import Backoff, ingest_until_stored, run_until_stopped
-from core.channel import AdapterContext, Cursor, DeliveryError
+from core.cards import plain as cards_plain
+from core.channel import STAFF_CHANNEL, AdapterContext, Cursor, DeliveryError
 from core.config import Settings
 from core.model import Delivered, Inbound, Outbound
 from core.text import split_text
@@ -39,6 +48,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 MAX_TEXT = 4096
+NO_PREVIEW = LinkPreviewOptions(is_disabled=True)  # links in customer text stay inert
 
 
 class UpdateGate:
@@ -127,6 +137,8 @@ class TelegramAdapter:
         self.stopping = asyncio.Event()
         self._runner: asyncio.Task | None = None
         self.connected = False
+        self._forum: bool | None = None  # does the staff group have forum topics?
+        self._topic_locks: dict[int, asyncio.Lock] = {}
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -180,6 +192,9 @@ class TelegramAdapter:
 
     async def _on_update(self, update: Update, _context: Any) -> None:
         try:
+            if await self._staff_update(update):
+                self.gate.handled(update.update_id)
+                return
             inbound = self.to_inbound(update)
             cursor = Cursor(CHANNEL, "offset", str(update.update_id + 1))
             if inbound is not None:
@@ -192,6 +207,81 @@ class TelegramAdapter:
         except Exception:
             log.exception("telegram: could not handle update %s; skipped", update.update_id)
         self.gate.handled(update.update_id)
+
+    # --- the staff group ---------------------------------------------------------------------
+
+    @property
+    def staff_chat(self) -> int | None:
+        return self.settings.staff.telegram_chat_id if self.settings.staff.chat == CHANNEL \
+            else None
+
+    async def _staff_update(self, update: Update) -> bool:
+        """Handle a staff-group message or a button press; False if it is neither."""
+        desk = self.context.staff_desk if self.context else None
+        if desk is None:
+            return False
+        if update.callback_query is not None:
+            await self._on_button(desk, update)
+            return True
+        message = update.message
+        if message is None or message.chat.id != self.staff_chat or message.from_user is None:
+            return False
+        text = (message.text or "").strip()
+        origin = {"chat_id": message.chat.id, "message_id": message.message_id,
+                  "thread_id": message.message_thread_id if message.is_topic_message else None}
+        actor = desk.actor_for_telegram(message.from_user.id, origin)
+        if text.startswith("/"):
+            await self._answer_staff(desk, message, await desk.execute(
+                actor, text, self.bot.username))
+            return True
+        ticket_id = await self._ticket_of(desk, message)
+        if ticket_id is not None and text:
+            if not actor.is_staff:
+                return True  # not staff: chatter in the staff group is not an answer
+            await self._answer_staff(desk, message, await desk.execute(
+                actor, f"/reply {ticket_id} {text}"))
+        return True
+
+    async def _ticket_of(self, desk: Any, message: Message) -> int | None:
+        """The ticket a staff message answers: a reply to a card or notice, or a topic."""
+        replied = message.reply_to_message
+        if replied is not None and replied.from_user and replied.from_user.id == self.bot.id:
+            ticket_id = await desk.ticket_for_staff_message(
+                f"{message.chat.id}:{replied.message_id}")
+            if ticket_id is not None:
+                return ticket_id
+        if message.is_topic_message and message.message_thread_id:
+            return await desk.ticket_for_topic(message.message_thread_id)
+        return None
+
+    async def _answer_staff(self, desk: Any, message: Message, reply: Any) -> None:
+        text = reply.text
+        if reply.reload:
+            problems = self.context.reload_config() if self.context.reload_config else \
+                "reloading is not available here"
+            text = "Config reloaded." if problems is None else \
+                f"Config NOT reloaded; the old one stays in force:\n{html.escape(problems)}"
+        try:
+            await message.reply_text(text, parse_mode="HTML", do_quote=True,
+                                     link_preview_options=NO_PREVIEW)
+        except TelegramError as error:
+            log.warning("telegram: could not answer a staff command: %s", error)
+
+    async def _on_button(self, desk: Any, update: Update) -> None:
+        query = update.callback_query
+        command = button_command(query.data or "")
+        message = query.message
+        origin = {"chat_id": message.chat.id, "message_id": message.message_id} if message \
+            else {}
+        if command is None:
+            reply_text = "This button is no longer valid."
+        else:
+            actor = desk.actor_for_telegram(query.from_user.id, origin)
+            reply_text = cards_plain((await desk.execute(actor, command)).text)
+        try:
+            await query.answer(reply_text[:200])
+        except TelegramError as error:
+            log.warning("telegram: could not answer a button press: %s", error)
 
     def to_inbound(self, update: Update) -> Inbound | None:
         """A customer's message as Inbound, or None (not for the inbox)."""
@@ -249,20 +339,60 @@ class TelegramAdapter:
     async def send(self, outbound: Outbound) -> Delivered:
         target = outbound.target
         chat_id = self._chat_of(outbound)
-        reply_to = target.get("reply_to_message_id")
-        first_id = None
-        for part in split_text(outbound.text, MAX_TEXT):
-            try:
+        try:
+            if target.get("edit"):
+                return await self._edit(outbound)
+            thread_id = target.get("message_thread_id")
+            if thread_id is None and outbound.channel == STAFF_CHANNEL and target.get("ticket"):
+                thread_id = await self._topic_for(int(target["ticket"]))
+            reply_to = target.get("reply_to_message_id")
+            markup = _keyboard(target.get("buttons"))
+            first_id = None
+            parts = split_text(outbound.text, MAX_TEXT)
+            for index, part in enumerate(parts):
                 sent = await self.bot.send_message(
-                    chat_id=chat_id, text=part, message_thread_id=target.get("message_thread_id"),
+                    chat_id=chat_id, text=part, message_thread_id=thread_id,
+                    parse_mode=target.get("parse_mode"), link_preview_options=NO_PREVIEW,
+                    reply_markup=markup if index == len(parts) - 1 else None,
                     reply_parameters=ReplyParameters(message_id=reply_to,
                                                      allow_sending_without_reply=True)
                     if reply_to else None)
-            except TelegramError as error:
-                raise _delivery_error(error) from error
-            first_id = first_id or sent.message_id
-            reply_to = None  # only the first part quotes the customer's message
+                first_id = first_id or sent.message_id
+                reply_to = None  # only the first part quotes the customer's message
+        except TelegramError as error:
+            raise _delivery_error(error) from error
         return Delivered(external_id=f"{chat_id}:{first_id}")
+
+    async def _edit(self, outbound: Outbound) -> Delivered:
+        chat_id, _, message_id = str(outbound.target["edit"]).rpartition(":")
+        try:
+            await self.bot.edit_message_text(
+                chat_id=int(chat_id), message_id=int(message_id), text=outbound.text[:MAX_TEXT],
+                parse_mode=outbound.target.get("parse_mode"), link_preview_options=NO_PREVIEW,
+                reply_markup=_keyboard(outbound.target.get("buttons")))
+        except BadRequest as error:
+            if "not modified" not in error.message:
+                raise
+        return Delivered(external_id=str(outbound.target["edit"]))
+
+    async def _topic_for(self, ticket_id: int) -> int | None:
+        """The ticket's own topic when the staff group has forum topics (made on first use)."""
+        desk = self.context.staff_desk if self.context else None
+        if desk is None or not await self._staff_is_forum():
+            return None
+        async with self._topic_locks.setdefault(ticket_id, asyncio.Lock()):
+            topic = await desk.topic_of(ticket_id)
+            if topic is None:
+                created = await self.bot.create_forum_topic(
+                    chat_id=self.staff_chat, name=await desk.ticket_title(ticket_id))
+                topic = created.message_thread_id
+                await desk.remember_topic(ticket_id, topic)
+            return topic
+
+    async def _staff_is_forum(self) -> bool:
+        if self._forum is None and self.staff_chat is not None:
+            self._forum = bool((await self.bot.get_chat(self.staff_chat)).is_forum)
+        return bool(self._forum)
 
 
 def _delivery_error(error: TelegramError) -> DeliveryError:
@@ -277,6 +407,22 @@ def _delivery_error(error: TelegramError) -> DeliveryError:
     if isinstance(error, NetworkError):  # includes timeouts and 5xx
         return DeliveryError(f"network error: {error.message}")
     return DeliveryError(f"telegram error: {error}")
+
+
+def _keyboard(buttons: list[list[str]] | None) -> InlineKeyboardMarkup | None:
+    if not buttons:
+        return None
+    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data)
+                                  for label, data in buttons]])
+
+
+def button_command(data: str) -> str | None:
+    """A card button's callback data ("snooze:12:1h") as the command it stands for."""
+    action, _, rest = data.partition(":")
+    number, _, arg = rest.partition(":")
+    if action not in ("take", "close", "snooze", "reopen") or not number.isdigit():
+        return None
+    return f"/{action} {number}{' ' + arg if arg else ''}"
 
 
 def _text_of(message: Message) -> str:

@@ -10,11 +10,14 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from importlib.metadata import entry_points
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from core.clock import Clock
 from core.config import Settings
 from core.model import Delivered, Inbound, Outbound
+
+if TYPE_CHECKING:
+    from core.commands import StaffDesk
 
 ENTRY_POINT_GROUP = "sameday.channels"
 STAFF_CHANNEL = "staff"  # outbox rows for the staff UI (Telegram group or console)
@@ -51,6 +54,10 @@ class AdapterContext:
     clock: Clock
     ingest: Ingest
     load_cursor: Callable[[str, str], Awaitable[str | None]]
+    # For the adapter that carries the staff chat: the command core, and a config reload
+    # (returns None on success, else the problems as text).
+    staff_desk: StaffDesk | None = None
+    reload_config: Callable[[], str | None] | None = None
 
 
 class ChannelAdapter(Protocol):

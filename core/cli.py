@@ -66,6 +66,31 @@ def check_config(file: Path = typer.Argument(..., help="The config file to check
         out.print(f"  rule {rule.name!r}: {rule.describe()}", markup=False, highlight=False)
 
 
+@app.command()
+def console(config: Path = ConfigOption,
+            as_: str = typer.Option(..., "--as", metavar="NAME",
+                                    help="Your name in [[staff.members]] of the config.")
+            ) -> None:
+    """Staff commands in a terminal (/queue, /reply, /take ...) over the daemon's database.
+
+    With staff.chat = "console" it is also the staff chat: new tickets, follow-ups and
+    delivery confirmations are printed as they arrive. Answers are delivered by the
+    running daemon. Leave with quit, Ctrl-D or Ctrl-C.
+    """
+    from core.console import open_console
+
+    settings = _settings_or_exit(config, check_secrets=False)
+    if as_ not in settings.staff.names():
+        names = ", ".join(sorted(settings.staff.names())) or "none (add [[staff.members]])"
+        err.print(f"--as {as_}: not a staff member in {config}; staff: {names}",
+                  markup=False, highlight=False)
+        raise typer.Exit(2)
+    try:
+        asyncio.run(open_console(config, settings, as_, console=out))
+    except KeyboardInterrupt:
+        out.print()
+
+
 @db_app.command("upgrade")
 def db_upgrade(config: Path = ConfigOption) -> None:
     """Apply pending schema migrations to the configured database."""

@@ -21,6 +21,7 @@ from core.channel import (
     adapter_factories,
 )
 from core.clock import Clock, SystemClock
+from core.commands import StaffDesk
 from core.config import ConfigError, Settings, load_settings
 from core.inbox import Inbox
 from core.outbox import Dispatcher
@@ -42,6 +43,8 @@ class Daemon:
         self.reload_listeners: list[Callable[[Settings], None]] = []
         self.store: Store | None = None
         self.inbox: Inbox | None = None
+        self.desk: StaffDesk | None = None
+        self._last_reload_error = ""
         self.dispatcher: Dispatcher | None = None
 
     async def run(self) -> int:
@@ -63,12 +66,17 @@ class Daemon:
     def stop(self) -> None:
         self.stopping.set()
 
+    def reload_for_staff(self) -> str | None:
+        """/reload from the staff chat: None on success, else the problems."""
+        return None if self.reload() else self._last_reload_error
+
     def reload(self) -> bool:
         """Re-read the config file; keep the running config if the new one is broken."""
         try:
             new = load_settings(self.config_path)
         except ConfigError as error:
             log.error("config reload refused, the old config stays in force:\n%s", error)
+            self._last_reload_error = str(error)
             return False
         if new.database != self.settings.database or \
                 new.channels != self.settings.channels:
@@ -76,6 +84,8 @@ class Daemon:
         self.settings = new
         if self.inbox:
             self.inbox.reconfigure(new)
+        if self.desk:
+            self.desk.reconfigure(new)
         if self.dispatcher:
             self.dispatcher.settings = new.outbox
         for listener in self.reload_listeners:
@@ -86,8 +96,11 @@ class Daemon:
     async def _start(self) -> None:
         assert self.store is not None
         self.inbox = Inbox(self.store, self.settings, self.clock, on_outbox=self._wake_dispatcher)
+        self.desk = StaffDesk(self.store, self.settings, self.clock,
+                              on_outbox=self._wake_dispatcher)
         context = AdapterContext(settings=self.settings, clock=self.clock,
-                                 ingest=self.inbox.ingest, load_cursor=self.inbox.load_cursor)
+                                 ingest=self.inbox.ingest, load_cursor=self.inbox.load_cursor,
+                                 staff_desk=self.desk, reload_config=self.reload_for_staff)
         for name in self.settings.channels.enabled():
             factory = self.factories.get(name)
             if factory is None:

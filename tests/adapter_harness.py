@@ -73,3 +73,38 @@ async def eventually(check: Callable[[], Awaitable[bool] | bool], timeout: float
             return
         await asyncio.sleep(0.05)
     raise AssertionError(f"timed out after {timeout}s waiting for {what}")
+
+
+@asynccontextmanager
+async def running_all(adapters: list[ChannelAdapter], store: Store, settings: Settings, *,
+                      reload_config=None) -> AsyncIterator[Harness]:
+    """Several adapters with one inbox, one staff desk and one dispatcher, wired like the
+    daemon: the Telegram adapter also carries the staff chat."""
+    from core.commands import StaffDesk
+
+    clock = SystemClock()
+    by_name = {adapter.name: adapter for adapter in adapters}
+    if settings.staff.chat in by_name:
+        by_name[STAFF_CHANNEL] = by_name[settings.staff.chat]
+    wake = []
+    inbox = Inbox(store, settings, clock, on_outbox=lambda: wake and wake[0]())
+    desk = StaffDesk(store, settings, clock, on_outbox=lambda: wake and wake[0]())
+    context = AdapterContext(settings=settings, clock=clock, ingest=inbox.ingest,
+                             load_cursor=inbox.load_cursor, staff_desk=desk,
+                             reload_config=reload_config)
+    for adapter in adapters:
+        await adapter.start(context)
+    dispatcher = Dispatcher(store, clock, settings.outbox, by_name, idle_poll=0.2)
+    wake.append(dispatcher.wake)
+    stopping = asyncio.Event()
+    task = asyncio.create_task(dispatcher.run(stopping))
+    harness = Harness(inbox, dispatcher, store)
+    harness.desk = desk
+    try:
+        yield harness
+    finally:
+        stopping.set()
+        for adapter in adapters:
+            await adapter.stop()
+        await asyncio.wait_for(task, 10)
+        await inbox.drain()

@@ -1,6 +1,6 @@
 """A loopback Telegram Bot API server: the subset python-telegram-bot uses for sameday.
 
-Methods: getMe, deleteWebhook, getUpdates (held open up to ``timeout``, honouring
+Methods: getMe, getChat, deleteWebhook, getUpdates (held open up to ``timeout``, honouring
 ``offset`` the way Telegram does: an offset confirms every earlier update), sendMessage,
 editMessageText, answerCallbackQuery, createForumTopic, setMyCommands. Errors come in
 Bot API form (``{"ok": false, "error_code": 429, "parameters": {"retry_after": N}}``,
@@ -173,6 +173,13 @@ class TelegramEmulator(Emulator):
 
     async def _m_getMe(self, params: dict[str, Any]) -> web.Response:
         return _ok(BOT_USER)
+
+    async def _m_getChat(self, params: dict[str, Any]) -> web.Response:
+        chat_id = int(params["chat_id"])
+        chat = dict(self.chat(chat_id, "private" if chat_id > 0 else "supergroup"))
+        chat["accent_color_id"] = 0
+        chat["max_reaction_count"] = 11
+        return _ok(chat)
 
     async def _m_deleteWebhook(self, params: dict[str, Any]) -> web.Response:
         return _ok(True)
