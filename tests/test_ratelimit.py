@@ -39,7 +39,9 @@ def test_never_more_than_count_in_any_window(count, window, gaps):
         if bucket.ready_at(now) <= now:
             bucket.spend(now)
             spent.append(now)
-    # Every window (t - window, t] holds at most `count` sends.
+    # Every window (t - window, t] holds at most `count` sends (the window as the bucket
+    # holds it: timedelta keeps microseconds).
+    window = bucket.window
     for end in spent:
         assert sum(1 for t in spent if end - window < t <= end) <= count
 
