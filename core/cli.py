@@ -69,13 +69,15 @@ def check_config(file: Path = typer.Argument(..., help="The config file to check
 @app.command()
 def console(config: Path = ConfigOption,
             as_: str = typer.Option(..., "--as", metavar="NAME",
-                                    help="Your name in [[staff.members]] of the config.")
+                                    help="Your staff name (staff.members in the config).")
             ) -> None:
-    """Staff commands in a terminal (/queue, /reply, /take ...) over the daemon's database.
+    """Staff commands in a terminal, over the daemon's database.
 
-    With staff.chat = "console" it is also the staff chat: new tickets, follow-ups and
-    delivery confirmations are printed as they arrive. Answers are delivered by the
-    running daemon. Leave with quit, Ctrl-D or Ctrl-C.
+    The same commands as in the Telegram staff group: /queue, /reply, /take ...
+    With staff.chat = "console" it is the staff chat too: new tickets, follow-ups
+    and delivery confirmations are printed as they arrive.
+    Answers to customers are delivered by the running daemon (sameday run).
+    Leave with quit, Ctrl-D or Ctrl-C.
     """
     from core.console import open_console
 

@@ -43,6 +43,8 @@ except ImportError:  # pragma: no cover - depends on the Python build
 HISTORY_FILE = Path.home() / ".sameday_history"
 HISTORY_LENGTH = 1000
 QUIT_WORDS = {"quit", "exit", "/quit", "/exit"}
+CONSOLE_HELP = ("In the console: the leading / is optional, /reply N <text> answers, "
+                "Tab completes, quit or Ctrl-D leaves.")
 TICKET_NUMBER = r"#\d+"
 NOTICE_STYLES = (("✓", "green"), ("⚠", "red"))  # first character of a notice -> border
 
@@ -257,8 +259,9 @@ class Completer:
 
 
 @contextlib.contextmanager
-def line_editing(desk: StaffDesk, history: Path = HISTORY_FILE) -> Iterator[None]:
+def line_editing(desk: StaffDesk, history: Path | None = None) -> Iterator[None]:
     """readline history (kept between sessions) and completion, when readline exists."""
+    history = history or HISTORY_FILE
     if readline is None:
         yield
         return
@@ -327,6 +330,8 @@ class Session:
             return
         reply = await self.desk.execute(self.actor, command)
         self.console.print(render_reply(reply))
+        if reply.ok and command.split()[0].lower() == "/help":
+            self.console.print(Text(CONSOLE_HELP, style="dim"))
         if reply.reload:
             self.reload()
         if self.sink is not None:
