@@ -8,6 +8,7 @@ staff chat must see (an answer, a card edit) are outbox rows in that same transa
 
 from __future__ import annotations
 
+import difflib
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -38,6 +39,7 @@ from core.store import Store
 
 WAITING = (TicketStatus.OPEN, TicketStatus.SNOOZED)
 QUEUE_LINES = 20
+MAX_SNOOZE = timedelta(days=365)
 
 
 class UsageError(ValueError):
@@ -87,25 +89,25 @@ class Command:
 
 def parse(line: str, bot_username: str | None = None) -> Command:
     """Parse "/reply 12 text", "/reply@bot #12 text" and the like."""
-    line = (line or "").strip()
+    # NUL cannot be stored by PostgreSQL and means nothing in a chat line.
+    line = (line or "").replace("\x00", "").strip()
     if not line.startswith("/"):
         raise UsageError("Commands start with /. Send /help for the list.")
-    head, _, rest = line[1:].partition(" ")
+    head, rest = _split_word(line[1:])
     name, _, addressee = head.partition("@")
     name = name.lower()
     if addressee and bot_username and addressee.lower() != bot_username.lower():
         raise UsageError(f"That command is for @{addressee}.")
     spec = SPECS.get(name)
     if spec is None:
-        close = [n for n in SPECS if n.startswith(name[:2])] if name else []
+        close = difflib.get_close_matches(name, list(SPECS), n=1, cutoff=0.5)
         hint = f" Did you mean /{close[0]}?" if close else ""
         raise UsageError(f"Unknown command /{name}.{hint} Send /help for the list.")
-    rest = rest.strip()
     if not spec.needs_ticket:
         if name == "queue" and rest and rest.lower() not in QUEUE_FILTERS:
             raise UsageError(f"Usage: {spec.usage}")
         return Command(name, arg=rest.lower() if name == "queue" else rest)
-    number, _, arg = rest.partition(" ")
+    number, arg = _split_word(rest)
     ticket = _ticket_number(number)
     if ticket is None:
         raise UsageError(f"Usage: {spec.usage} (N is the ticket number, like 12 or #12)")
@@ -116,13 +118,21 @@ def parse(line: str, bot_username: str | None = None) -> Command:
         raise UsageError(f"Usage: {spec.usage}")
     if name == "snooze":
         try:
-            if parse_duration(arg).total_seconds() <= 0:
+            if not timedelta() < parse_duration(arg) <= MAX_SNOOZE:
                 raise ValueError
-        except ValueError:
-            raise UsageError(f"Usage: {spec.usage}; the duration is {DURATION_HELP}") from None
+        except (ValueError, OverflowError):
+            raise UsageError(f"Usage: {spec.usage}; the duration is {DURATION_HELP}, "
+                             f"at most {MAX_SNOOZE.days} days") from None
     if name == "assign":
-        arg = arg.lstrip("@")
+        arg = arg.lstrip("@").lower()
     return Command(name, ticket, arg.lower() if name == "priority" else arg)
+
+
+def _split_word(text: str) -> tuple[str, str]:
+    """The first word and the rest; any whitespace separates (a reply may start on the
+    next line)."""
+    parts = re.split(r"\s+", text.strip(), maxsplit=1)
+    return parts[0], (parts[1] if len(parts) > 1 else "")
 
 
 def _ticket_number(text: str) -> int | None:
@@ -252,8 +262,8 @@ class StaffDesk:
         lines = []
         for ticket, customer in rows:
             left = ticket.due_at - now
-            when = (f"{format_duration(_round(left))} left" if left > timedelta()
-                    else f"overdue by {format_duration(_round(-left))}")
+            when = (f"{_minutes(left)} left" if left > timedelta()
+                    else f"overdue by {_minutes(-left)}")
             lines.append(f"<b>#{ticket.id}</b> {CHANNEL_NAMES[ticket.channel]} · "
                          f"{esc(_customer_name(customer))} · {when}")
         return Reply("\n".join(lines))
@@ -288,7 +298,7 @@ class StaffDesk:
         messages = list(await session.scalars(
             sa.select(Message).where(Message.ticket_id == ticket.id)
             .order_by(Message.id.desc()).limit(10)))
-        lines = [self._card(ticket, customer, messages[-1].text if messages else "", now), ""]
+        lines = [self._card(ticket, customer, await _first_text(session, ticket.id), now), ""]
         for message in reversed(messages):
             mark = {"in": "👤", "out": "💬", "note": "📝"}.get(message.direction, "·")
             local = message.created_at.astimezone(self.policy.zone)
@@ -300,20 +310,25 @@ class StaffDesk:
                     ticket: Ticket) -> Reply:
         if closed := _closed(ticket):
             return closed
+        previous = ticket.assignee
         ticket.assignee = actor.name
-        await self._changed(session, ticket, "taken", actor)
-        return Reply(f"#{ticket.id} is yours, {esc(actor.name)}.")
+        await self._changed(session, ticket, "taken", actor, {"from": previous})
+        taken_from = f" (taken over from {esc(previous)})" if previous and \
+            previous != actor.name else ""
+        return Reply(f"#{ticket.id} is yours, {esc(actor.name)}{taken_from}.")
 
     async def _assign(self, session: AsyncSession, actor: Actor, command: Command,
                       ticket: Ticket) -> Reply:
-        if command.arg not in self.settings.staff.names():
-            names = ", ".join(sorted(self.settings.staff.names()))
-            return Reply(f"No staff member {esc(command.arg)}. Staff: {esc(names)}.", ok=False)
+        names = {name.lower(): name for name in self.settings.staff.names()}
+        agent = names.get(command.arg)
+        if agent is None:
+            listed = ", ".join(sorted(names.values()))
+            return Reply(f"No staff member {esc(command.arg)}. Staff: {esc(listed)}.", ok=False)
         if closed := _closed(ticket):
             return closed
-        ticket.assignee = command.arg
-        await self._changed(session, ticket, "assigned", actor, {"to": command.arg})
-        return Reply(f"#{ticket.id} assigned to {esc(command.arg)}.")
+        ticket.assignee = agent
+        await self._changed(session, ticket, "assigned", actor, {"to": agent})
+        return Reply(f"#{ticket.id} assigned to {esc(agent)}.")
 
     async def _reply(self, session: AsyncSession, actor: Actor, command: Command,
                      ticket: Ticket) -> Reply:
@@ -466,10 +481,7 @@ async def queue_card_edit(session: AsyncSession, desk: StaffDesk, ticket: Ticket
             Outbox.external_id.is_not(None)))).first()
     if card is None:
         return
-    first_text = await session.scalar(
-        sa.select(Message.text).where(Message.ticket_id == ticket.id,
-                                      Message.direction == Direction.IN)
-        .order_by(Message.id).limit(1)) or ""
+    first_text = await _first_text(session, ticket.id)
     customer = await session.get(Customer, ticket.customer_id)
     session.add(Outbox(
         channel=STAFF_CHANNEL, kind=OutboxKind.CARD_EDIT, ticket_id=ticket.id,
@@ -478,6 +490,14 @@ async def queue_card_edit(session: AsyncSession, desk: StaffDesk, ticket: Ticket
         text=desk._card(ticket, customer, first_text, now, note),
         idempotency_key=f"edit:{ticket.id}:{change_id}", deadline_at=ticket.due_at or now,
         next_attempt_at=now, created_at=now))
+
+
+async def _first_text(session: AsyncSession, ticket_id: int) -> str:
+    """The customer's first message of the ticket: what its card quotes."""
+    return await session.scalar(
+        sa.select(Message.text).where(Message.ticket_id == ticket_id,
+                                      Message.direction == Direction.IN)
+        .order_by(Message.id).limit(1)) or ""
 
 
 def _closed(ticket: Ticket) -> Reply | None:
@@ -500,6 +520,7 @@ async def _count_events(session: AsyncSession, kind: str, since: datetime) -> in
                                 .where(Event.kind == kind, Event.at >= since))
 
 
-def _round(delta: timedelta) -> timedelta:
-    return timedelta(minutes=int(delta.total_seconds() // 60))
+def _minutes(delta: timedelta) -> str:
+    minutes = int(delta.total_seconds() // 60)
+    return format_duration(timedelta(minutes=minutes)) if minutes else "under a minute"
 

@@ -15,6 +15,7 @@ channel, thread and customer that is not closed. If that ticket was closed less 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -119,7 +120,7 @@ class Inbox:
     async def _ingest(self, session: AsyncSession, batch: Sequence[Inbound]) -> IngestResult:
         now = self.clock.now()
         result = IngestResult()
-        fresh = await self._new_messages(session, batch)
+        fresh = [_storable(m) for m in await self._new_messages(session, batch)]
         result.duplicates = len(batch) - len(fresh)
         if not fresh:
             return result
@@ -392,6 +393,16 @@ def _outbox(channel: str, kind: str, ticket: Ticket | NewTicket, text: str, targ
     return {"channel": channel, "kind": kind, "ticket_id": ticket.id, "target": target,
             "text": text, "idempotency_key": key, "state": OutboxState.PENDING, "attempts": 0,
             "deadline_at": deadline, "next_attempt_at": now, "created_at": now}
+
+
+def _storable(inbound: Inbound) -> Inbound:
+    """PostgreSQL text cannot hold NUL; a customer's message must not become a poison
+    batch that is fetched and refused forever."""
+    fields = ("text", "author_handle", "author_name")
+    if not any("\x00" in (getattr(inbound, f) or "") for f in fields):
+        return inbound
+    return dataclasses.replace(inbound, **{f: getattr(inbound, f).replace("\x00", "")
+                                           for f in fields if getattr(inbound, f)})
 
 
 def _who(customer: CustomerView) -> str:

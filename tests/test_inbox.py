@@ -152,3 +152,12 @@ async def test_wakes_the_dispatcher_only_when_something_was_queued(store, settin
     await inbox.ingest([inbound("m1")])
     await inbox.ingest([inbound("m1")])
     assert woken == [1]
+
+
+async def test_nul_characters_do_not_poison_a_batch(inbox, store):
+    """PostgreSQL refuses NUL in text; such a message must still be stored, not retried
+    forever."""
+    result = await inbox.ingest([inbound("m1", text="bad\x00byte", handle="@x\x00y")])
+    assert result.received == 1
+    [message] = await rows(store, sa.select(Message))
+    assert message.text == "badbyte"
