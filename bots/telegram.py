@@ -36,6 +36,7 @@ from telegram.request import HTTPXRequest
 from bots.common import Backoff, ingest_until_stored, run_until_stopped
 from core.cards import plain as cards_plain
 from core.channel import STAFF_CHANNEL, AdapterContext, Cursor, DeliveryError
+from core.commands import Reply
 from core.config import Settings
 from core.model import Delivered, Inbound, Outbound
 from core.text import split_text
@@ -234,20 +235,26 @@ class TelegramAdapter:
             await self._answer_staff(desk, message, await desk.execute(
                 actor, text, self.bot.username))
             return True
+        if not actor.is_staff or not text:
+            return True  # chatter in the staff group is not an answer
         ticket_id = await self._ticket_of(desk, message)
-        if ticket_id is not None and text:
-            if not actor.is_staff:
-                return True  # not staff: chatter in the staff group is not an answer
+        if ticket_id is not None:
             await self._answer_staff(desk, message, await desk.execute(
                 actor, f"/reply {ticket_id} {text}"))
+        elif self._replies_to_bot(message):
+            await self._answer_staff(desk, message, Reply(
+                "I cannot tell which ticket this answers. Use /reply N text.", ok=False))
         return True
+
+    def _replies_to_bot(self, message: Message) -> bool:
+        replied = message.reply_to_message
+        return bool(replied and replied.from_user and replied.from_user.id == self.bot.id)
 
     async def _ticket_of(self, desk: Any, message: Message) -> int | None:
         """The ticket a staff message answers: a reply to a card or notice, or a topic."""
-        replied = message.reply_to_message
-        if replied is not None and replied.from_user and replied.from_user.id == self.bot.id:
+        if self._replies_to_bot(message):
             ticket_id = await desk.ticket_for_staff_message(
-                f"{message.chat.id}:{replied.message_id}")
+                f"{message.chat.id}:{message.reply_to_message.message_id}")
             if ticket_id is not None:
                 return ticket_id
         if message.is_topic_message and message.message_thread_id:

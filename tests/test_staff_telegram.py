@@ -61,10 +61,15 @@ def staff_says(telegram, user_id: int, text: str, **kwargs) -> dict:
                                    chat_type="supergroup", **kwargs)
 
 
-async def card_of(telegram, ticket_id: int) -> dict:
+async def card_of(telegram, ticket_id: int, h=None) -> dict:
+    """The ticket's card, once delivered and recorded (staff can answer it then)."""
     await eventually(lambda: any(m["text"].startswith(f"<b>#{ticket_id}</b>")
                                  for m in telegram.sent_to(STAFF)), what=f"card #{ticket_id}")
-    return next(m for m in telegram.sent_to(STAFF) if m["text"].startswith(f"<b>#{ticket_id}</b>"))
+    card = next(m for m in telegram.sent_to(STAFF) if m["text"].startswith(f"<b>#{ticket_id}</b>"))
+    if h is not None:
+        await eventually(lambda: h.desk.ticket_for_staff_message(f"{STAFF}:{card['message_id']}"),
+                         what="the card recorded as sent")
+    return card
 
 
 async def ticket(h, ticket_id: int = 1) -> Ticket:
@@ -77,7 +82,7 @@ async def test_telegram_customer_answered_by_replying_to_the_card(telegram, stor
     async with running_all([TelegramAdapter(settings)], store, settings) as h:
         question = telegram.inject_message(chat_id=501, user_id=501, text="Где мой заказ?",
                                            username="kate")
-        card = await card_of(telegram, 1)
+        card = await card_of(telegram, 1, h)
         assert card["parse_mode"] == "HTML" and "Где мой заказ?" in card["text"]
         assert [b["text"] for b in card["reply_markup"]["inline_keyboard"][0]] == [
             "Take", "Close", "Snooze 1h"]
@@ -106,7 +111,7 @@ async def test_vk_customer_answered_from_the_staff_group(telegram, store):
         adapters = [TelegramAdapter(settings), VKAdapter(settings)]
         async with running_all(adapters, store, settings) as h:
             vk.inject_message(from_id=77, text="Не пришёл товар")
-            card = await card_of(telegram, 1)
+            card = await card_of(telegram, 1, h)
             assert "VK" in card["text"]
             staff_says(telegram, BORIS, "Проверим и напишем сегодня.",
                        reply_to_message_id=card["message_id"])
@@ -123,7 +128,7 @@ async def test_x_customer_answered_from_the_staff_group(telegram, store):
         adapters = [TelegramAdapter(settings), TwitterAdapter(settings, poll_interval=0.3)]
         async with running_all(adapters, store, settings) as h:
             mention = x.inject_mention("55", "kate", f"@{X_BOT['username']} my order?")
-            card = await card_of(telegram, 1)
+            card = await card_of(telegram, 1, h)
             assert "X" in card["text"]
             staff_says(telegram, ANNA, "It ships today.", reply_to_message_id=card["message_id"])
             await eventually(lambda: any(m["text"] == "It ships today." for m in x.sent),
@@ -137,7 +142,7 @@ async def test_buttons_take_and_close(telegram, store):
     settings = settings_for(telegram)
     async with running_all([TelegramAdapter(settings)], store, settings) as h:
         telegram.inject_message(chat_id=502, user_id=502, text="help")
-        card = await card_of(telegram, 1)
+        card = await card_of(telegram, 1, h)
         telegram.inject_callback(user_id=ANNA, chat_id=STAFF, message_id=card["message_id"],
                                  data="take:1")
         await eventually(lambda: any("yours" in a.get("text", "")
@@ -161,7 +166,7 @@ async def test_strangers_are_refused_and_customers_commands_are_messages(telegra
     settings = settings_for(telegram)
     async with running_all([TelegramAdapter(settings)], store, settings) as h:
         telegram.inject_message(chat_id=503, user_id=503, text="first")
-        card = await card_of(telegram, 1)
+        card = await card_of(telegram, 1, h)
         staff_says(telegram, STRANGER, "/close 1")
         await eventually(lambda: any("only for the support team" in m["text"]
                                      for m in telegram.sent_to(STAFF)), what="the refusal")
@@ -182,10 +187,10 @@ async def test_strangers_are_refused_and_customers_commands_are_messages(telegra
 
 async def test_customer_text_cannot_inject_markup(telegram, store):
     settings = settings_for(telegram)
-    async with running_all([TelegramAdapter(settings)], store, settings):
+    async with running_all([TelegramAdapter(settings)], store, settings) as h:
         telegram.inject_message(chat_id=504, user_id=504,
                                 text="<b>urgent</b> <a href='http://evil.example'>click</a>")
-        card = await card_of(telegram, 1)
+        card = await card_of(telegram, 1, h)
         assert "&lt;b&gt;urgent&lt;/b&gt;" in card["text"]
         assert "<a href" not in card["text"]
 
@@ -195,7 +200,7 @@ async def test_forum_topics_one_per_ticket(telegram, store):
     settings = settings_for(telegram)
     async with running_all([TelegramAdapter(settings)], store, settings) as h:
         telegram.inject_message(chat_id=505, user_id=505, text="first question")
-        card = await card_of(telegram, 1)
+        card = await card_of(telegram, 1, h)
         [topic] = telegram.topics[STAFF]
         assert card["message_thread_id"] == topic["message_thread_id"]
         assert topic["name"].startswith("#1 Telegram")
@@ -214,9 +219,9 @@ async def test_forum_topics_one_per_ticket(telegram, store):
 
 async def test_delivery_failure_is_reported_where_the_staff_member_answered(telegram, store):
     settings = settings_for(telegram)
-    async with running_all([TelegramAdapter(settings)], store, settings):
+    async with running_all([TelegramAdapter(settings)], store, settings) as h:
         telegram.inject_message(chat_id=506, user_id=506, text="hi")
-        card = await card_of(telegram, 1)
+        card = await card_of(telegram, 1, h)
         telegram.block(506)
         command = staff_says(telegram, ANNA, "Hello!", reply_to_message_id=card["message_id"])
         await eventually(lambda: any("could not be delivered" in m["text"]
@@ -246,6 +251,19 @@ async def test_reload_from_the_staff_group(telegram, store):
         await eventually(lambda: any("NOT reloaded" in m["text"] and "log_level" in m["text"]
                                      for m in telegram.sent_to(STAFF)), what="the error")
     assert len(calls) == 2
+
+
+async def test_a_reply_to_an_unknown_bot_message_gets_a_hint(telegram, store):
+    settings = settings_for(telegram)
+    async with running_all([TelegramAdapter(settings)], store, settings):
+        hello = staff_says(telegram, ANNA, "/whoami")
+        await eventually(lambda: any("You are anna" in m["text"]
+                                     for m in telegram.sent_to(STAFF)), what="whoami")
+        bot_message = next(m for m in telegram.sent_to(STAFF) if "You are anna" in m["text"])
+        staff_says(telegram, ANNA, "is this sent?", reply_to_message_id=bot_message["message_id"])
+        await eventually(lambda: any("Use /reply N text" in m["text"]
+                                     for m in telegram.sent_to(STAFF)), what="the hint")
+        del hello
 
 
 def test_button_data_maps_to_commands():
