@@ -390,8 +390,9 @@ class StaffDesk:
         ticket.closed_at = None
         ticket.cycle += 1
         ticket.escalation_level = 0
+        ticket.waiting_since = now
         ticket.due_at = self.policy.calendar.deadline(now)
-        ticket.next_escalation_at = ticket.due_at
+        ticket.next_escalation_at = now  # the sweep plans the new cycle's escalations
         await self._changed(session, ticket, "reopened", actor)
         return Reply(f"#{ticket.id} reopened; due "
                      f"{esc(self.policy.promise_for_staff(ticket.due_at, now))}.")

@@ -77,6 +77,8 @@ class DaemonSettings(Strict):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     shutdown_grace: Duration = timedelta(seconds=10)
+    # How often the escalation sweep runs (it also wakes at the next due time).
+    sweep_interval: Duration = timedelta(seconds=1)
 
 
 class InboxSettings(Strict):

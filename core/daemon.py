@@ -11,7 +11,10 @@ import asyncio
 import logging
 import signal
 from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.channel import (
     STAFF_CHANNEL,
@@ -23,6 +26,7 @@ from core.channel import (
 from core.clock import Clock, SystemClock
 from core.commands import StaffDesk
 from core.config import ConfigError, Settings, load_settings
+from core.escalation import Escalator
 from core.inbox import Inbox
 from core.outbox import Dispatcher
 from core.store import Store
@@ -44,6 +48,8 @@ class Daemon:
         self.store: Store | None = None
         self.inbox: Inbox | None = None
         self.desk: StaffDesk | None = None
+        self.escalator: Escalator | None = None
+        self.scheduler: AsyncIOScheduler | None = None
         self._last_reload_error = ""
         self.dispatcher: Dispatcher | None = None
 
@@ -86,12 +92,23 @@ class Daemon:
             self.inbox.reconfigure(new)
         if self.desk:
             self.desk.reconfigure(new)
+        if self.escalator:
+            self.escalator.reconfigure(new)
+            # New calendar and rules apply to the tickets already waiting.
+            self._recompute = asyncio.get_running_loop().create_task(self._recompute_open())
         if self.dispatcher:
             self.dispatcher.settings = new.outbox
         for listener in self.reload_listeners:
             listener(new)
         log.info("config reloaded from %s", self.config_path)
         return True
+
+    async def _recompute_open(self) -> None:
+        try:
+            count = await self.escalator.recompute_open_tickets()
+            log.info("promises and escalations recomputed for %d waiting tickets", count)
+        except Exception:
+            log.exception("could not recompute the waiting tickets after the reload")
 
     async def _start(self) -> None:
         assert self.store is not None
@@ -114,6 +131,31 @@ class Daemon:
         self.dispatcher = Dispatcher(self.store, self.clock, self.settings.outbox, self.adapters)
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(self.stopping),
                                                   name="dispatcher")
+        self.escalator = Escalator(self.store, self.settings, self.clock,
+                                   on_outbox=self._wake_dispatcher)
+        self._start_scheduler()
+
+    def _start_scheduler(self) -> None:
+        """APScheduler 3 with its in-memory job store: the state lives in our tables."""
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler.add_job(self._sweep, "interval", id="sweep", max_instances=1,
+                               coalesce=True, next_run_time=datetime.now(UTC),
+                               seconds=self.settings.daemon.sweep_interval.total_seconds())
+        self.scheduler.start()
+
+    async def _sweep(self) -> None:
+        """Fire due escalations, then wake up again at the next due time."""
+        try:
+            await self.escalator.sweep()
+            due = await self.escalator.next_due()
+        except Exception:  # the database may be briefly unavailable; the next run retries
+            log.exception("escalation sweep failed")
+            return
+        if due is not None and not self.stopping.is_set():
+            # The sweep runs on the core's clock; the scheduler on real time.
+            delay = max(0.0, (due - self.clock.now()).total_seconds())
+            self.scheduler.add_job(self._sweep, "date", id="wake", replace_existing=True,
+                                   run_date=datetime.now(UTC) + timedelta(seconds=delay))
 
     def _wake_dispatcher(self) -> None:
         if self.dispatcher is not None:
@@ -121,6 +163,8 @@ class Daemon:
 
     async def _shutdown(self) -> None:
         grace = self.settings.daemon.shutdown_grace.total_seconds()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
         for name, adapter in self.adapters.items():
             if name == STAFF_CHANNEL:
                 continue

@@ -228,8 +228,9 @@ class Inbox:
         ticket.status = TicketStatus.OPEN
         ticket.cycle += 1
         ticket.escalation_level = 0
+        ticket.waiting_since = arrival
         ticket.due_at = self.policy.deadline(inbound, customer.tags, arrival)
-        ticket.next_escalation_at = ticket.due_at
+        ticket.next_escalation_at = arrival  # the sweep plans the new cycle's escalations
         events.append(_event(ticket, "cycle", now, {"cycle": ticket.cycle,
                                                     "due_at": ticket.due_at.isoformat()}))
 
@@ -373,7 +374,9 @@ async def _insert_tickets(session: AsyncSession, tickets: list[NewTicket]) -> No
         [{"channel": t.channel, "thread_key": t.thread_key, "customer_id": t.customer_id,
           "status": TicketStatus.OPEN, "priority": Priority.NORMAL, "cycle": 1,
           "escalation_level": 0, "opened_at": t.opened_at, "last_customer_at": t.last_customer_at,
-          "due_at": t.due_at, "next_escalation_at": t.due_at, "language": t.language,
+          "waiting_since": t.opened_at,
+          # Due for the sweep at once: it plans the ticket's escalations.
+          "due_at": t.due_at, "next_escalation_at": t.opened_at, "language": t.language,
           "reply_target": t.reply_target} for t in tickets])
     for ticket_id, *key in inserted:
         by_key[tuple(key)].id = ticket_id

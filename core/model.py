@@ -112,6 +112,8 @@ class Ticket(SQLModel, table=True):
     # The waiting cycle: +1 each time the customer writes again after a staff answer.
     cycle: int = Field(default=1)
     opened_at: datetime = _time(nullable=False)
+    # Start of the current waiting cycle: escalation triggers count from here.
+    waiting_since: datetime | None = _time()
     last_customer_at: datetime = _time(nullable=False)
     acked_at: datetime | None = _time()
     first_response_at: datetime | None = _time()
