@@ -112,9 +112,8 @@ class Daemon:
 
     async def _start(self) -> None:
         assert self.store is not None
-        self.inbox = Inbox(self.store, self.settings, self.clock, on_outbox=self._wake_dispatcher)
-        self.desk = StaffDesk(self.store, self.settings, self.clock,
-                              on_outbox=self._wake_dispatcher)
+        self.inbox = Inbox(self.store, self.settings, self.clock, on_outbox=self._on_change)
+        self.desk = StaffDesk(self.store, self.settings, self.clock, on_outbox=self._on_change)
         context = AdapterContext(settings=self.settings, clock=self.clock,
                                  ingest=self.inbox.ingest, load_cursor=self.inbox.load_cursor,
                                  staff_desk=self.desk, reload_config=self.reload_for_staff)
@@ -151,15 +150,26 @@ class Daemon:
         except Exception:  # the database may be briefly unavailable; the next run retries
             log.exception("escalation sweep failed")
             return
-        if due is not None and not self.stopping.is_set():
+        if due is not None:
             # The sweep runs on the core's clock; the scheduler on real time.
             delay = max(0.0, (due - self.clock.now()).total_seconds())
-            self.scheduler.add_job(self._sweep, "date", id="wake", replace_existing=True,
-                                   run_date=datetime.now(UTC) + timedelta(seconds=delay))
+            self._schedule_sweep(datetime.now(UTC) + timedelta(seconds=delay))
 
     def _wake_dispatcher(self) -> None:
         if self.dispatcher is not None:
             self.dispatcher.wake()
+
+    def _on_change(self) -> None:
+        """New messages or staff actions: deliver what they queued, and let the sweep plan
+        the escalations of new or changed tickets now."""
+        self._wake_dispatcher()
+        self._schedule_sweep(datetime.now(UTC))
+
+    def _schedule_sweep(self, run_date: datetime) -> None:
+        if self.scheduler is not None and self.scheduler.running \
+                and not self.stopping.is_set():
+            self.scheduler.add_job(self._sweep, "date", id="wake", replace_existing=True,
+                                   run_date=run_date)
 
     async def _shutdown(self) -> None:
         grace = self.settings.daemon.shutdown_grace.total_seconds()

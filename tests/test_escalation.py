@@ -216,3 +216,39 @@ async def test_next_due_is_the_earliest_planned_escalation(store):
     assert await world.escalator.next_due() == at(24, 12)
     world.clock.advance(timedelta(minutes=1))
     assert await world.escalator.sweep() == []
+
+
+async def test_the_daemon_fires_within_two_seconds_of_the_due_time(tmp_path):
+    """The APScheduler job in the running daemon, on real time."""
+    from core.clock import SystemClock
+    from core.daemon import Daemon
+
+    config = tmp_path / "config.toml"
+    config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "d.db"}"\n'
+                      '[daemon]\nhealth_port = 0\nsweep_interval = "30s"\n'
+                      '[staff]\nchat = "console"\n'
+                      '[[escalation]]\nname = "fast"\nafter = "3s"\nclock = "wall"\n')
+    from core.config import load_settings
+
+    daemon = Daemon(config, load_settings(config), clock=SystemClock(), factories={})
+    running = asyncio.create_task(daemon.run())
+    try:
+        for _ in range(100):
+            if daemon.escalator is not None:
+                break
+            await asyncio.sleep(0.05)
+        sent = datetime.now(UTC)
+        await daemon.inbox.ingest([inbound("m1", at=sent)])
+        fired = []
+        for _ in range(120):
+            fired = await rows(daemon.store, sa.select(Escalation))
+            if fired:
+                break
+            await asyncio.sleep(0.05)
+        assert fired, "the escalation never fired"
+        # Due 3 s after the message; the interval is 30 s, so the wake-up job did it.
+        late = (fired[0].fired_at - (sent + timedelta(seconds=3))).total_seconds()
+        assert -0.05 <= late <= 2.0
+    finally:
+        daemon.stop()
+        assert await asyncio.wait_for(running, 30) == 0
