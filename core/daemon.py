@@ -50,6 +50,7 @@ class Daemon:
         self.desk: StaffDesk | None = None
         self.escalator: Escalator | None = None
         self.scheduler: AsyncIOScheduler | None = None
+        self._sweeping = self._sweep_again = False
         self._last_reload_error = ""
         self.dispatcher: Dispatcher | None = None
 
@@ -144,15 +145,27 @@ class Daemon:
 
     async def _sweep(self) -> None:
         """Fire due escalations, then wake up again at the next due time."""
+        if self._sweeping:  # asked again while running: run once more when done
+            self._sweep_again = True
+            return
+        self._sweeping = True
         try:
-            await self.escalator.sweep()
+            while True:
+                self._sweep_again = False
+                await self.escalator.sweep()
+                if not self._sweep_again:
+                    break
             due = await self.escalator.next_due()
         except Exception:  # the database may be briefly unavailable; the next run retries
             log.exception("escalation sweep failed")
             return
+        finally:
+            self._sweeping = False
         if due is not None:
-            # The sweep runs on the core's clock; the scheduler on real time.
-            delay = max(0.0, (due - self.clock.now()).total_seconds())
+            # The sweep runs on the core's clock (virtual in the demo); the scheduler on
+            # real time.
+            speed = getattr(self.clock, "speed", 1.0) or 1.0
+            delay = max(0.0, (due - self.clock.now()).total_seconds() / speed)
             self._schedule_sweep(datetime.now(UTC) + timedelta(seconds=delay))
 
     def _wake_dispatcher(self) -> None:
@@ -163,7 +176,10 @@ class Daemon:
         """New messages or staff actions: deliver what they queued, and let the sweep plan
         the escalations of new or changed tickets now."""
         self._wake_dispatcher()
-        self._schedule_sweep(datetime.now(UTC))
+        if self._sweeping:
+            self._sweep_again = True
+        else:
+            self._schedule_sweep(datetime.now(UTC))
 
     def _schedule_sweep(self, run_date: datetime) -> None:
         if self.scheduler is not None and self.scheduler.running \

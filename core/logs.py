@@ -67,6 +67,8 @@ def setup_logging(level: str = "info", fmt: str = "text",
     root.setLevel(level.upper())
     # The HTTP libraries log every request URL, and Telegram's URLs contain the token.
     # tweepy and oauthlib log request headers (keys, tokens) at debug level.
-    for noisy in ("httpx", "httpcore", "urllib3", "telegram.ext", "apscheduler", "aiosqlite",
+    for noisy in ("httpx", "httpcore", "urllib3", "telegram.ext", "aiosqlite",
                   "tweepy", "oauthlib", "requests_oauthlib"):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # "skipped: maximum number of running instances" is how a coalesced sweep looks.
+    logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))

@@ -24,6 +24,7 @@ import json
 import logging
 import time
 from collections import defaultdict, deque
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -94,6 +95,9 @@ class Emulator:
         self.violations: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
         self.sent_times: list[float] = []  # time.monotonic() of each entry of `sent`
+        # The platform's clock for message dates (the demo runs it on its virtual clock;
+        # rate limits always count real time).
+        self.message_time: Callable[[], float] = time.time
         self.app = web.Application(client_max_size=8 * 1024 * 1024)
         self.app.add_routes([
             web.post("/_control/fault", self._control_fault),

@@ -88,7 +88,7 @@ class TelegramEmulator(Emulator):
         chat = self.chat(chat_id, chat_type, **user)
         message: dict[str, Any] = {
             "message_id": self._message_id(chat_id), "from": user, "chat": chat,
-            "date": date or int(time.time()),
+            "date": date or int(self.message_time()),
         }
         if text is not None:
             message["text"] = text
@@ -224,7 +224,7 @@ class TelegramEmulator(Emulator):
             return limited
         chat = self.chat(chat_id, "private" if chat_id > 0 else "supergroup")
         message: dict[str, Any] = {"message_id": self._message_id(chat_id), "from": BOT_USER,
-                                   "chat": chat, "date": int(time.time()), "text": text}
+                                   "chat": chat, "date": int(self.message_time()), "text": text}
         reply = _json(params.get("reply_parameters")) or {}
         reply_to = reply.get("message_id") or params.get("reply_to_message_id")
         if reply_to:

@@ -166,7 +166,7 @@ class XEmulator(Emulator):
         parent = self.tweets.get(str(in_reply_to)) if in_reply_to else None
         tweet: dict[str, Any] = {
             "id": tweet_id, "text": text, "author_id": author_id,
-            "created_at": _timestamp(time.time()),
+            "created_at": _timestamp(self.message_time()),
             "conversation_id": conversation_id or (parent or {}).get("conversation_id")
             or tweet_id,
             "edit_history_tweet_ids": [tweet_id],

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -92,7 +91,7 @@ class VKEmulator(Emulator):
         peer_id = from_id if peer_id is None else peer_id
         self._conversation[peer_id] = self._conversation.get(peer_id, 0) + 1
         message = {
-            "id": self._message_id(), "date": int(time.time()), "peer_id": peer_id,
+            "id": self._message_id(), "date": int(self.message_time()), "peer_id": peer_id,
             "from_id": from_id, "text": text, "out": 0,
             "conversation_message_id": self._conversation[peer_id],
             "fwd_messages": [], "attachments": [], "important": False, "is_hidden": False,
@@ -107,7 +106,7 @@ class VKEmulator(Emulator):
         """Someone comments on a post on the community's wall (a wall_reply_new event)."""
         owner_id = -self.group_id if owner_id is None else owner_id
         comment: dict[str, Any] = {
-            "id": self._next_comment, "from_id": from_id, "date": int(time.time()),
+            "id": self._next_comment, "from_id": from_id, "date": int(self.message_time()),
             "text": text, "post_owner_id": owner_id, "post_id": post_id,
             "owner_id": owner_id, "parents_stack": [],
         }
