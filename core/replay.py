@@ -50,10 +50,12 @@ INBOUND, ANSWER = "inbound", "answer"
 # A sweep that fires nothing while the same moment stays due would loop for ever; a
 # correct engine never does that, but a replay must end even against a broken one.
 MAX_IDLE_SWEEPS = 3
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)  # the clock of an empty history (never read)
 
 
-class HistoryError(ValueError):
-    """The file cannot be read as a history at all (not a single-row problem)."""
+class ReplayError(ValueError):
+    """A mistake the admin can fix: an unreadable file, an unknown --staff-name, a bad
+    --until (single bad rows are not errors: they are skipped and reported)."""
 
 
 # --- the history: plain events, sorted by time ------------------------------------------
@@ -100,7 +102,7 @@ def read_history(path: Path) -> History:
             history = (read_jsonl(handle, str(path)) if head.startswith("{")
                        else read_twcs(handle, str(path)))
     except (OSError, UnicodeDecodeError) as error:
-        raise HistoryError(f"{path}: unreadable: {error}") from None
+        raise ReplayError(f"{path}: unreadable: {error}") from None
     history.sort()
     return history
 
@@ -127,7 +129,7 @@ def read_twcs(lines: Iterable[str], source: str = "<twcs>") -> History:
     reader = csv.DictReader(lines)
     missing = TWCS_COLUMNS - set(reader.fieldnames or ())
     if missing:
-        raise HistoryError(f"{source}: not a TWCS CSV (missing columns: "
+        raise ReplayError(f"{source}: not a TWCS CSV (missing columns: "
                            f"{', '.join(sorted(missing))}) and not JSONL")
     tweets: dict[str, _Tweet] = {}
     order: list[_Tweet] = []
@@ -298,7 +300,7 @@ def staff_actor(settings: Settings, name: str | None) -> Actor:
         for member in members:
             if member.name == name:
                 return Actor(member.name, member.role)
-        raise ValueError(f"--staff-name {name}: not a staff member; staff: "
+        raise ReplayError(f"--staff-name {name}: not a staff member; staff: "
                          f"{', '.join(m.name for m in members) or 'none'}")
     admins = [m for m in members if m.role == "admin"]
     first = (admins or members or [None])[0]
@@ -407,13 +409,14 @@ async def replay_history(history: History, settings: Settings, *,
         store = Store(database)
         try:
             events = history.events
-            first = events[0].at if events else datetime.now(UTC)
-            end = until or end_of_local_day(events[-1].at if events else first, zone)
+            end = until or (end_of_local_day(events[-1].at, zone) if events else None)
             if events and end < events[-1].at:
-                raise ValueError(f"--until {end.isoformat()} is before the last event "
-                                 f"({events[-1].at.isoformat()})")
-            replayer = Replayer(store, settings, VirtualClock(first), actor)
-            await replayer.replay(events, end)
+                raise ReplayError(f"--until {end.isoformat()} is before the last event "
+                                  f"({events[-1].at.isoformat()})")
+            replayer = Replayer(store, settings, VirtualClock(events[0].at if events else
+                                                              end or _EPOCH), actor)
+            if end is not None:
+                await replayer.replay(events, end)
             result = await figures(store, history, replayer.run, zone)
         finally:
             await store.close()
@@ -475,9 +478,9 @@ def _ticket_figures(tickets: list, first_due: dict[int, datetime], acks: int,
     for ticket_id, opened_at, _ in tickets:
         due = first_due.get(ticket_id)
         if due is not None:
-            days[_day_label(_local_days(opened_at, due, zone))] += 1
+            days[_local_days(opened_at, due, zone)] += 1
     return {"opened": len(tickets), "acknowledgements": acks, "promises": sum(days.values()),
-            "promised_for": dict(days)}
+            "promised_for": {_day_label(n): days[n] for n in sorted(days)}}
 
 
 def _local_days(start: datetime, end: datetime, zone: ZoneInfo) -> int:
