@@ -137,11 +137,13 @@ class Inbox:
             key = (inbound.channel, inbound.thread_key, customer.id)
             ticket = tickets.get(key)
             if ticket is None:
+                due = self.policy.deadline(inbound, customer.tags, arrival)
                 ticket = NewTicket(channel=inbound.channel, thread_key=inbound.thread_key,
-                                   customer_id=customer.id, opened_at=arrival,
-                                   due_at=self.policy.deadline(inbound, customer.tags, arrival),
+                                   customer_id=customer.id, opened_at=arrival, due_at=due,
                                    language=self.policy.language(inbound),
-                                   reply_target=inbound.reply_target)
+                                   reply_target=inbound.reply_target,
+                                   first_escalation=self.policy.first_escalation(
+                                       inbound, customer.tags, arrival, due))
                 tickets[key] = ticket
                 new_tickets.append((inbound, customer, ticket))
             else:
@@ -230,7 +232,8 @@ class Inbox:
         ticket.escalation_level = 0
         ticket.waiting_since = arrival
         ticket.due_at = self.policy.deadline(inbound, customer.tags, arrival)
-        ticket.next_escalation_at = arrival  # the sweep plans the new cycle's escalations
+        ticket.next_escalation_at = self.policy.first_escalation(
+            inbound, customer.tags, arrival, ticket.due_at, ticket.priority, ticket.assignee)
         events.append(_event(ticket, "cycle", now, {"cycle": ticket.cycle,
                                                     "due_at": ticket.due_at.isoformat()}))
 
@@ -355,6 +358,7 @@ class NewTicket:
     due_at: datetime
     language: str
     reply_target: dict
+    first_escalation: datetime | None
     id: int | None = None
     acked_at: datetime | None = None
     status: str = TicketStatus.OPEN
@@ -375,8 +379,7 @@ async def _insert_tickets(session: AsyncSession, tickets: list[NewTicket]) -> No
           "status": TicketStatus.OPEN, "priority": Priority.NORMAL, "cycle": 1,
           "escalation_level": 0, "opened_at": t.opened_at, "last_customer_at": t.last_customer_at,
           "waiting_since": t.opened_at,
-          # Due for the sweep at once: it plans the ticket's escalations.
-          "due_at": t.due_at, "next_escalation_at": t.opened_at, "language": t.language,
+          "due_at": t.due_at, "next_escalation_at": t.first_escalation, "language": t.language,
           "reply_target": t.reply_target} for t in tickets])
     for ticket_id, *key in inserted:
         by_key[tuple(key)].id = ticket_id

@@ -26,6 +26,19 @@ class Policy:
         rule = choose_rule(self.settings.promise, inbound.channel, inbound.text, tags)
         return self.calendar.deadline(arrival, rule)
 
+    def first_escalation(self, inbound: Inbound, tags: list[str], waiting_since: datetime,
+                         due: datetime, priority: str = "normal",
+                         assignee: str | None = None) -> datetime | None:
+        """When the sweep must first look at a ticket that starts waiting now: the
+        earliest rule it matches (planned at ingest, so no sweep is spent on planning)."""
+        from core.escalation import TicketFacts, plan
+
+        facts = TicketFacts(channel=inbound.channel, priority=priority, assignee=assignee,
+                            tags=tags, texts=[inbound.text], waiting_since=waiting_since,
+                            due_at=due)
+        upcoming = plan(self.settings.escalation, facts, set(), self.calendar)
+        return upcoming[0][0] if upcoming else None
+
     def language(self, inbound: Inbound) -> str:
         return choose_language(self.settings.ack, inbound.channel, inbound.text)
 
