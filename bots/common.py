@@ -1,4 +1,5 @@
-"""Helpers every adapter uses: retry with backoff, and never dying of one bad update."""
+"""Helpers every adapter uses: retry with backoff, never dying of one bad update, and the
+record of receive polls that each adapter's ``health()`` reports."""
 
 from __future__ import annotations
 
@@ -6,6 +7,8 @@ import asyncio
 import logging
 import random
 from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -26,9 +29,40 @@ class Backoff:
         self.failures = 0
 
 
+class PollHealth:
+    """When an adapter last heard from its platform, and how many receive polls failed.
+
+    The daemon's /healthz and /metrics (core/health.py) read it through the adapter's
+    ``health()``. ``failing`` is the outcome of the latest poll, so a platform that stops
+    answering shows as disconnected at once, not only when the last success grows old.
+    Times are wall-clock UTC: the health endpoint runs on the daemon's real clock.
+    """
+
+    def __init__(self) -> None:
+        self.last_ok: datetime | None = None
+        self.errors = 0
+        self.failing = False
+
+    def succeeded(self) -> None:
+        self.last_ok = datetime.now(UTC)
+        self.failing = False
+
+    def failed(self, _error: BaseException | None = None) -> None:
+        self.errors += 1
+        self.failing = True
+
+    def report(self, connected: bool) -> dict[str, Any]:
+        """The adapter's ``health()`` answer; ``connected`` is its own view of the link."""
+        return {"connected": connected and not self.failing, "last_poll_ok": self.last_ok,
+                "poll_errors": self.errors}
+
+
 async def run_until_stopped(name: str, step: Callable[[], Awaitable[None]],
-                            stopping: asyncio.Event, backoff: Backoff | None = None) -> None:
-    """Call `step` until `stopping` is set; log and back off on any error, never die."""
+                            stopping: asyncio.Event, backoff: Backoff | None = None,
+                            on_error: Callable[[Exception], None] | None = None) -> None:
+    """Call `step` until `stopping` is set; log and back off on any error, never die.
+
+    ``on_error`` hears of every failed step (adapters count failed polls with it)."""
     backoff = backoff or Backoff()
     while not stopping.is_set():
         try:
@@ -37,6 +71,8 @@ async def run_until_stopped(name: str, step: Callable[[], Awaitable[None]],
         except asyncio.CancelledError:
             raise
         except Exception as error:
+            if on_error is not None:
+                on_error(error)
             delay = backoff.next_delay()
             log.warning("%s: %s; retrying in %.1fs", name, _describe(error), delay)
             try:

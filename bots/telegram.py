@@ -33,7 +33,7 @@ from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, Tele
 from telegram.ext import Application, ApplicationBuilder, ExtBot, TypeHandler
 from telegram.request import HTTPXRequest
 
-from bots.common import Backoff, ingest_until_stored, run_until_stopped
+from bots.common import Backoff, PollHealth, ingest_until_stored, run_until_stopped
 from core.cards import plain as cards_plain
 from core.channel import STAFF_CHANNEL, AdapterContext, Cursor, DeliveryError
 from core.commands import Reply
@@ -78,11 +78,15 @@ class UpdateGate:
 
 class GatedBot(ExtBot):
     """An ExtBot whose getUpdates waits for the previous updates to be committed and
-    skips malformed updates (logged) instead of failing the whole batch forever."""
+    skips malformed updates (logged) instead of failing the whole batch forever.
 
-    def __init__(self, *args: Any, gate: UpdateGate, **kwargs: Any):
+    It also records each getUpdates in ``polls``: the Updater retries network errors by
+    itself, so this is the only place that sees them."""
+
+    def __init__(self, *args: Any, gate: UpdateGate, polls: PollHealth, **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._gate = gate
+        self._polls = polls
 
     async def get_updates(self, offset: int | None = None, *args: Any,
                           **kwargs: Any) -> tuple[Update, ...]:
@@ -90,7 +94,12 @@ class GatedBot(ExtBot):
             return ()  # shutting down: confirm nothing that is not stored
         await self._gate.wait_idle()
         offset = max(offset or 0, self._gate.floor)
-        updates = await super().get_updates(offset, *args, **kwargs)
+        try:
+            updates = await super().get_updates(offset, *args, **kwargs)
+        except Exception as error:
+            self._polls.failed(error)
+            raise
+        self._polls.succeeded()  # empty answers too: the long poll is alive
         self._gate.delivered([u.update_id for u in updates])
         return updates
 
@@ -126,9 +135,10 @@ class TelegramAdapter:
         config = settings.channels.telegram
         self.poll_timeout = config.poll_timeout.total_seconds()
         self.gate = UpdateGate()
+        self.polls = PollHealth()
         self.bot = GatedBot(
             token=config.secret("token_env"), base_url=config.base_url,
-            base_file_url=config.base_file_url, gate=self.gate,
+            base_file_url=config.base_file_url, gate=self.gate, polls=self.polls,
             request=HTTPXRequest(connection_pool_size=16, read_timeout=15),
             get_updates_request=HTTPXRequest(read_timeout=self.poll_timeout + 10))
         self.application: Application = (
@@ -153,7 +163,7 @@ class TelegramAdapter:
 
     async def _supervise(self) -> None:
         await run_until_stopped("telegram", self._poll_until_broken, self.stopping,
-                                Backoff(base=1, ceiling=30))
+                                Backoff(base=1, ceiling=30), on_error=self.polls.failed)
 
     async def _poll_until_broken(self) -> None:
         if not self.application.running:
@@ -188,6 +198,10 @@ class TelegramAdapter:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
         self.connected = False
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz and /metrics: polling runs, and its latest getUpdates answered."""
+        return self.polls.report(self.connected)
 
     # --- receiving -----------------------------------------------------------------------------
 

@@ -30,7 +30,7 @@ import tweepy
 from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
-from bots.common import Backoff, ingest_until_stored, run_until_stopped
+from bots.common import Backoff, PollHealth, ingest_until_stored, run_until_stopped
 from core.channel import AdapterContext, Cursor, DeliveryError
 from core.config import Settings
 from core.model import Delivered, Inbound, Outbound
@@ -107,6 +107,7 @@ class TwitterAdapter:
         self.client: AsyncClient | None = None
         self._http: aiohttp.ClientSession | None = None
         self._runner: asyncio.Task | None = None
+        self.polls = PollHealth()
 
     # --- lifecycle -------------------------------------------------------------------------
 
@@ -120,7 +121,8 @@ class TwitterAdapter:
         # Errors back off from well under a poll interval up to a minute.
         backoff = Backoff(base=min(1.0, self.poll_interval), ceiling=60.0)
         self._runner = asyncio.create_task(
-            run_until_stopped(CHANNEL, self._poll_and_wait, self.stopping, backoff),
+            run_until_stopped(CHANNEL, self._poll_and_wait, self.stopping, backoff,
+                              on_error=self.polls.failed),
             name="twitter-polling")
 
     def _make_client(self) -> AsyncClient:
@@ -155,6 +157,10 @@ class TwitterAdapter:
             self._http = None
         self.client = None
 
+    def health(self) -> dict[str, Any]:
+        """For /healthz and /metrics: the client runs, and its latest mentions read worked."""
+        return self.polls.report(self.client is not None)
+
     async def _sleep(self, seconds: float) -> None:
         """Sleep, but wake at once when the adapter stops."""
         with contextlib.suppress(TimeoutError):
@@ -168,10 +174,12 @@ class TwitterAdapter:
         try:
             await self.poll_once()
         except tweepy.TooManyRequests as error:
+            self.polls.failed(error)  # no mentions read until X's reset time
             delay = seconds_until(error.reset_time)
             log.warning("twitter: mentions rate limit reached; next read in %.0fs", delay)
             await self._sleep(delay)
             return
+        self.polls.succeeded()
         await self._sleep(self.poll_interval)
 
     async def poll_once(self) -> int:

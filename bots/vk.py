@@ -39,7 +39,7 @@ from vk_api.exceptions import (
     VkApiError,
 )
 
-from bots.common import Backoff, ingest_until_stored, run_until_stopped
+from bots.common import Backoff, PollHealth, ingest_until_stored, run_until_stopped
 from core.channel import AdapterContext, Cursor, DeliveryError
 from core.config import Settings
 from core.model import Delivered, Inbound, Outbound
@@ -141,6 +141,7 @@ class VKAdapter:
         self.context: AdapterContext | None = None
         self.stopping = asyncio.Event()
         self._runner: asyncio.Task | None = None
+        self.polls = PollHealth()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -151,11 +152,13 @@ class VKAdapter:
         try:
             await asyncio.wait_for(self._connect(), CONNECT_WAIT)
         except Exception as error:
+            self.polls.failed(error)
             log.warning("vk: no long poll server yet (%s); retrying in the background",
                         _describe(error))
         backoff = Backoff(base=0.5, ceiling=30)
         self._runner = asyncio.create_task(
-            run_until_stopped("vk", self._poll_once, self.stopping, backoff),
+            run_until_stopped("vk", self._poll_once, self.stopping, backoff,
+                              on_error=self.polls.failed),
             name="vk-long-poll")
 
     async def stop(self) -> None:
@@ -166,6 +169,10 @@ class VKAdapter:
             self._runner.cancel()
             await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz and /metrics: a long poll server is known and last answered."""
+        return self.polls.report(self.longpoll is not None and not self.stopping.is_set())
 
     # --- receiving -----------------------------------------------------------------------------
 
@@ -187,6 +194,7 @@ class VKAdapter:
         if self.longpoll is None:
             await self._connect()
         answer = await _in_daemon_thread(self.longpoll.fetch)
+        self.polls.succeeded()  # any answer, "failed" ones too: VK is reachable
         if "failed" in answer:
             await self._recover(answer)
         else:

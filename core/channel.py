@@ -65,7 +65,13 @@ class ChannelAdapter(Protocol):
     adapter has them: ``idempotent = True`` (a repeated send cannot double a message),
     ``send_cost(outbound) -> int`` (messages one row becomes, e.g. a split long text) and
     ``async find_sent(outbound) -> Delivered | None`` (look up whether an interrupted
-    send reached the platform)."""
+    send reached the platform).
+
+    Optional for the health endpoint (core/health.py): ``health() -> dict`` with
+    ``connected`` (bool: receiving runs and its latest poll worked), ``last_poll_ok``
+    (aware datetime of the latest successful receive poll, empty answers included, or
+    None) and ``poll_errors`` (int: failed receive polls since start). An adapter without
+    it is listed on /healthz but never makes the daemon unhealthy."""
 
     name: str
 

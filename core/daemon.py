@@ -27,6 +27,7 @@ from core.clock import Clock, SystemClock
 from core.commands import StaffDesk
 from core.config import ConfigError, Settings, load_settings
 from core.escalation import Escalator
+from core.health import HealthServer
 from core.inbox import Inbox
 from core.outbox import Dispatcher
 from core.store import Store
@@ -53,6 +54,7 @@ class Daemon:
         self._sweeping = self._sweep_again = False
         self._last_reload_error = ""
         self.dispatcher: Dispatcher | None = None
+        self.health: HealthServer | None = None
 
     async def run(self) -> int:
         """Run until stopped; return the process exit code."""
@@ -128,6 +130,10 @@ class Daemon:
         staff_adapter = self.adapters.get(self.settings.staff.chat)
         if staff_adapter is not None:
             self.adapters[STAFF_CHANNEL] = staff_adapter
+        if self.settings.daemon.health_port:
+            self.health = HealthServer(self.store, self.settings, self.clock, self.adapters)
+            self.reload_listeners.append(self.health.reconfigure)
+            await self.health.start()
         self.dispatcher = Dispatcher(self.store, self.clock, self.settings.outbox, self.adapters)
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(self.stopping),
                                                   name="dispatcher")
@@ -204,6 +210,8 @@ class Daemon:
             log.warning("dispatcher did not stop within %.0fs", grace)
         if self.inbox:
             await self.inbox.drain()
+        if self.health is not None:
+            await self.health.stop()
 
     def _install_signal_handlers(self) -> None:
         loop = asyncio.get_running_loop()
