@@ -199,9 +199,10 @@ class Demo:
         for ticket, (when, card_id) in list(self.answer_at.items()):
             if when <= now:
                 name, user_id, _ = self.rng.choice(STAFF)
+                # Numbered: X refuses a second tweet with the same text.
                 tg.inject_message(chat_id=STAFF_GROUP, user_id=user_id, first_name=name,
                                   chat_type="supergroup", reply_to_message_id=card_id,
-                                  text=self.rng.choice(ANSWERS))
+                                  text=f"{self.rng.choice(ANSWERS)} (#{ticket})")
                 self.answer_at[ticket] = (datetime.max.replace(tzinfo=UTC), card_id)
 
     async def _tally(self, daemon: Daemon) -> Tally:

@@ -87,3 +87,17 @@ def test_broken_config_at_start_exits_2_without_traceback(tmp_path):
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "daemon.log_level" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_json_logs_never_contain_a_token(capsys):
+    import json
+    import logging
+
+    from core.logs import setup_logging
+
+    setup_logging("info", "json", secrets=["123456:SECRET-token"])
+    logging.getLogger("sameday.test").warning("calling https://api/bot123456:SECRET-token/x")
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    entry = json.loads(line)
+    assert entry["level"] == "warning" and "SECRET" not in line
+    assert entry["message"] == "calling https://api/bot***/x"
