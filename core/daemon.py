@@ -52,6 +52,7 @@ class Daemon:
         self.escalator: Escalator | None = None
         self.scheduler: AsyncIOScheduler | None = None
         self._sweeping = self._sweep_again = False
+        self._sweep_task: asyncio.Task | None = None
         self._last_reload_error = ""
         self.dispatcher: Dispatcher | None = None
         self.health: HealthServer | None = None
@@ -155,6 +156,7 @@ class Daemon:
             self._sweep_again = True
             return
         self._sweeping = True
+        self._sweep_task = asyncio.current_task()
         try:
             while True:
                 self._sweep_again = False
@@ -197,6 +199,13 @@ class Daemon:
         grace = self.settings.daemon.shutdown_grace.total_seconds()
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
+        if self._sweeping and self._sweep_task is not None:
+            # A sweep in flight finishes its transaction before the database closes (an
+            # abandoned connection would keep its thread, and the process, alive).
+            try:
+                await asyncio.wait_for(asyncio.shield(self._sweep_task), grace)
+            except (TimeoutError, Exception):
+                log.warning("the escalation sweep did not finish within %.0fs", grace)
         for name, adapter in self.adapters.items():
             if name == STAFF_CHANNEL:
                 continue

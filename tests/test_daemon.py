@@ -89,7 +89,17 @@ def test_broken_config_at_start_exits_2_without_traceback(tmp_path):
     assert "daemon.log_level" in done.stderr and "Traceback" not in done.stderr
 
 
-def test_json_logs_never_contain_a_token(capsys):
+@pytest.fixture
+def restore_logging():
+    import logging
+
+    root = logging.getLogger()
+    saved = root.handlers[:], root.level
+    yield
+    root.handlers[:], root.level = saved[0], saved[1]
+
+
+def test_json_logs_never_contain_a_token(capsys, restore_logging):
     import json
     import logging
 
