@@ -298,7 +298,8 @@ class StaffDesk:
         messages = list(await session.scalars(
             sa.select(Message).where(Message.ticket_id == ticket.id)
             .order_by(Message.id.desc()).limit(10)))
-        lines = [self._card(ticket, customer, await _first_text(session, ticket.id), now), ""]
+        lines = [ticket_card(self.policy, ticket, customer,
+                             await _first_text(session, ticket.id), now), ""]
         for message in reversed(messages):
             mark = {"in": "👤", "out": "💬", "note": "📝"}.get(message.direction, "·")
             local = message.created_at.astimezone(self.policy.zone)
@@ -425,18 +426,8 @@ class StaffDesk:
         event = _event(ticket, kind, actor, now, data or {})
         session.add(event)
         await session.flush()
-        await queue_card_edit(session, self, ticket, f"{kind} by {actor.name}", event.id, now)
-
-    def _card(self, ticket: Ticket, customer: Customer | None, first_text: str, now: datetime,
-              note: str | None = None) -> str:
-        return card_text(
-            ticket_id=ticket.id, channel=ticket.channel,
-            customer=_customer_name(customer) if customer else "?",
-            promise=self.policy.promise_for_staff(ticket.due_at, now),
-            opened_at=ticket.opened_at, zone=self.policy.zone,
-            state=state_line(ticket.status, ticket.assignee, ticket.snoozed_until,
-                             self.policy.zone),
-            priority=ticket.priority, first_text=first_text, note=note)
+        await queue_card_edit(session, self.policy, ticket, f"{kind} by {actor.name}",
+                              event.id, now)
 
     # --- what staff UIs ask ----------------------------------------------------------------
 
@@ -473,7 +464,19 @@ class StaffDesk:
         return f"#{ticket.id} {CHANNEL_NAMES[ticket.channel]} {_customer_name(customer)}"[:128]
 
 
-async def queue_card_edit(session: AsyncSession, desk: StaffDesk, ticket: Ticket, note: str,
+def ticket_card(policy: Policy, ticket: Ticket, customer: Customer | None, first_text: str,
+                now: datetime, note: str | None = None) -> str:
+    """The ticket's card as it stands now (posted, edited, re-posted by escalations)."""
+    return card_text(
+        ticket_id=ticket.id, channel=ticket.channel,
+        customer=_customer_name(customer) if customer else "?",
+        promise=policy.promise_for_staff(ticket.due_at, now),
+        opened_at=ticket.opened_at, zone=policy.zone,
+        state=state_line(ticket.status, ticket.assignee, ticket.snoozed_until, policy.zone),
+        priority=ticket.priority, first_text=first_text, note=note)
+
+
+async def queue_card_edit(session: AsyncSession, policy: Policy, ticket: Ticket, note: str,
                           change_id: int, now: datetime) -> None:
     """Edit the ticket's card to show its state (if the card was delivered)."""
     card = (await session.execute(
@@ -488,7 +491,7 @@ async def queue_card_edit(session: AsyncSession, desk: StaffDesk, ticket: Ticket
         channel=STAFF_CHANNEL, kind=OutboxKind.CARD_EDIT, ticket_id=ticket.id,
         target={"ticket": ticket.id, "edit": card.external_id, "parse_mode": "HTML",
                 "buttons": card_buttons(ticket.id, ticket.status)},
-        text=desk._card(ticket, customer, first_text, now, note),
+        text=ticket_card(policy, ticket, customer, first_text, now, note),
         idempotency_key=f"edit:{ticket.id}:{change_id}", deadline_at=ticket.due_at or now,
         next_attempt_at=now, created_at=now))
 

@@ -32,6 +32,7 @@ from core.calendar import BusinessCalendar
 from core.cards import card_buttons, esc
 from core.channel import STAFF_CHANNEL
 from core.clock import Clock
+from core.commands import queue_card_edit, ticket_card
 from core.config import EscalationRule, Settings
 from core.model import (
     Customer,
@@ -229,14 +230,11 @@ class Escalator:
     async def _notice(self, session: AsyncSession, ticket: Ticket, rule: EscalationRule,
                       facts: TicketFacts, now: datetime, event_id: int) -> None:
         """Re-post the ticket's card to the staff chat with the reason and mentions."""
-        from core.commands import StaffDesk, queue_card_edit
-
-        desk = StaffDesk(self.store, self.settings, self.clock)
         customer = await session.get(Customer, ticket.customer_id)
         first_text = facts.texts[0] if facts.texts else ""
         reason = f"⚠ <b>{esc(rule.name)}</b>: {esc(self._reason(rule, ticket, now))}"
         mentions = " ".join(self._mention(name) for name in rule.mention)
-        card = desk._card(ticket, customer, first_text, now)
+        card = ticket_card(self.policy, ticket, customer, first_text, now)
         text = "\n".join([reason] + ([mentions] if mentions else []) + ["", card])
         session.add(Outbox(
             channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=ticket.id,
@@ -244,7 +242,8 @@ class Escalator:
                     "buttons": card_buttons(ticket.id, ticket.status)},
             text=text, idempotency_key=f"escalation:{event_id}", deadline_at=now,
             next_attempt_at=now, created_at=now))
-        await queue_card_edit(session, desk, ticket, f"escalated: {rule.name}", event_id, now)
+        await queue_card_edit(session, self.policy, ticket, f"escalated: {rule.name}",
+                              event_id, now)
 
     def _reason(self, rule: EscalationRule, ticket: Ticket, now: datetime) -> str:
         promise = self.policy.promise_for_staff(ticket.due_at, now)
