@@ -151,6 +151,10 @@ class Inbox:
                 ticket.reply_target = inbound.reply_target  # answer the latest message
                 if ticket.status not in (TicketStatus.OPEN, TicketStatus.SNOOZED):
                     self._new_cycle(ticket, inbound, customer, arrival, now, events, result)
+                elif ticket.status == TicketStatus.OPEN and self.policy.keyword_rules \
+                        and not isinstance(ticket, NewTicket):
+                    # A follow-up may bring a keyword a rule waits for: plan again.
+                    ticket.next_escalation_at = min(ticket.next_escalation_at or now, now)
             placed.append((inbound, customer, ticket, arrival))
         await _insert_tickets(session, [ticket for _, _, ticket in new_tickets])
 

@@ -20,6 +20,8 @@ class Policy:
         self.settings = settings
         self.calendar = BusinessCalendar(settings.calendar)
         self.zone = ZoneInfo(settings.calendar.timezone)
+        # Escalation rules whose match depends on the text (a follow-up may change it).
+        self.keyword_rules = any(rule.keywords for rule in settings.escalation)
 
     def deadline(self, inbound: Inbound, tags: list[str], arrival: datetime) -> datetime:
         """The promised answer time: the first matching promise rule, else same day."""

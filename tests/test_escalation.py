@@ -252,3 +252,14 @@ async def test_the_daemon_fires_within_two_seconds_of_the_due_time(tmp_path):
     finally:
         daemon.stop()
         assert await asyncio.wait_for(running, 30) == 0
+
+
+async def test_a_follow_up_with_a_keyword_brings_its_rule_in(store):
+    world = World(store, at(24, 10), [{"name": "refunds", "at_due": True,
+                                       "keywords": ["возврат"]}])
+    await world.message(text="здравствуйте")
+    assert (await world.ticket()).next_escalation_at is None  # no rule matches yet
+    world.clock.set(at(24, 11))
+    await world.message("m2", text="хочу возврат")
+    assert await world.at(at(24, 11)) == []
+    assert await world.at(at(24, 18)) == ["refunds"]
