@@ -276,17 +276,20 @@ class TelegramAdapter:
         return None
 
     async def _answer_staff(self, desk: Any, message: Message, reply: Any) -> None:
+        """Answer a staff member next to their message, through the outbox (the group's
+        rate limit applies, and a redelivered message is answered once)."""
         text = reply.text
         if reply.reload:
             problems = self.context.reload_config() if self.context.reload_config else \
                 "reloading is not available here"
             text = "Config reloaded." if problems is None else \
                 f"Config NOT reloaded; the old one stays in force:\n{html.escape(problems)}"
-        try:
-            await message.reply_text(text, parse_mode="HTML", do_quote=True,
-                                     link_preview_options=NO_PREVIEW)
-        except TelegramError as error:
-            log.warning("telegram: could not answer a staff command: %s", error)
+        target = {"chat_id": message.chat.id, "reply_to_message_id": message.message_id,
+                  "parse_mode": "HTML"}
+        if message.is_topic_message and message.message_thread_id:
+            target["message_thread_id"] = message.message_thread_id
+        await desk.tell_staff(text, target, f"answer:{message.chat.id}:{message.message_id}",
+                              reply.ticket_id)
 
     async def _on_button(self, desk: Any, update: Update) -> None:
         query = update.callback_query

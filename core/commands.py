@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.cards import CHANNEL_NAMES, card_buttons, card_text, esc, state_line, who
@@ -202,17 +203,36 @@ class StaffDesk:
         if SPECS[command.name].admin and actor.role != "admin":
             return Reply(f"/{command.name} is for admins only.", ok=False)
         handler = getattr(self, f"_{command.name}")
-        async with self.store.session() as session, session.begin():
-            if command.ticket is None:
-                reply = await handler(session, actor, command)
-            else:
-                ticket = await session.get(Ticket, command.ticket, with_for_update=True)
-                if ticket is None:
-                    return Reply(f"There is no ticket #{command.ticket}.", ok=False)
-                reply = await handler(session, actor, command, ticket)
-                reply.ticket_id = ticket.id
+        try:
+            async with self.store.session() as session, session.begin():
+                if command.ticket is None:
+                    reply = await handler(session, actor, command)
+                else:
+                    ticket = await session.get(Ticket, command.ticket, with_for_update=True)
+                    if ticket is None:
+                        return Reply(f"There is no ticket #{command.ticket}.", ok=False)
+                    reply = await handler(session, actor, command, ticket)
+                    reply.ticket_id = ticket.id
+        except IntegrityError:
+            # The same staff message again (the chat redelivered it after a crash): its
+            # answer is already queued under the message's idempotency key.
+            return Reply("Already done: this message was handled before.", ok=False)
         self.on_outbox()
         return reply
+
+    async def tell_staff(self, text: str, target: dict[str, Any], key: str,
+                         ticket_id: int | None = None) -> None:
+        """A reply to a staff member, through the outbox (rate limits, retries)."""
+        now = self.clock.now()
+        async with self.store.session() as session, session.begin():
+            exists = await session.scalar(sa.select(Outbox.id)
+                                          .where(Outbox.idempotency_key == key))
+            if exists is None:
+                session.add(Outbox(channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE,
+                                   ticket_id=ticket_id, target=target, text=text,
+                                   idempotency_key=key, deadline_at=now,
+                                   next_attempt_at=now, created_at=now))
+        self.on_outbox()
 
     async def _help(self, session: AsyncSession, actor: Actor, command: Command) -> Reply:
         lines = [f"{esc(s.usage)} — {esc(s.help)}" for n, s in SPECS.items()
@@ -344,10 +364,15 @@ class StaffDesk:
         session.add(message)
         await session.flush()
         target = {**ticket.reply_target, "confirm": {"ticket": ticket.id, **actor.origin}}
+        origin = actor.origin
+        # Keyed by the staff message when there is one, so a redelivered message cannot
+        # answer the customer twice.
+        key = (f"reply:{origin['chat_id']}:{origin['message_id']}"
+               if origin.get("chat_id") and origin.get("message_id") else f"reply:{message.id}")
         session.add(Outbox(channel=ticket.channel, kind=OutboxKind.REPLY, ticket_id=ticket.id,
-                           target=target, text=command.arg,
-                           idempotency_key=f"reply:{message.id}", deadline_at=now,
-                           next_attempt_at=now, created_at=now))
+                           target=target, text=command.arg, idempotency_key=key,
+                           deadline_at=now, next_attempt_at=now, created_at=now))
+        await session.flush()  # a repeat fails here, before anything else changes
         first = ticket.first_response_at is None
         if first:
             ticket.first_response_at = now

@@ -656,3 +656,17 @@ async def test_execute_never_raises_for_a_staff_member(sqlite_store, staff_setti
         reply = await desk.execute(BORIS, line, BOT)
         assert isinstance(reply, Reply) and reply.text
         assert not reply.reload  # boris is an agent
+
+
+async def test_a_redelivered_staff_message_answers_the_customer_once(desk, inbox, store):
+    """A chat may deliver the same staff message again after a crash; the customer must
+    not get the answer twice."""
+    ticket_id = await open_ticket(inbox, "m-redelivered")
+    staff = Actor("anna", "admin", {"chat_id": -100, "message_id": 42})
+    await ok(desk, staff, f"/reply {ticket_id} Your order ships today")
+    again = await desk.execute(staff, f"/reply {ticket_id} Your order ships today")
+    assert not again.ok and "Already done" in again.text
+    replies = await rows(store, sa.select(Outbox).where(Outbox.kind == OutboxKind.REPLY))
+    assert len(replies) == 1
+    messages = await rows(store, sa.select(Message).where(Message.direction == "out"))
+    assert len(messages) == 1
