@@ -113,7 +113,7 @@ class Demo:
         self.texts = texts
         self.workdir = workdir
         self.zone = ZoneInfo("Europe/Moscow")
-        day = _next_business_day(date.today(), self.zone)
+        day = _next_business_day(date.today())
         self.start = datetime(day.year, day.month, day.day, DAY_START, tzinfo=self.zone)
         self.end = self.start + timedelta(hours=DAY_END - DAY_START)
         self.speed = speed or (self.end - self.start).total_seconds() / duration
@@ -276,7 +276,7 @@ def _poisson(rng: random.Random, mean: float) -> int:
     return count
 
 
-def _next_business_day(day: date, zone: ZoneInfo) -> date:
+def _next_business_day(day: date) -> date:
     from core.config import CalendarSettings
 
     calendar = BusinessCalendar(CalendarSettings())

@@ -81,9 +81,8 @@ def clock_words(moment: datetime, language: str) -> str:
     return format_time(moment, pattern, locale="en").lower()
 
 
-def day_words(day: date, today: date, language: str) -> str | None:
-    """сегодня / tomorrow / в пятницу / on Friday / 25 декабря / on December 25
-    (None for today and tomorrow in English, which read differently with "by")."""
+def day_words(day: date, today: date, language: str) -> str:
+    """сегодня / tomorrow / в пятницу / on Friday / 25 декабря / on December 25."""
     ahead = (day - today).days
     if language == "ru":
         if ahead == 0:

@@ -22,6 +22,11 @@ class Clock(Protocol):
         """Sleep for `seconds` of this clock's time."""
         ...
 
+    def real_seconds(self, seconds: float) -> float:
+        """How many real seconds `seconds` of this clock's time take (for timers that
+        run on real time, like the scheduler's)."""
+        ...
+
 
 class SystemClock:
     def now(self) -> datetime:
@@ -29,6 +34,9 @@ class SystemClock:
 
     async def sleep(self, seconds: float) -> None:
         await asyncio.sleep(seconds)
+
+    def real_seconds(self, seconds: float) -> float:
+        return seconds
 
 
 class VirtualClock:
@@ -54,6 +62,10 @@ class VirtualClock:
 
     def set(self, moment: datetime) -> None:
         self._offset += moment - self.now()
+
+    def real_seconds(self, seconds: float) -> float:
+        # A stopped clock only moves by hand: its timers are due at once.
+        return seconds / self.speed if self.speed > 0 else 0.0
 
     async def sleep(self, seconds: float) -> None:
         if self.speed > 0:

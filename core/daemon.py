@@ -172,8 +172,7 @@ class Daemon:
         if due is not None:
             # The sweep runs on the core's clock (virtual in the demo); the scheduler on
             # real time.
-            speed = getattr(self.clock, "speed", 1.0) or 1.0
-            delay = max(0.0, (due - self.clock.now()).total_seconds() / speed)
+            delay = max(0.0, self.clock.real_seconds((due - self.clock.now()).total_seconds()))
             self._schedule_sweep(datetime.now(UTC) + timedelta(seconds=delay))
 
     def _wake_dispatcher(self) -> None:

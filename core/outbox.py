@@ -92,14 +92,18 @@ class Dispatcher:
         for loop in loops:
             loop.wake.set()
 
+    @property
+    def unique_loops(self) -> list[ChannelLoop]:
+        """Each loop once (the staff channel shares the Telegram loop)."""
+        return list({id(loop): loop for loop in self.loops.values()}.values())
+
     async def run(self, stopping: asyncio.Event) -> None:
-        unique = list({id(lp): lp for lp in self.loops.values()}.values())
-        await asyncio.gather(*(loop.run(stopping) for loop in unique))
+        await asyncio.gather(*(loop.run(stopping) for loop in self.unique_loops))
 
     async def dispatch_once(self) -> int:
         """One pass of every loop, waiting for the sends it started (tests, tools)."""
-        unique = list({id(lp): lp for lp in self.loops.values()}.values())
-        counts = await asyncio.gather(*(loop.dispatch_once(wait=True) for loop in unique))
+        counts = await asyncio.gather(*(loop.dispatch_once(wait=True)
+                                        for loop in self.unique_loops))
         return sum(sent for sent, _ in counts)
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:

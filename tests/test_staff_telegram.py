@@ -256,14 +256,13 @@ async def test_reload_from_the_staff_group(telegram, store):
 async def test_a_reply_to_an_unknown_bot_message_gets_a_hint(telegram, store):
     settings = settings_for(telegram)
     async with running_all([TelegramAdapter(settings)], store, settings):
-        hello = staff_says(telegram, ANNA, "/whoami")
+        staff_says(telegram, ANNA, "/whoami")
         await eventually(lambda: any("You are anna" in m["text"]
                                      for m in telegram.sent_to(STAFF)), what="whoami")
         bot_message = next(m for m in telegram.sent_to(STAFF) if "You are anna" in m["text"])
         staff_says(telegram, ANNA, "is this sent?", reply_to_message_id=bot_message["message_id"])
         await eventually(lambda: any("Use /reply N text" in m["text"]
                                      for m in telegram.sent_to(STAFF)), what="the hint")
-        del hello
 
 
 def test_button_data_maps_to_commands():
