@@ -33,20 +33,21 @@ os.environ.setdefault("NO_PROXY", "127.0.0.1,localhost")
 
 import sqlalchemy as sa  # noqa: E402
 
-from bots.emulators.telegram import TelegramEmulator  # noqa: E402
-from bots.emulators.twitter import BOT_USER as X_BOT  # noqa: E402
-from bots.emulators.twitter import XEmulator
-from bots.emulators.vk import VKEmulator  # noqa: E402
-from bots.telegram import TelegramAdapter  # noqa: E402
-from bots.twitter import TwitterAdapter  # noqa: E402
-from bots.vk import VKAdapter  # noqa: E402
-from core.channel import AdapterContext  # noqa: E402
+from bots.telegram.adapter import TelegramAdapter  # noqa: E402
+from bots.telegram.emulator import TelegramEmulator  # noqa: E402
+from bots.twitter.adapter import TwitterAdapter  # noqa: E402
+from bots.twitter.emulator import BOT_USER as X_BOT  # noqa: E402
+from bots.twitter.emulator import XEmulator
+from bots.vk.adapter import VKAdapter  # noqa: E402
+from bots.vk.emulator import VKEmulator  # noqa: E402
 from core.clock import SystemClock  # noqa: E402
-from core.config import Settings, settings_from_dict  # noqa: E402
-from core.inbox import Inbox  # noqa: E402
-from core.model import Outbound, Outbox, OutboxState  # noqa: E402
-from core.outbox import Dispatcher  # noqa: E402
-from core.store import Store, upgrade  # noqa: E402
+from core.config.settings import Settings, settings_from_dict  # noqa: E402
+from core.delivery.contract import AdapterContext  # noqa: E402
+from core.delivery.dispatcher import Dispatcher  # noqa: E402
+from core.domain.records import Outbound, OutboxState  # noqa: E402
+from core.intake.inbox import Inbox  # noqa: E402
+from core.store.engine import Store, upgrade  # noqa: E402
+from core.store.tables import Outbox  # noqa: E402
 
 for name in ("SAMEDAY_TELEGRAM_TOKEN", "SAMEDAY_VK_TOKEN", "SAMEDAY_X_BEARER_TOKEN",
              "SAMEDAY_X_CONSUMER_KEY", "SAMEDAY_X_CONSUMER_SECRET", "SAMEDAY_X_ACCESS_TOKEN",

@@ -23,10 +23,10 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.clock import VirtualClock  # noqa: E402
-from core.config import DatabaseSettings, settings_from_dict  # noqa: E402
-from core.inbox import Inbox  # noqa: E402
-from core.model import Inbound  # noqa: E402
-from core.store import Store, sqlite_pragmas, upgrade  # noqa: E402
+from core.config.settings import DatabaseSettings, settings_from_dict  # noqa: E402
+from core.domain.records import Inbound  # noqa: E402
+from core.intake.inbox import Inbox  # noqa: E402
+from core.store.engine import Store, sqlite_pragmas, upgrade  # noqa: E402
 
 START = datetime(2026, 11, 24, 7, 0, tzinfo=UTC)
 CHANNELS = ("telegram", "vk", "twitter")

@@ -28,19 +28,20 @@ from rich.console import Console
 from rich.live import Live
 from rich.table import Table
 
-from bots.emulators.telegram import TelegramEmulator
-from bots.emulators.twitter import BOT_USER as X_BOT
-from bots.emulators.twitter import XEmulator
-from bots.emulators.vk import VKEmulator
-from bots.telegram import TelegramAdapter
-from bots.twitter import TwitterAdapter
-from bots.vk import VKAdapter
-from core.calendar import BusinessCalendar
+from bots.telegram.adapter import TelegramAdapter
+from bots.telegram.emulator import TelegramEmulator
+from bots.twitter.adapter import TwitterAdapter
+from bots.twitter.emulator import BOT_USER as X_BOT
+from bots.twitter.emulator import XEmulator
+from bots.vk.adapter import VKAdapter
+from bots.vk.emulator import VKEmulator
+from core.app.daemon import Daemon
+from core.app.logs import setup_logging
 from core.clock import VirtualClock
-from core.config import load_settings
-from core.daemon import Daemon
-from core.logs import setup_logging
-from core.model import Escalation, Outbox, OutboxKind, OutboxState, Ticket, TicketStatus
+from core.config.settings import load_settings
+from core.domain.calendar import BusinessCalendar
+from core.domain.records import OutboxKind, OutboxState, TicketStatus
+from core.store.tables import Escalation, Outbox, Ticket
 
 STAFF_GROUP = -1001000000001
 STAFF = [("anna", 1001, "admin"), ("boris", 1002, "agent"), ("lead", 1003, "admin")]
@@ -242,7 +243,7 @@ class Demo:
     async def _report(self, daemon: Daemon) -> None:
         console = Console()
         try:
-            from core.report import build_report, print_report  # the report module
+            from core.reporting.report import build_report, print_report  # the report module
 
             report = await build_report(daemon.store, daemon.settings,
                                         since=self.start, until=self.end)
@@ -250,7 +251,7 @@ class Demo:
         except ImportError:
             pass
         try:
-            from core.chart import write_chart
+            from core.reporting.chart import write_chart
 
             path = self.workdir / "same-day.png"
             await write_chart(daemon.store, daemon.settings, path, since=self.start,
@@ -277,7 +278,7 @@ def _poisson(rng: random.Random, mean: float) -> int:
 
 
 def _next_business_day(day: date) -> date:
-    from core.config import CalendarSettings
+    from core.config.settings import CalendarSettings
 
     calendar = BusinessCalendar(CalendarSettings())
     while not calendar.is_business_day(day):

@@ -10,12 +10,12 @@ from dataclasses import dataclass
 
 import sqlalchemy as sa
 
-from core.channel import STAFF_CHANNEL, AdapterContext, ChannelAdapter
 from core.clock import SystemClock
-from core.config import Settings
-from core.inbox import Inbox
-from core.outbox import Dispatcher
-from core.store import Store
+from core.config.settings import Settings
+from core.delivery.contract import STAFF_CHANNEL, AdapterContext, ChannelAdapter
+from core.delivery.dispatcher import Dispatcher
+from core.intake.inbox import Inbox
+from core.store.engine import Store
 
 
 @dataclass
@@ -80,7 +80,7 @@ async def running_all(adapters: list[ChannelAdapter], store: Store, settings: Se
                       reload_config=None) -> AsyncIterator[Harness]:
     """Several adapters with one inbox, one staff desk and one dispatcher, wired like the
     daemon: the Telegram adapter also carries the staff chat."""
-    from core.commands import StaffDesk
+    from core.staff.commands import StaffDesk
 
     clock = SystemClock()
     by_name = {adapter.name: adapter for adapter in adapters}

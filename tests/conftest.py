@@ -10,9 +10,9 @@ import psycopg
 import pytest
 
 from core.clock import VirtualClock
-from core.config import DatabaseSettings, Settings, settings_from_dict
-from core.inbox import Inbox
-from core.store import Store, upgrade
+from core.config.settings import DatabaseSettings, Settings, settings_from_dict
+from core.intake.inbox import Inbox
+from core.store.engine import Store, upgrade
 
 # Loopback traffic (emulators, PostgreSQL) must never go through a proxy.
 os.environ["NO_PROXY"] = os.environ["no_proxy"] = "127.0.0.1,localhost"

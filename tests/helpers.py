@@ -6,8 +6,8 @@ from datetime import datetime, timedelta
 
 import sqlalchemy as sa
 
-from core.model import Inbound
-from core.store import Store
+from core.domain.records import Inbound
+from core.store.engine import Store
 from tests.conftest import START
 
 

@@ -7,7 +7,8 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from core.ack import (
+from core.config.settings import AckSettings
+from core.domain.ack import (
     AckFacts,
     AckText,
     ack_text,
@@ -17,8 +18,7 @@ from core.ack import (
     render,
     skip_reason,
 )
-from core.config import AckSettings
-from core.tweet_text import weighted_length
+from core.domain.tweet_text import weighted_length
 
 MSK = ZoneInfo("Europe/Moscow")
 # Tuesday 24 November 2026, 10:00 in Moscow.

@@ -15,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from core.calendar import BusinessCalendar, choose_rule
-from core.config import CalendarSettings, PromiseRule
+from core.config.settings import CalendarSettings, PromiseRule
+from core.domain.calendar import BusinessCalendar, choose_rule
 
 MSK = ZoneInfo("Europe/Moscow")
 BER = ZoneInfo("Europe/Berlin")

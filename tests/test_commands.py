@@ -13,22 +13,14 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from core.cards import card_buttons
-from core.channel import STAFF_CHANNEL
-from core.commands import SPECS, Actor, Command, Reply, StaffDesk, UsageError, parse
-from core.config import DatabaseSettings
-from core.inbox import Inbox
-from core.model import (
-    Direction,
-    Event,
-    Message,
-    Outbox,
-    OutboxKind,
-    OutboxState,
-    Ticket,
-    TicketStatus,
-)
-from core.store import Store, upgrade
+from core.config.settings import DatabaseSettings
+from core.delivery.contract import STAFF_CHANNEL
+from core.domain.records import Direction, OutboxKind, OutboxState, TicketStatus
+from core.intake.inbox import Inbox
+from core.staff.cards import card_buttons
+from core.staff.commands import SPECS, Actor, Command, Reply, StaffDesk, UsageError, parse
+from core.store.engine import Store, upgrade
+from core.store.tables import Event, Message, Outbox, Ticket
 from tests.conftest import START, make_settings
 from tests.helpers import count, inbound, rows, update
 

@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from core.cli import app
-from core.config import ConfigError, load_settings, settings_from_dict
+from core.app.cli import app
+from core.config.settings import ConfigError, load_settings, settings_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"

@@ -12,30 +12,28 @@ import sqlalchemy as sa
 from rich.console import Console
 from typer.testing import CliRunner
 
-from core import console as console_module
-from core.channel import STAFF_CHANNEL
-from core.cli import app
-from core.commands import Reply, StaffDesk
-from core.console import (
+from core.staff import console as console_module
+from core.app.cli import app
+from core.delivery.contract import STAFF_CHANNEL
+from core.delivery.dispatcher import Dispatcher
+from core.domain.records import (
+    Delivered,
+    Direction,
+    Outbound,
+    OutboxKind,
+    OutboxState,
+    TicketStatus,
+)
+from core.intake.inbox import Inbox
+from core.staff.commands import Reply, StaffDesk
+from core.staff.console import (
     Completer,
     ConsoleStaffChannel,
     as_command,
     render_reply,
     run_console,
 )
-from core.inbox import Inbox
-from core.model import (
-    Delivered,
-    Direction,
-    Message,
-    Outbound,
-    Outbox,
-    OutboxKind,
-    OutboxState,
-    Ticket,
-    TicketStatus,
-)
-from core.outbox import Dispatcher
+from core.store.tables import Message, Outbox, Ticket
 from tests.conftest import make_settings
 from tests.helpers import inbound, rows
 

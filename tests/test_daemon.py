@@ -24,7 +24,7 @@ class Running:
 
     def __init__(self, config: Path):
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "run", "-c", str(config)],
+            [sys.executable, "-m", "core.app.cli", "run", "-c", str(config)],
             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent,
             env={**os.environ, "PYTHONUNBUFFERED": "1"})
         self.lines: list[str] = []
@@ -83,7 +83,7 @@ def test_sighup_with_broken_config_keeps_running(daemon, tmp_path):
 def test_broken_config_at_start_exits_2_without_traceback(tmp_path):
     config = tmp_path / "bad.toml"
     config.write_text('[daemon]\nlog_level = "loud"\n')
-    done = subprocess.run([sys.executable, "-m", "core.cli", "run", "-c", str(config)],
+    done = subprocess.run([sys.executable, "-m", "core.app.cli", "run", "-c", str(config)],
                           capture_output=True, text=True, timeout=60)
     assert done.returncode == 2
     assert "daemon.log_level" in done.stderr and "Traceback" not in done.stderr
@@ -103,7 +103,7 @@ def test_json_logs_never_contain_a_token(capsys, restore_logging):
     import json
     import logging
 
-    from core.logs import setup_logging
+    from core.app.logs import setup_logging
 
     setup_logging("info", "json", secrets=["123456:SECRET-token"])
     logging.getLogger("sameday.test").warning("calling https://api/bot123456:SECRET-token/x")

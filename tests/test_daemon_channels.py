@@ -12,12 +12,12 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from bots.emulators.telegram import TelegramEmulator
-from bots.emulators.twitter import BOT_USER as X_BOT
-from bots.emulators.twitter import XEmulator
-from bots.emulators.vk import VKEmulator
-from core.model import Message, Ticket
-from core.store import sync_url
+from bots.telegram.emulator import TelegramEmulator
+from bots.twitter.emulator import BOT_USER as X_BOT
+from bots.twitter.emulator import XEmulator
+from bots.vk.emulator import VKEmulator
+from core.store.engine import sync_url
+from core.store.tables import Message, Ticket
 from tests.adapter_harness import eventually
 
 STAFF_GROUP = -1009000
@@ -71,7 +71,7 @@ async def test_daemon_receives_and_answers_on_all_three_channels(tmp_path):
         config.write_text(config_text(db, tg.url, vk.url, x.url))
         log_lines: list[str] = []
         process = subprocess.Popen(
-            [sys.executable, "-m", "core.cli", "run", "-c", str(config)],
+            [sys.executable, "-m", "core.app.cli", "run", "-c", str(config)],
             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent,
             env={**os.environ, **TOKENS, "PYTHONUNBUFFERED": "1"})
         threading.Thread(target=lambda: log_lines.extend(process.stderr), daemon=True).start()

@@ -9,16 +9,17 @@ from datetime import timedelta
 import pytest
 import sqlalchemy as sa
 
-from bots.emulators.base import SlidingWindow
-from bots.emulators.telegram import TelegramEmulator
-from bots.emulators.twitter import BOT_USER as X_BOT
-from bots.emulators.twitter import XEmulator
-from bots.emulators.vk import VKEmulator
-from bots.telegram import TelegramAdapter
-from bots.twitter import TwitterAdapter
-from bots.vk import VKAdapter
-from core.channel import STAFF_CHANNEL
-from core.model import Outbox, OutboxKind, OutboxState, Ticket
+from bots.common.emulator import SlidingWindow
+from bots.telegram.adapter import TelegramAdapter
+from bots.telegram.emulator import TelegramEmulator
+from bots.twitter.adapter import TwitterAdapter
+from bots.twitter.emulator import BOT_USER as X_BOT
+from bots.twitter.emulator import XEmulator
+from bots.vk.adapter import VKAdapter
+from bots.vk.emulator import VKEmulator
+from core.delivery.contract import STAFF_CHANNEL
+from core.domain.records import OutboxKind, OutboxState
+from core.store.tables import Outbox, Ticket
 from tests.adapter_harness import eventually, running
 from tests.conftest import make_settings
 

@@ -9,13 +9,14 @@ from pathlib import Path
 
 import sqlalchemy as sa
 
-from core.model import Escalation, Outbox, OutboxKind, OutboxState, Ticket
+from core.domain.records import OutboxKind, OutboxState
+from core.store.tables import Escalation, Outbox, Ticket
 
 
 def test_demo_runs_a_day_on_all_three_channels(tmp_path):
     workdir = tmp_path / "demo"
     done = subprocess.run(
-        [sys.executable, "-m", "core.cli", "demo", "--duration", "10", "--workdir",
+        [sys.executable, "-m", "core.app.cli", "demo", "--duration", "10", "--workdir",
          str(workdir)], capture_output=True, text=True, timeout=180,
         cwd=Path(__file__).parent.parent, env={**os.environ, "COLUMNS": "120"})
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]

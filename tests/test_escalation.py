@@ -10,10 +10,11 @@ import pytest
 import sqlalchemy as sa
 
 from core.clock import VirtualClock
-from core.commands import Actor, StaffDesk
-from core.escalation import Escalator
-from core.inbox import Inbox
-from core.model import Escalation, Outbox, OutboxKind, Ticket, TicketStatus
+from core.domain.records import OutboxKind, TicketStatus
+from core.escalation.sweep import Escalator
+from core.intake.inbox import Inbox
+from core.staff.commands import Actor, StaffDesk
+from core.store.tables import Escalation, Outbox, Ticket
 from tests.conftest import make_settings
 from tests.helpers import inbound, rows
 
@@ -220,15 +221,15 @@ async def test_next_due_is_the_earliest_planned_escalation(store):
 
 async def test_the_daemon_fires_within_two_seconds_of_the_due_time(tmp_path):
     """The APScheduler job in the running daemon, on real time."""
+    from core.app.daemon import Daemon
     from core.clock import SystemClock
-    from core.daemon import Daemon
 
     config = tmp_path / "config.toml"
     config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{tmp_path / "d.db"}"\n'
                       '[daemon]\nhealth_port = 0\nsweep_interval = "30s"\n'
                       '[staff]\nchat = "console"\n'
                       '[[escalation]]\nname = "fast"\nafter = "3s"\nclock = "wall"\n')
-    from core.config import load_settings
+    from core.config.settings import load_settings
 
     daemon = Daemon(config, load_settings(config), clock=SystemClock(), factories={})
     running = asyncio.create_task(daemon.run())

@@ -15,17 +15,17 @@ from zoneinfo import ZoneInfo
 import aiohttp
 from prometheus_client.parser import text_string_to_metric_families
 
-from bots.emulators.telegram import TelegramEmulator
-from bots.emulators.twitter import XEmulator
-from bots.emulators.vk import VKEmulator
-from bots.twitter import TwitterAdapter
-from core.channel import adapter_factories
+from bots.telegram.emulator import TelegramEmulator
+from bots.twitter.adapter import TwitterAdapter
+from bots.twitter.emulator import XEmulator
+from bots.vk.emulator import VKEmulator
+from core.app.daemon import Daemon
+from core.app.health import DatabaseCollector, HealthServer, judge_channel, local_day, stale_after
 from core.clock import SystemClock
-from core.config import DatabaseSettings, load_settings
-from core.daemon import Daemon
-from core.health import DatabaseCollector, HealthServer, judge_channel, local_day, stale_after
-from core.model import Outbox
-from core.store import Store
+from core.config.settings import DatabaseSettings, load_settings
+from core.delivery.contract import adapter_factories
+from core.store.engine import Store
+from core.store.tables import Outbox
 from tests.adapter_harness import eventually
 from tests.conftest import make_settings
 from tests.test_daemon_channels import TOKENS, config_text

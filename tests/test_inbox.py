@@ -7,9 +7,10 @@ from datetime import timedelta
 
 import sqlalchemy as sa
 
-from core.channel import STAFF_CHANNEL, Cursor
-from core.inbox import Inbox
-from core.model import Customer, Event, Message, Outbox, OutboxKind, Ticket, TicketStatus
+from core.delivery.contract import STAFF_CHANNEL, Cursor
+from core.domain.records import OutboxKind, TicketStatus
+from core.intake.inbox import Inbox
+from core.store.tables import Customer, Event, Message, Outbox, Ticket
 from tests.conftest import make_settings
 from tests.helpers import count, inbound, rows, update
 

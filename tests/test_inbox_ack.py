@@ -7,10 +7,11 @@ from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 
-from core.channel import STAFF_CHANNEL
 from core.clock import VirtualClock
-from core.inbox import Inbox
-from core.model import Outbox, OutboxKind, Ticket
+from core.delivery.contract import STAFF_CHANNEL
+from core.domain.records import OutboxKind
+from core.intake.inbox import Inbox
+from core.store.tables import Outbox, Ticket
 from tests.conftest import make_settings
 from tests.helpers import inbound, rows
 
@@ -109,6 +110,6 @@ async def test_x_acknowledgement_fits_280_weighted_characters(store):
     await inbox.ingest([inbound("t1", channel="twitter", author="5", handle="@покупатель",
                                 text="где заказ", at=at(24, 10))])
     [ack] = await acks(store)
-    from core.tweet_text import weighted_length
+    from core.domain.tweet_text import weighted_length
 
     assert weighted_length(ack.text) <= 280 and ack.text.startswith("@покупатель очень")

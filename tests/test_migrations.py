@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from core.cli import app
-from core.config import DatabaseSettings
-from core.store import current_revision, sync_url, upgrade
+from core.app.cli import app
+from core.config.settings import DatabaseSettings
+from core.store.engine import current_revision, sync_url, upgrade
 
 TABLES = {"customer", "ticket", "message", "outbox", "escalation", "cursor", "event"}
 
@@ -61,7 +61,7 @@ def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path):
 
 
 async def test_store_sessions_have_pragmas(tmp_path):
-    from core.store import Store
+    from core.store.engine import Store
 
     settings = DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'p.db'}",
                                 sqlite_busy_timeout_ms=1234)
@@ -85,11 +85,10 @@ def test_db_upgrade_command(tmp_path):
 
 def test_migrations_match_the_models(tmp_path):
     """A model change without a migration would only show up on a deployed database."""
+    import core.store.tables  # noqa: F401 - the tables
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
     from sqlmodel import SQLModel
-
-    import core.model  # noqa: F401 - the tables
 
     settings = DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'cmp.db'}")
     upgrade(settings)

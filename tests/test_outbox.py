@@ -6,10 +6,11 @@ import asyncio
 
 import sqlalchemy as sa
 
-from core.channel import DeliveryError
-from core.config import OutboxSettings
-from core.model import Delivered, Outbound, Outbox, OutboxState
-from core.outbox import Dispatcher
+from core.config.settings import OutboxSettings
+from core.delivery.contract import DeliveryError
+from core.delivery.dispatcher import Dispatcher
+from core.domain.records import Delivered, Outbound, OutboxState
+from core.store.tables import Outbox
 from tests.helpers import inbound, rows
 
 

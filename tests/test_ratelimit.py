@@ -8,7 +8,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from core.ratelimit import Bucket, Limiter, RateLimit
+from core.config.rates import RateLimit
+from core.delivery.ratelimit import Bucket, Limiter
 
 
 class FakeTime:

@@ -12,11 +12,11 @@ import pytest
 import sqlalchemy as sa
 from typer.testing import CliRunner
 
-from core.cli import app
-from core.config import DatabaseSettings
-from core.model import Escalation, Event, Message, Ticket
-from core.replay import ReplayError, read_history, read_jsonl, read_twcs, replay_history
-from core.store import Store
+from core.app.cli import app
+from core.config.settings import DatabaseSettings
+from core.replay.runner import ReplayError, read_history, read_jsonl, read_twcs, replay_history
+from core.store.engine import Store
+from core.store.tables import Escalation, Event, Message, Ticket
 from tests.conftest import make_settings
 
 SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "twcs_sample_5k.csv"

@@ -18,13 +18,12 @@ import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
-from core.chart import write_chart
-from core.cli import app
-from core.commands import StaffDesk
-from core.config import DatabaseSettings
-from core.inbox import Inbox
-from core.model import Customer, Event, Outbox, OutboxKind, Ticket, TicketStatus
-from core.report import (
+from core.app.cli import app
+from core.config.settings import DatabaseSettings
+from core.domain.records import OutboxKind, TicketStatus
+from core.intake.inbox import Inbox
+from core.reporting.chart import write_chart
+from core.reporting.report import (
     TicketFacts,
     backlog_bucket,
     build_report,
@@ -37,7 +36,9 @@ from core.report import (
     same_local_day,
     waiting_since_at,
 )
-from core.store import Store, upgrade
+from core.staff.commands import StaffDesk
+from core.store.engine import Store, upgrade
+from core.store.tables import Customer, Event, Outbox, Ticket
 from tests.conftest import make_settings
 from tests.helpers import inbound
 

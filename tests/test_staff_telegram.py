@@ -6,14 +6,15 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from bots.emulators.telegram import BOT_USER, TelegramEmulator
-from bots.emulators.twitter import BOT_USER as X_BOT
-from bots.emulators.twitter import XEmulator
-from bots.emulators.vk import VKEmulator
-from bots.telegram import TelegramAdapter, button_command
-from bots.twitter import TwitterAdapter
-from bots.vk import VKAdapter
-from core.model import Ticket, TicketStatus
+from bots.telegram.adapter import TelegramAdapter, button_command
+from bots.telegram.emulator import BOT_USER, TelegramEmulator
+from bots.twitter.adapter import TwitterAdapter
+from bots.twitter.emulator import BOT_USER as X_BOT
+from bots.twitter.emulator import XEmulator
+from bots.vk.adapter import VKAdapter
+from bots.vk.emulator import VKEmulator
+from core.domain.records import TicketStatus
+from core.store.tables import Ticket
 from tests.adapter_harness import eventually, running_all
 from tests.conftest import make_settings
 

@@ -7,11 +7,12 @@ import asyncio
 import pytest
 import sqlalchemy as sa
 
-from bots.emulators.telegram import BOT_USER, TelegramEmulator
-from bots.telegram import TelegramAdapter
-from core.channel import DeliveryError
-from core.model import Message, Outbound, Outbox, OutboxState, Ticket
-from core.text import split_text
+from bots.telegram.adapter import TelegramAdapter
+from bots.telegram.emulator import BOT_USER, TelegramEmulator
+from core.delivery.contract import DeliveryError
+from core.domain.records import Outbound, OutboxState
+from core.domain.text import split_text
+from core.store.tables import Message, Outbox, Ticket
 from tests.adapter_harness import eventually, running
 from tests.conftest import make_settings
 

@@ -12,13 +12,14 @@ import sqlalchemy as sa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from bots.emulators.twitter import BOT_USER, RateWindow, XEmulator
-from bots.twitter import TwitterAdapter, newest_id, parse_created_at
-from core.channel import AdapterContext, DeliveryError
+from bots.twitter.adapter import TwitterAdapter, newest_id, parse_created_at
+from bots.twitter.emulator import BOT_USER, RateWindow, XEmulator
 from core.clock import SystemClock
-from core.inbox import Inbox
-from core.model import Cursor, Customer, Message, Outbound, Ticket
-from core.tweet_text import ELLIPSIS, fit_tweet, weighted_length
+from core.delivery.contract import AdapterContext, DeliveryError
+from core.domain.records import Outbound
+from core.domain.tweet_text import ELLIPSIS, fit_tweet, weighted_length
+from core.intake.inbox import Inbox
+from core.store.tables import Cursor, Customer, Message, Ticket
 from tests.adapter_harness import eventually, running
 from tests.conftest import make_settings
 
@@ -207,7 +208,7 @@ async def test_receiving_survives_faults(emulator, store, x_settings, kind, opti
         assert await message_ids(h) == [first, second]
         assert emulator.requests["mentions"] > requests + options.get("count", 1)
         assert emulator.faults.take("mentions") is None  # the fault was served
-        assert any(r.name == "bots.common" and "retrying" in r.getMessage()
+        assert any(r.name == "bots.common.polling" and "retrying" in r.getMessage()
                    for r in caplog.records)  # the adapter saw it, backed off, went on
 
 

@@ -10,11 +10,12 @@ import aiohttp
 import pytest
 import sqlalchemy as sa
 
-from bots.emulators.vk import VKEmulator
-from bots.vk import RedirectingSession, VKAdapter, part_key, random_id
-from core.channel import DeliveryError
-from core.model import Cursor, Message, Outbound, Outbox, OutboxState, Ticket
-from core.text import split_text
+from bots.vk.adapter import RedirectingSession, VKAdapter, part_key, random_id
+from bots.vk.emulator import VKEmulator
+from core.delivery.contract import DeliveryError
+from core.domain.records import Outbound, OutboxState
+from core.domain.text import split_text
+from core.store.tables import Cursor, Message, Outbox, Ticket
 from tests.adapter_harness import eventually, running
 from tests.conftest import make_settings
 
@@ -173,7 +174,7 @@ async def test_long_poll_faults_are_survived(emulator, store, settings, fault):
 @sqlite_only
 async def test_failed_1_is_logged_as_skipped_events(emulator, store, settings, caplog):
     emulator.faults.add("a_check", "failed1")
-    with caplog.at_level(logging.WARNING, logger="bots.vk"):
+    with caplog.at_level(logging.WARNING, logger="bots.vk.adapter"):
         async with running(VKAdapter(settings), store, settings):
             await eventually(lambda: emulator.requests["a_check"] >= 2, what="a poll after it")
     assert any("failed=1" in record.message for record in caplog.records)

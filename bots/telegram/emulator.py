@@ -1,0 +1,330 @@
+"""A loopback Telegram Bot API server: the subset python-telegram-bot uses for sameday.
+
+Methods: getMe, getChat, deleteWebhook, getUpdates (held open up to ``timeout``, honouring
+``offset`` the way Telegram does: an offset confirms every earlier update), sendMessage,
+editMessageText, answerCallbackQuery, createForumTopic, setMyCommands. Errors come in
+Bot API form (``{"ok": false, "error_code": 429, "parameters": {"retry_after": N}}``,
+403 for a user who blocked the bot).
+
+Rate limits are Telegram's published ones: 30 messages/s per bot, 1/s per chat, 20/min
+per group. A send over a limit is answered with 429 and counted in ``violations``, so
+benchmarks and tests can check that the dispatcher never exceeds them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from typing import Any
+
+from aiohttp import web
+
+from bots.common.emulator import Emulator, Fault, SlidingWindow
+
+BOT_USER = {"id": 7000000001, "is_bot": True, "first_name": "Sameday", "username": "sameday_bot",
+            "can_join_groups": True, "can_read_all_group_messages": False,
+            "supports_inline_queries": False}
+MAX_TEXT = 4096
+
+
+class TelegramEmulator(Emulator):
+    name = "telegram"
+
+    def __init__(self, *, enforce_limits: bool = True, token: str | None = None):
+        super().__init__()
+        self.token = token  # None accepts any token
+        self.enforce_limits = enforce_limits
+        self.updates: list[dict[str, Any]] = []
+        self.confirmed = 0  # every update_id below this was confirmed by an offset
+        self.offsets: list[int] = []  # the offsets getUpdates was called with
+        self.messages: dict[tuple[int, int], dict[str, Any]] = {}
+        self.chats: dict[int, dict[str, Any]] = {}
+        self.blocked: set[int] = set()
+        self.failing: dict[int, int] = {}  # chat id -> sends to it still answered with 500
+        self.forums: set[int] = set()
+        self.topics: dict[int, list[dict[str, Any]]] = {}
+        self.edits: list[dict[str, Any]] = []
+        self.callback_answers: list[dict[str, Any]] = []
+        self.commands: list[Any] = []
+        self.per_bot = SlidingWindow(30, 1.0)
+        self.per_chat = SlidingWindow(1, 1.0)
+        self.per_group = SlidingWindow(20, 60.0)
+        self._next_update = 1
+        self._next_message: dict[int, int] = {}
+        self._new_update = asyncio.Condition()
+        self.app.add_routes([web.route("*", "/bot{token}/{method}", self._api)])
+
+    # --- what tests and the demo inject --------------------------------------------------
+
+    def chat(self, chat_id: int, chat_type: str = "private", title: str | None = None,
+             **user: Any) -> dict[str, Any]:
+        chat = self.chats.get(chat_id)
+        if chat is None:
+            chat = {"id": chat_id, "type": chat_type}
+            if chat_type == "private":
+                chat.update({k: v for k, v in user.items() if k in ("first_name", "username")})
+            else:
+                chat["title"] = title or f"Group {chat_id}"
+            if chat_id in self.forums:
+                chat["is_forum"] = True
+            self.chats[chat_id] = chat
+        return chat
+
+    def make_forum(self, chat_id: int, title: str = "Staff") -> None:
+        self.forums.add(chat_id)
+        self.chat(chat_id, "supergroup", title)["is_forum"] = True
+
+    def inject_message(self, *, chat_id: int, user_id: int, text: str | None = None,
+                       first_name: str = "Customer", username: str | None = None,
+                       chat_type: str = "private", reply_to_message_id: int | None = None,
+                       message_thread_id: int | None = None,
+                       entities: list[dict[str, Any]] | None = None,
+                       date: int | None = None) -> dict[str, Any]:
+        """A message from a user, as the next update; returns the message."""
+        user = {"id": user_id, "is_bot": False, "first_name": first_name}
+        if username:
+            user["username"] = username
+        chat = self.chat(chat_id, chat_type, **user)
+        message: dict[str, Any] = {
+            "message_id": self._message_id(chat_id), "from": user, "chat": chat,
+            "date": date or int(self.message_time()),
+        }
+        if text is not None:
+            message["text"] = text
+            mentions = [{"type": "mention", "offset": i, "length": len(w)}
+                        for i, w in _words_with_offsets(text) if w.startswith("@")]
+            if entities or mentions:
+                message["entities"] = entities or mentions
+        if reply_to_message_id is not None:
+            replied = self.messages.get((chat_id, reply_to_message_id))
+            message["reply_to_message"] = replied or {
+                "message_id": reply_to_message_id, "chat": chat, "date": message["date"]}
+        if message_thread_id is not None:
+            message["message_thread_id"] = message_thread_id
+            message["is_topic_message"] = True
+        self.messages[(chat_id, message["message_id"])] = message
+        self.inject_update({"message": message})
+        return message
+
+    def inject_callback(self, *, user_id: int, chat_id: int, message_id: int, data: str,
+                        first_name: str = "Staff") -> dict[str, Any]:
+        """A press on an inline button under one of the bot's messages."""
+        query = {"id": str(len(self.callback_answers) + 1000 + self._next_update),
+                 "from": {"id": user_id, "is_bot": False, "first_name": first_name},
+                 "chat_instance": str(chat_id), "data": data,
+                 "message": self.messages[(chat_id, message_id)]}
+        self.inject_update({"callback_query": query})
+        return query
+
+    def inject_update(self, payload: dict[str, Any]) -> dict[str, Any]:
+        """Any update body (may be deliberately malformed); the update_id is assigned."""
+        update = {"update_id": self._next_update, **payload}
+        self._next_update += 1
+        self.updates.append(update)
+        asyncio.get_event_loop().create_task(self._notify())
+        return update
+
+    def inject_payload(self, body: dict[str, Any]) -> dict[str, Any]:
+        return self.inject_message(**body)
+
+    def block(self, chat_id: int) -> None:
+        self.blocked.add(chat_id)
+
+    def fail_chat(self, chat_id: int, count: int) -> None:
+        """The next `count` sends to this chat fail with 500 (a temporary error)."""
+        self.failing[chat_id] = count
+
+    def sent_to(self, chat_id: int) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m["chat"]["id"] == chat_id]
+
+    def pending_updates(self) -> list[dict[str, Any]]:
+        return [u for u in self.updates if u["update_id"] >= self.confirmed]
+
+    # --- the Bot API -----------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        method = request.match_info["method"]
+        if self.token is not None and request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        faulted = await self.apply_fault(method, request)
+        if faulted is not None:
+            return faulted
+        handler = getattr(self, f"_m_{method}", None)
+        if handler is None:
+            return _error(404, "Not Found: method not found")
+        params = await self.params(request)
+        try:
+            return await handler(params)
+        except (KeyError, ValueError, TypeError) as error:
+            return _error(400, f"Bad Request: {error}")
+
+    def platform_fault(self, method: str, fault: Fault) -> web.Response | None:
+        if fault.kind == "429":
+            return _error(429, f"Too Many Requests: retry after {int(fault.seconds or 1)}",
+                          retry_after=int(fault.seconds or 1))
+        if fault.kind == "missing_fields" and method == "getUpdates":
+            # A real (queued) update that lacks required fields; answered normally.
+            self.inject_update({"message": {"text": "no chat, no sender"}})
+            return None
+        if fault.kind == "403":
+            return _error(403, "Forbidden: bot was blocked by the user")
+        return None
+
+    async def _m_getMe(self, params: dict[str, Any]) -> web.Response:
+        return _ok(BOT_USER)
+
+    async def _m_getChat(self, params: dict[str, Any]) -> web.Response:
+        chat_id = int(params["chat_id"])
+        chat = dict(self.chat(chat_id, "private" if chat_id > 0 else "supergroup"))
+        chat["accent_color_id"] = 0
+        chat["max_reaction_count"] = 11
+        return _ok(chat)
+
+    async def _m_deleteWebhook(self, params: dict[str, Any]) -> web.Response:
+        return _ok(True)
+
+    async def _m_setMyCommands(self, params: dict[str, Any]) -> web.Response:
+        self.commands = _json(params.get("commands", "[]"))
+        return _ok(True)
+
+    async def _m_getUpdates(self, params: dict[str, Any]) -> web.Response:
+        offset = int(params.get("offset") or 0)
+        limit = min(int(params.get("limit") or 100), 100)
+        timeout = float(params.get("timeout") or 0)
+        self.offsets.append(offset)
+        if offset > self.confirmed:
+            self.confirmed = offset  # Telegram forgets confirmed updates for good
+        deadline = time.monotonic() + timeout
+        while True:
+            ready = [u for u in self.updates if u["update_id"] >= max(offset, self.confirmed)]
+            if ready or time.monotonic() >= deadline:
+                return _ok(ready[:limit])
+            async with self._new_update:
+                try:
+                    await asyncio.wait_for(self._new_update.wait(),
+                                           deadline - time.monotonic())
+                except TimeoutError:
+                    pass
+
+    async def _m_sendMessage(self, params: dict[str, Any]) -> web.Response:
+        chat_id = int(params["chat_id"])
+        text = str(params.get("text", ""))
+        if not text.strip():
+            return _error(400, "Bad Request: message text is empty")
+        if len(text) > MAX_TEXT:
+            return _error(400, "Bad Request: message is too long")
+        if chat_id in self.blocked:
+            return _error(403, "Forbidden: bot was blocked by the user")
+        if self.failing.get(chat_id):
+            self.failing[chat_id] -= 1
+            return _error(500, "Internal Server Error")
+        limited = self._over_limit(chat_id)
+        if limited is not None:
+            return limited
+        chat = self.chat(chat_id, "private" if chat_id > 0 else "supergroup")
+        message: dict[str, Any] = {"message_id": self._message_id(chat_id), "from": BOT_USER,
+                                   "chat": chat, "date": int(self.message_time()), "text": text}
+        reply = _json(params.get("reply_parameters")) or {}
+        reply_to = reply.get("message_id") or params.get("reply_to_message_id")
+        if reply_to:
+            original = self.messages.get((chat_id, int(reply_to)))
+            if original is None and not reply.get("allow_sending_without_reply"):
+                return _error(400, "Bad Request: message to be replied not found")
+            if original is not None:
+                message["reply_to_message"] = original
+        if params.get("message_thread_id"):
+            message["message_thread_id"] = int(params["message_thread_id"])
+            message["is_topic_message"] = True
+        for key in ("parse_mode", "reply_markup"):
+            if params.get(key):
+                message[key] = _json(params[key]) if key == "reply_markup" else params[key]
+        self.messages[(chat_id, message["message_id"])] = message
+        self.record_sent(message)
+        return _ok(_public(message))
+
+    async def _m_editMessageText(self, params: dict[str, Any]) -> web.Response:
+        chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
+        message = self.messages.get((chat_id, message_id))
+        if message is None:
+            return _error(400, "Bad Request: message to edit not found")
+        text = str(params.get("text", ""))
+        markup = _json(params.get("reply_markup"))
+        if text == message.get("text") and markup == message.get("reply_markup"):
+            return _error(400, "Bad Request: message is not modified")
+        message["text"] = text
+        message["reply_markup"] = markup
+        self.edits.append({"chat_id": chat_id, "message_id": message_id, "text": text,
+                           "reply_markup": markup, "parse_mode": params.get("parse_mode")})
+        return _ok(_public(message))
+
+    async def _m_answerCallbackQuery(self, params: dict[str, Any]) -> web.Response:
+        self.callback_answers.append(dict(params))
+        return _ok(True)
+
+    async def _m_createForumTopic(self, params: dict[str, Any]) -> web.Response:
+        chat_id = int(params["chat_id"])
+        if chat_id not in self.forums:
+            return _error(400, "Bad Request: the chat is not a forum")
+        topics = self.topics.setdefault(chat_id, [])
+        topic = {"message_thread_id": 100 + len(topics), "name": params["name"],
+                 "icon_color": 7322096}
+        topics.append(topic)
+        return _ok(topic)
+
+    # --- internals -------------------------------------------------------------------------
+
+    def _over_limit(self, chat_id: int) -> web.Response | None:
+        """Check Telegram's limits; over one: a violation, answered with 429."""
+        now = time.monotonic()
+        group = chat_id < 0
+        checks = [("per_bot", self.per_bot, "bot", 1),
+                  ("per_group" if group else "per_chat",
+                   self.per_group if group else self.per_chat, chat_id, 60 if group else 1)]
+        for limit_name, window, key, retry in checks:
+            if window.hit(key, now):
+                self.violation(limit_name, chat_id=chat_id)
+                if self.enforce_limits:
+                    return _error(429, f"Too Many Requests: retry after {retry}",
+                                  retry_after=retry)
+        return None
+
+    def _message_id(self, chat_id: int) -> int:
+        self._next_message[chat_id] = self._next_message.get(chat_id, 0) + 1
+        return self._next_message[chat_id]
+
+    async def _notify(self) -> None:
+        async with self._new_update:
+            self._new_update.notify_all()
+
+
+def _ok(result: Any) -> web.Response:
+    return web.json_response({"ok": True, "result": result})
+
+
+def _error(code: int, description: str, retry_after: int | None = None) -> web.Response:
+    body: dict[str, Any] = {"ok": False, "error_code": code, "description": description}
+    if retry_after is not None:
+        body["parameters"] = {"retry_after": retry_after}
+    return web.json_response(body, status=code)
+
+
+def _json(value: Any) -> Any:
+    """python-telegram-bot form-encodes objects as JSON strings."""
+    if isinstance(value, str) and value[:1] in ("{", "["):
+        return json.loads(value)
+    return value
+
+
+def _public(message: dict[str, Any]) -> dict[str, Any]:
+    """The message as the Bot API returns it (without emulator bookkeeping keys)."""
+    return {k: v for k, v in message.items() if k != "parse_mode"}
+
+
+def _words_with_offsets(text: str) -> list[tuple[int, str]]:
+    out, position = [], 0
+    for word in text.split():
+        position = text.index(word, position)
+        out.append((position, word))
+        position += len(word)
+    return out

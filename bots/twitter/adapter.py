@@ -1,0 +1,405 @@
+"""The X (Twitter) channel: poll the bot's mentions, reply to them, with tweepy's AsyncClient.
+
+Receiving: X has no push for mentions on the pay-per-use API, so the adapter polls
+``GET /2/users/:id/mentions?since_id=...`` every ``poll_interval`` (each read is billed:
+see docs/channels.md). One poll follows ``next_token`` through every page, then stores
+the whole poll oldest-first in ONE ``ingest`` call together with the new ``since_id``
+(same transaction); the in-memory ``since_id`` moves only after that commit. A crash at
+any point means the same mentions are fetched again and deduplicated by the inbox.
+
+First start (no saved cursor): the adapter takes what X returns without ``since_id`` --
+the most recent mentions (X serves up to 800) -- so mentions written while sameday was
+not yet running are answered too. Delete the cursor row to replay; there is no option
+to skip the backlog.
+
+Sending: every answer is a reply to the customer's tweet (``in_reply_to_tweet_id``),
+fitted to 280 weighted characters at a word boundary (``core.tweet_text``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+import aiohttp
+import tweepy
+from tweepy.asynchronous import AsyncClient
+from yarl import URL
+
+from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
+from core.config.settings import Settings
+from core.delivery.contract import AdapterContext, Cursor, DeliveryError
+from core.domain.records import Delivered, Inbound, Outbound
+from core.domain.tweet_text import fit_tweet
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "twitter"
+CURSOR_KEY = "since_id"
+X_API = "https://api.twitter.com"  # hard-coded in tweepy's AsyncBaseClient.request
+MAX_RESULTS = 100  # the most X serves per page: fewest billed requests per poll
+TWEET_FIELDS = ["created_at", "conversation_id", "author_id", "in_reply_to_user_id"]
+USER_FIELDS = ["username", "name"]
+STOP_GRACE = 2.0  # seconds a poll in flight may take to finish when stopping
+RATE_LIMIT_FALLBACK = 60.0  # when a 429 carries no x-rate-limit-reset
+
+
+class MalformedPage(Exception):
+    """A mentions page we cannot trust (no meta, data not a list): retry the poll."""
+
+
+class RebasedSession:
+    """Points tweepy at another API host (the emulator, a proxy).
+
+    tweepy has no base-URL option: ``AsyncBaseClient.request`` always builds
+    ``"https://api.twitter.com" + route``. It does use ``client.session`` when one is set,
+    calling only ``session.request(method, url, params=, json=, headers=)`` as an async
+    context manager, so this wrapper rewrites the prefix and delegates to a real
+    ``aiohttp.ClientSession``. With user auth, tweepy passes an already signed, encoded
+    ``yarl.URL`` (the OAuth 1.0a signature covers the api.twitter.com URL: fine for the
+    real API and for hosts that do not check signatures, like the emulator).
+    """
+
+    def __init__(self, session: aiohttp.ClientSession, base_url: str):
+        self.session = session
+        self.base_url = base_url.rstrip("/")
+        # The rate-limit headers of the latest post: tweepy returns bodies only.
+        self.post_limits: tuple[int, float] | None = None
+
+    def rebase(self, url: str | URL) -> str | URL:
+        text = str(url)
+        if self.base_url == X_API or not text.startswith(X_API):
+            return url
+        rebased = self.base_url + text[len(X_API):]
+        return URL(rebased, encoded=True) if isinstance(url, URL) else rebased
+
+    @contextlib.asynccontextmanager
+    async def request(self, method: str, url: str | URL, **kwargs: Any) -> Any:
+        async with self.session.request(method, self.rebase(url), **kwargs) as response:
+            yield response
+            if method == "POST":
+                self.post_limits = _rate_headers(response.headers)
+
+
+class TwitterAdapter:
+    """Mentions in, replies out. ``poll_interval`` overrides the config (tests only:
+    the config refuses less than 5 s because every read is billed)."""
+
+    name = CHANNEL
+    # One post at a time: X's x-rate-limit-remaining of each post is read before the next.
+    max_in_flight = 1
+
+    def __init__(self, settings: Settings, *, poll_interval: float | None = None,
+                 request_timeout: float = 30.0):
+        self.settings = settings
+        self.x = settings.channels.twitter
+        self.poll_interval = (poll_interval if poll_interval is not None
+                              else self.x.poll_interval.total_seconds())
+        self.request_timeout = request_timeout
+        self.user_id: str | None = self.x.user_id or None  # learnt from /2/users/me if unset
+        self.since_id: str | None = None
+        self.stopping = asyncio.Event()
+        self.context: AdapterContext | None = None
+        self.client: AsyncClient | None = None
+        self._http: aiohttp.ClientSession | None = None
+        self._runner: asyncio.Task | None = None
+        self.polls = PollHealth()
+
+    # --- lifecycle -------------------------------------------------------------------------
+
+    async def start(self, context: AdapterContext) -> None:
+        self.context = context
+        self.stopping.clear()
+        self.client = self._make_client()
+        self.since_id = await context.load_cursor(CHANNEL, CURSOR_KEY)
+        log.info("twitter: polling mentions every %.1fs from since_id=%s",
+                 self.poll_interval, self.since_id or "(none: first start)")
+        # Errors back off from well under a poll interval up to a minute.
+        backoff = Backoff(base=min(1.0, self.poll_interval), ceiling=60.0)
+        self._runner = asyncio.create_task(
+            run_until_stopped(CHANNEL, self._poll_and_wait, self.stopping, backoff,
+                              on_error=self.polls.failed),
+            name="twitter-polling")
+
+    def _make_client(self) -> AsyncClient:
+        secret = self.x.secret
+        client = AsyncClient(
+            bearer_token=secret("bearer_token_env"),
+            consumer_key=secret("consumer_key_env"),
+            consumer_secret=secret("consumer_secret_env"),
+            access_token=secret("access_token_env"),
+            access_token_secret=secret("access_token_secret_env"),
+            # Plain dicts, not tweepy.Tweet: Tweet() raises on a tweet without an id,
+            # which would fail the whole page instead of skipping that one tweet.
+            return_type=dict)
+        self._http = aiohttp.ClientSession(
+            timeout=aiohttp.ClientTimeout(total=self.request_timeout))
+        client.session = RebasedSession(self._http, self.x.base_url)
+        return client
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if self._runner is not None:
+            try:
+                # A poll in flight may finish (and store its batch) within the grace.
+                await asyncio.wait_for(asyncio.shield(self._runner), STOP_GRACE)
+            except TimeoutError:
+                self._runner.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await self._runner
+            self._runner = None
+        if self._http is not None:
+            await self._http.close()
+            self._http = None
+        self.client = None
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz and /metrics: the client runs, and its latest mentions read worked."""
+        return self.polls.report(self.client is not None)
+
+    async def _sleep(self, seconds: float) -> None:
+        """Sleep, but wake at once when the adapter stops."""
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self.stopping.wait(), max(0.0, seconds))
+
+    # --- receiving -------------------------------------------------------------------------
+
+    async def _poll_and_wait(self) -> None:
+        """One poll, then the poll interval. A 429 waits until X's reset time instead;
+        other errors propagate to run_until_stopped, which backs off and retries."""
+        try:
+            await self.poll_once()
+        except tweepy.TooManyRequests as error:
+            self.polls.failed(error)  # no mentions read until X's reset time
+            delay = seconds_until(error.reset_time)
+            log.warning("twitter: mentions rate limit reached; next read in %.0fs", delay)
+            await self._sleep(delay)
+            return
+        self.polls.succeeded()
+        await self._sleep(self.poll_interval)
+
+    async def poll_once(self) -> int:
+        """Fetch every page of new mentions and store them; return how many were new."""
+        assert self.context is not None, "start() first"
+        if self.user_id is None:
+            self.user_id = await self._whoami()
+        tweets, users, newest = await self._fetch_new_mentions()
+        newest = newest_id(newest, self.since_id)
+        if newest is None or newest == self.since_id:
+            return 0
+        batch = [inbound for tweet in sorted(tweets, key=_id_order)
+                 if (inbound := self.to_inbound(tweet, users)) is not None]
+        cursor = Cursor(CHANNEL, CURSOR_KEY, newest)
+        context = self.context
+        stored = await ingest_until_stored(
+            CHANNEL, lambda: context.ingest(batch, cursor), self.stopping)
+        if stored:
+            self.since_id = newest  # only after the commit that saved it
+        return len(batch)
+
+    async def _whoami(self) -> str:
+        me = await self.client.get_me(user_auth=True)
+        user_id = str((me.get("data") or {}).get("id") or "")
+        if not user_id:
+            raise MalformedPage(f"/2/users/me answered without an id: {me!r:.300}")
+        log.info("twitter: channels.twitter.user_id is not set; using %s from /2/users/me",
+                 user_id)
+        return user_id
+
+    async def _fetch_new_mentions(
+            self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], str | None]:
+        """All pages of one poll: (tweets, users by id, newest tweet id)."""
+        tweets: list[dict[str, Any]] = []
+        users: dict[str, dict[str, Any]] = {}
+        newest: str | None = None
+        token: str | None = None
+        seen_tokens: set[str] = set()
+        while True:
+            page = await self.client.get_users_mentions(
+                id=self.user_id, since_id=self.since_id, max_results=MAX_RESULTS,
+                pagination_token=token, expansions=["author_id"], tweet_fields=TWEET_FIELDS,
+                user_fields=USER_FIELDS, user_auth=True)
+            data, meta = _checked_page(page)
+            for user in (page.get("includes") or {}).get("users") or []:
+                if isinstance(user, dict) and user.get("id") is not None:
+                    users[str(user["id"])] = user
+            tweets.extend(data)
+            newest = newest_id(newest, meta.get("newest_id"),
+                               *(t.get("id") for t in data if isinstance(t, dict)))
+            token = meta.get("next_token")
+            if not token:
+                return tweets, users, newest
+            if token in seen_tokens:
+                raise MalformedPage(f"pagination loops on next_token {token!r}")
+            seen_tokens.add(token)
+
+    def to_inbound(self, tweet: Any, users: dict[str, dict[str, Any]]) -> Inbound | None:
+        """The tweet as an Inbound; None for our own tweets and malformed ones (logged)."""
+        if not isinstance(tweet, dict):
+            log.warning("twitter: skipping a tweet that is not an object: %.300r", tweet)
+            return None
+        missing = [f for f in ("id", "author_id", "text") if not _present(tweet.get(f))]
+        if missing:
+            log.warning("twitter: skipping a malformed tweet (no %s): %.300r",
+                        ", ".join(missing), tweet)
+            return None
+        tweet_id, author_id = str(tweet["id"]), str(tweet["author_id"])
+        if author_id == self.user_id:
+            log.debug("twitter: tweet %s is our own; skipped", tweet_id)
+            return None
+        user = users.get(author_id) or {}
+        username = user.get("username")
+        conversation = tweet.get("conversation_id") or tweet_id
+        return Inbound(
+            channel=CHANNEL, external_id=tweet_id,
+            thread_key=f"conv:{conversation}:{author_id}",
+            author_id=author_id, text=str(tweet["text"]), sent_at=self._sent_at(tweet),
+            author_handle=f"@{username}" if username else None, author_name=user.get("name"),
+            reply_target={"in_reply_to_tweet_id": tweet_id, "username": username},
+            raw=tweet)
+
+    def _sent_at(self, tweet: dict[str, Any]) -> datetime:
+        """created_at ("2026-11-24T07:00:00.000Z") as aware UTC; arrival time if absent."""
+        created = tweet.get("created_at")
+        try:
+            return parse_created_at(created)
+        except (TypeError, ValueError):
+            log.warning("twitter: tweet %s has no usable created_at (%r); using arrival time",
+                        tweet.get("id"), created)
+            return self.context.clock.now()
+
+    # --- sending ---------------------------------------------------------------------------
+
+    async def send(self, outbound: Outbound) -> Delivered:
+        if self.client is None:
+            raise DeliveryError("the X adapter is not running")
+        reply_to = outbound.target.get("in_reply_to_tweet_id")
+        if not reply_to:
+            raise DeliveryError(f"outbox target has no in_reply_to_tweet_id: "
+                                f"{outbound.target!r}", permanent=True)
+        text = fit_tweet(outbound.text)
+        try:
+            response = await self.client.create_tweet(
+                text=text, in_reply_to_tweet_id=str(reply_to), user_auth=True)
+        except Exception as error:
+            raise delivery_error(error) from error
+        tweet_id = ((response or {}).get("data") or {}).get("id")
+        if not tweet_id:
+            # Possibly posted; a retry that doubles it is refused by X as duplicate content.
+            raise DeliveryError(f"X answered without a tweet id: {response!r:.300}")
+        remaining, reset_in = self.client.session.post_limits or (None, None)
+        return Delivered(external_id=str(tweet_id), limit_remaining=remaining,
+                         limit_reset_in=reset_in)
+
+    def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
+        return [("per_user", self.user_id or "me")]
+
+    async def find_sent(self, outbound: Outbound) -> Delivered | None:
+        """After a crash mid-send: our reply to that tweet, if X has it (one read)."""
+        if self.client is None or self.user_id is None:
+            return None
+        reply_to = str(outbound.target.get("in_reply_to_tweet_id"))
+        text = fit_tweet(outbound.text)
+        page = await self.client.get_users_tweets(
+            self.user_id, max_results=100, tweet_fields=["referenced_tweets"], user_auth=True)
+        for tweet in (page or {}).get("data") or []:
+            replied = {ref.get("id") for ref in tweet.get("referenced_tweets") or []
+                       if ref.get("type") == "replied_to"}
+            if reply_to in replied and tweet.get("text") == text:
+                return Delivered(external_id=str(tweet["id"]))
+        return None
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+
+def _rate_headers(headers: Any) -> tuple[int, float] | None:
+    """(remaining, seconds until reset) from X's x-rate-limit-* headers, if present."""
+    try:
+        remaining = int(headers["x-rate-limit-remaining"])
+        reset_at = int(headers["x-rate-limit-reset"])
+    except (KeyError, ValueError):
+        return None
+    return remaining, max(0.0, reset_at - time.time())
+
+
+def delivery_error(error: Exception) -> DeliveryError:
+    """A tweepy/aiohttp failure of create_tweet as a DeliveryError the dispatcher handles."""
+    if isinstance(error, tweepy.TooManyRequests):
+        wait = seconds_until(error.reset_time)
+        return DeliveryError(f"X rate limit for posts reached; retry in {wait:.0f}s",
+                             retry_after=wait)
+    if isinstance(error, tweepy.Forbidden | tweepy.BadRequest | tweepy.NotFound):
+        # Deleted or invisible tweet, duplicate text, too long: a retry cannot succeed.
+        return DeliveryError(f"X refused the reply ({_status(error)}): {_api_message(error)}",
+                             permanent=True)
+    if isinstance(error, tweepy.Unauthorized):
+        # Wrong or revoked keys: retried, so answers survive until the admin fixes them.
+        return DeliveryError("X rejected the credentials (401): check the SAMEDAY_X_* "
+                             "tokens and the app's read+write permission")
+    if isinstance(error, tweepy.TwitterServerError):
+        return DeliveryError(f"X server error ({_status(error)}): {_api_message(error)}")
+    if isinstance(error, tweepy.HTTPException):
+        return DeliveryError(f"X refused the reply ({_status(error)}): {_api_message(error)}",
+                             permanent=True)
+    if isinstance(error, aiohttp.ClientError | TimeoutError):
+        return DeliveryError(f"network error talking to X: {type(error).__name__}: {error}")
+    if isinstance(error, ValueError):  # a 2xx body that is not JSON
+        return DeliveryError(f"X answered with an unreadable body: {error}")
+    return DeliveryError(f"unexpected error posting to X: {error!r}")
+
+
+def _status(error: tweepy.HTTPException) -> int:
+    return getattr(error.response, "status", 0)
+
+
+def _api_message(error: tweepy.HTTPException) -> str:
+    return "; ".join(str(m) for m in error.api_messages) or str(error)
+
+
+def seconds_until(reset_epoch: float | None, *, now: float | None = None) -> float:
+    """Seconds until X's x-rate-limit-reset (epoch seconds), at least 1 s."""
+    if reset_epoch is None:
+        return RATE_LIMIT_FALLBACK
+    now = time.time() if now is None else now
+    return max(1.0, float(reset_epoch) - now)
+
+
+def parse_created_at(value: Any) -> datetime:
+    """X's ISO 8601 UTC time with milliseconds and "Z" as an aware datetime."""
+    if not isinstance(value, str):
+        raise TypeError(f"created_at is {type(value).__name__}, not a string")
+    moment = datetime.fromisoformat(value)  # 3.11+ reads the "Z" and the milliseconds
+    if moment.tzinfo is None:
+        raise ValueError(f"created_at {value!r} has no time zone")
+    return moment
+
+
+def newest_id(*ids: Any) -> str | None:
+    """The largest tweet id (ids are numeric strings that grow with time)."""
+    numeric = [str(i) for i in ids if _present(i) and str(i).isdigit()]
+    return max(numeric, key=int) if numeric else None
+
+
+def _id_order(tweet: Any) -> int:
+    value = str(tweet.get("id", "")) if isinstance(tweet, dict) else ""
+    return int(value) if value.isdigit() else 0
+
+
+def _present(value: Any) -> bool:
+    return value is not None and value != ""
+
+
+def _checked_page(page: Any) -> tuple[list[Any], dict[str, Any]]:
+    """A page's data and meta, or MalformedPage: without meta we cannot know whether
+    more pages follow, and advancing since_id past unseen pages would lose mentions."""
+    if not isinstance(page, dict) or not isinstance(page.get("meta"), dict):
+        raise MalformedPage(f"mentions page without meta: {page!r:.300}")
+    data = page.get("data") or []
+    if not isinstance(data, list):
+        raise MalformedPage(f"mentions data is not a list: {data!r:.300}")
+    return data, page["meta"]

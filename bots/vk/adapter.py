@@ -1,0 +1,447 @@
+"""VK adapter (vk_api 11): community messages and wall comments in, answers out.
+
+Receiving uses the Bots Long Poll API through vk_api's ``VkBotLongPoll``, one request at
+a time in a worker thread (vk_api is blocking). Nothing lost, nothing doubled: VK keeps
+its events and serves everything after the ``ts`` a client asks with, so the adapter
+saves ``ts`` in the same transaction as the messages (``context.ingest``) and asks for
+the next events only after that commit. After a crash or restart it resumes from the
+saved ``ts``; whatever was fetched but not committed is fetched again and deduplicated.
+
+Sending: ``messages.send`` with a ``random_id`` and ``wall.createComment`` with a
+``guid``, both derived from the outbox row's idempotency key. VK answers a repeated
+``random_id``/``guid`` with the first message's id instead of posting again, so a retry
+after a timeout cannot double a message.
+
+vk_api posts to the hard-coded ``https://api.vk.ru``; ``RedirectingSession`` sends those
+requests to ``channels.vk.base_url`` instead (the emulator in tests, a proxy if needed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import threading
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any, TypeVar
+
+import requests
+from jconfig import MemoryConfig
+from vk_api import VkApi
+from vk_api.bot_longpoll import VkBotLongPoll
+from vk_api.exceptions import (
+    TOO_MANY_RPS_CODE,
+    ApiError,
+    ApiHttpError,
+    Captcha,
+    VkApiError,
+)
+
+from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
+from core.config.settings import Settings
+from core.delivery.contract import AdapterContext, Cursor, DeliveryError
+from core.domain.records import Delivered, Inbound, Outbound
+from core.domain.text import split_text
+
+log = logging.getLogger(__name__)
+
+CHANNEL = "vk"
+MAX_TEXT = 4096  # VK's limit for one message
+COMMUNITY_RPS = 20  # VK allows 20 API calls per second with a community token
+VK_API_HOSTS = ("https://api.vk.ru", "https://api.vk.com")
+REQUEST_TIMEOUT = 20.0  # vk_api sets none: a silent network must not hang a send forever
+CONNECT_WAIT = 10.0  # how long start() waits for the first long poll server
+
+T = TypeVar("T")
+
+
+class LongPollError(Exception):
+    """The long poll server gave no usable answer (retried with backoff)."""
+
+
+class RedirectingSession(requests.Session):
+    """A requests session that sends vk_api's API calls to ``base_url``.
+
+    vk_api has no base-URL option and posts to ``https://api.vk.ru/method/...``; this
+    rewrites that prefix (and the older api.vk.com) and adds a default timeout.
+    """
+
+    def __init__(self, base_url: str, timeout: float = REQUEST_TIMEOUT):
+        super().__init__()
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+
+    def rewrite(self, url: str) -> str:
+        for host in VK_API_HOSTS:
+            if url == host or url.startswith((host + "/", host + "?")):
+                return self.base_url + url[len(host):]
+        return url
+
+    def request(self, method: str | bytes, url: str | bytes, *args: Any,
+                **kwargs: Any) -> requests.Response:
+        if isinstance(url, str):
+            url = self.rewrite(url)
+        kwargs.setdefault("timeout", self.timeout)
+        return super().request(method, url, *args, **kwargs)
+
+
+class BotLongPoll(VkBotLongPoll):
+    """vk_api's long poll client with a ``fetch`` that returns the raw answer.
+
+    ``VkBotLongPoll.check`` moves ``ts`` forward before the caller has stored anything,
+    handles ``failed`` silently (``failed=1`` means VK skipped events) and fails the whole
+    batch on one event it cannot parse. ``fetch`` leaves all of that to the adapter.
+    """
+
+    __slots__ = ()
+
+    def fetch(self) -> dict[str, Any]:
+        values = {"act": "a_check", "key": self.key, "ts": self.ts, "wait": self.wait}
+        try:
+            response = self.session.get(self.url, params=values, timeout=self.wait + 10)
+            response.raise_for_status()
+        except requests.HTTPError as error:
+            raise LongPollError(f"long poll server answered HTTP "
+                                f"{error.response.status_code}") from None
+        except requests.RequestException as error:
+            # The message would contain the URL, and the URL the long poll key.
+            raise LongPollError(f"long poll request failed ({type(error).__name__})") from None
+        try:
+            answer = response.json()
+        except ValueError:
+            raise LongPollError("long poll answer is not JSON") from None
+        if not isinstance(answer, dict):
+            raise LongPollError("long poll answer is not a JSON object")
+        return answer
+
+
+class VKAdapter:
+    name = CHANNEL
+    # A repeated messages.send (random_id) or wall.createComment (guid) is dropped by VK:
+    # a send interrupted by a crash is simply sent again.
+    idempotent = True
+
+    def __init__(self, settings: Settings):
+        self.settings = settings
+        config = settings.channels.vk
+        self.group_id = config.group_id
+        self.wait = max(1, round(config.long_poll_wait.total_seconds()))
+        self.vk = VkApi(token=config.secret("token_env"), api_version=config.api_version,
+                        session=RedirectingSession(config.base_url), config=MemoryConfig)
+        # vk_api spaces calls by RPS_DELAY (0.34 s: the 3/s of user tokens); community
+        # tokens may make 20/s.
+        self.vk.RPS_DELAY = 1 / COMMUNITY_RPS
+        # On error 6 vk_api sleeps 0.5 s and retries, recursively and without a bound, in
+        # the sending thread. The dispatcher reschedules instead (DeliveryError with
+        # retry_after), so that other rows and stop() are not held up.
+        self.vk.error_handlers.pop(TOO_MANY_RPS_CODE, None)
+        self.longpoll: BotLongPoll | None = None
+        self.context: AdapterContext | None = None
+        self.stopping = asyncio.Event()
+        self._runner: asyncio.Task | None = None
+        self.polls = PollHealth()
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start(self, context: AdapterContext) -> None:
+        self.context = context
+        # Connect once before returning, so that "running" means "receiving"; if VK is
+        # unreachable now, the receive loop keeps trying in the background.
+        try:
+            await asyncio.wait_for(self._connect(), CONNECT_WAIT)
+        except Exception as error:
+            self.polls.failed(error)
+            log.warning("vk: no long poll server yet (%s); retrying in the background",
+                        _describe(error))
+        backoff = Backoff(base=0.5, ceiling=30)
+        self._runner = asyncio.create_task(
+            run_until_stopped("vk", self._poll_once, self.stopping, backoff,
+                              on_error=self.polls.failed),
+            name="vk-long-poll")
+
+    async def stop(self) -> None:
+        # A request blocked in a long poll is abandoned in its thread: nothing it fetched
+        # is committed, so it is fetched again after the next start.
+        self.stopping.set()
+        if self._runner is not None:
+            self._runner.cancel()
+            await asyncio.gather(self._runner, return_exceptions=True)
+            self._runner = None
+
+    def health(self) -> dict[str, Any]:
+        """For /healthz and /metrics: a long poll server is known and last answered."""
+        return self.polls.report(self.longpoll is not None and not self.stopping.is_set())
+
+    # --- receiving -----------------------------------------------------------------------------
+
+    async def _connect(self) -> None:
+        """Get a long poll server and key, and resume from the saved ts if there is one."""
+        longpoll = await _in_daemon_thread(BotLongPoll, self.vk, self.group_id, self.wait)
+        saved = await self.context.load_cursor(CHANNEL, "ts")
+        if saved:
+            longpoll.ts = saved
+            log.info("vk: receiving for community %s from saved ts %s", self.group_id, saved)
+        else:
+            # First start: remember where we began, so that what arrives while the daemon
+            # is down after this is not skipped.
+            await self._save_ts(str(longpoll.ts))
+            log.info("vk: receiving for community %s from ts %s", self.group_id, longpoll.ts)
+        self.longpoll = longpoll
+
+    async def _poll_once(self) -> None:
+        if self.longpoll is None:
+            await self._connect()
+        answer = await _in_daemon_thread(self.longpoll.fetch)
+        self.polls.succeeded()  # any answer, "failed" ones too: VK is reachable
+        if "failed" in answer:
+            await self._recover(answer)
+        else:
+            await self._store(answer)
+
+    async def _store(self, answer: dict[str, Any]) -> None:
+        """Store the events of one answer with its ts, then poll on from that ts."""
+        ts, updates = answer.get("ts"), answer.get("updates")
+        if ts is None or not isinstance(updates, list):
+            raise LongPollError("long poll answer without ts or updates")
+        batch = [inbound for raw in updates if (inbound := self._inbound_or_skip(raw))]
+        if not batch and str(ts) == str(self.longpoll.ts):
+            return  # the wait ran out with nothing new
+        cursor = Cursor(CHANNEL, "ts", str(ts))
+        stored = await ingest_until_stored(
+            "vk", lambda: self.context.ingest(batch, cursor), self.stopping)
+        if stored:
+            self.longpoll.ts = str(ts)
+
+    async def _recover(self, answer: dict[str, Any]) -> None:
+        """Act on the long poll's ``failed`` codes as VK documents them."""
+        failed = answer.get("failed")
+        if failed == 1:
+            if answer.get("ts") is None:
+                raise LongPollError("long poll answered failed=1 without a ts")
+            log.warning("vk: VK's event history is out of date or partly lost (failed=1); "
+                        "events between ts %s and %s are skipped", self.longpoll.ts,
+                        answer["ts"])
+            await self._save_ts(str(answer["ts"]))
+        elif failed == 2:
+            log.info("vk: the long poll key expired; getting a new one")
+            await _in_daemon_thread(self.longpoll.update_longpoll_server, False)
+        elif failed == 3:
+            log.warning("vk: the long poll key and position were lost (failed=3); "
+                        "continuing from VK's current position, later events only")
+            await _in_daemon_thread(self.longpoll.update_longpoll_server, True)
+            await self._save_ts(str(self.longpoll.ts))
+        else:
+            raise LongPollError(f"unknown long poll failure {failed!r}")
+
+    async def _save_ts(self, ts: str) -> None:
+        cursor = Cursor(CHANNEL, "ts", ts)
+        if await ingest_until_stored("vk", lambda: self.context.ingest([], cursor),
+                                     self.stopping) and self.longpoll is not None:
+            self.longpoll.ts = ts
+
+    def _inbound_or_skip(self, raw: Any) -> Inbound | None:
+        try:
+            return self.to_inbound(raw)
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            kind = raw.get("type") if isinstance(raw, dict) else None
+            log.warning("vk: skipping a malformed %s event (%s: %s): %.300r",
+                        kind or "untyped", type(error).__name__, error, raw)
+            return None
+
+    def to_inbound(self, raw: dict[str, Any]) -> Inbound | None:
+        """A customer's message or comment as Inbound, or None (not for the inbox)."""
+        kind = raw["type"]
+        if kind == "message_new":
+            return self._from_message(raw, raw["object"]["message"])
+        if kind == "wall_reply_new":
+            return self._from_comment(raw, raw["object"])
+        log.debug("vk: ignoring a %s event", kind)
+        return None
+
+    def _from_message(self, raw: dict[str, Any], message: dict[str, Any]) -> Inbound | None:
+        from_id, peer_id = int(message["from_id"]), int(message["peer_id"])
+        if message.get("out") or from_id == -self.group_id:
+            return None  # the community's own message
+        message_id = int(message["id"])
+        # In group chats VK gives communities id 0; the conversation id is unique per peer.
+        external_id = (f"m{message_id}" if message_id
+                       else f"c{peer_id}_{int(message['conversation_message_id'])}")
+        return Inbound(
+            channel=CHANNEL, external_id=external_id, thread_key=f"peer:{peer_id}",
+            author_id=str(from_id), author_handle=_handle(from_id),
+            text=_text(message), sent_at=_time(message["date"]),
+            reply_target={"type": "message", "peer_id": peer_id}, raw=raw)
+
+    def _from_comment(self, raw: dict[str, Any], comment: dict[str, Any]) -> Inbound | None:
+        from_id, comment_id = int(comment["from_id"]), int(comment["id"])
+        if from_id == -self.group_id:
+            return None  # the community's own comment (our answers among them)
+        owner_id = int(comment.get("owner_id", comment["post_owner_id"]))
+        post_id = int(comment["post_id"])
+        post = f"{owner_id}_{post_id}"
+        return Inbound(
+            channel=CHANNEL, external_id=f"wall:{post}_{comment_id}",
+            thread_key=f"wall:{post}:{from_id}", author_id=str(from_id),
+            author_handle=_handle(from_id), text=_text(comment), sent_at=_time(comment["date"]),
+            reply_target={"type": "wall", "owner_id": owner_id, "post_id": post_id,
+                          "reply_to_comment": comment_id}, raw=raw)
+
+    # --- sending -------------------------------------------------------------------------------
+
+    def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
+        return [("per_token", "community")]
+
+    def send_cost(self, outbound: Outbound) -> int:
+        return max(1, len(split_text(outbound.text, MAX_TEXT)))
+
+    async def send(self, outbound: Outbound) -> Delivered:
+        target = outbound.target
+        first_id: str | None = None
+        for index, part in enumerate(split_text(outbound.text, MAX_TEXT)):
+            key = part_key(outbound.idempotency_key, index)
+            sent_id = await self._send_part(target, part, key)
+            first_id = first_id or sent_id
+        if first_id is None:
+            raise DeliveryError("empty text: nothing to send", permanent=True)
+        return Delivered(external_id=first_id)
+
+    async def _send_part(self, target: dict[str, Any], text: str, key: str) -> str:
+        kind = target.get("type")
+        try:
+            if kind == "message":
+                values = {"peer_id": int(target["peer_id"]), "message": text,
+                          "random_id": random_id(key)}
+            elif kind == "wall":
+                values = {"owner_id": int(target["owner_id"]), "post_id": int(target["post_id"]),
+                          "from_group": self.group_id, "message": text, "guid": key}
+                if target.get("reply_to_comment"):
+                    values["reply_to_comment"] = int(target["reply_to_comment"])
+            else:
+                raise KeyError("type")
+        except (KeyError, TypeError, ValueError):
+            raise DeliveryError(f"not a VK address: {target!r}", permanent=True) from None
+        method = "messages.send" if kind == "message" else "wall.createComment"
+        response = await self._call(method, values)
+        try:
+            return str(int(response if kind == "message" else response["comment_id"]))
+        except (KeyError, TypeError, ValueError):
+            raise DeliveryError(f"VK answered {method} without an id: {response!r:.200}"
+                                ) from None
+
+    async def _call(self, method: str, values: dict[str, Any]) -> Any:
+        try:
+            return await asyncio.to_thread(self.vk.method, method, values)
+        except ApiError as error:
+            raise api_delivery_error(error.code, error.error.get("error_msg", "")) from error
+        except Captcha as error:
+            raise DeliveryError("VK asks for a captcha (too many messages); waiting",
+                                retry_after=60) from error
+        except ApiHttpError as error:
+            raise DeliveryError(f"VK answered HTTP {error.response.status_code}") from error
+        except (requests.RequestException, VkApiError) as error:
+            raise DeliveryError(f"network error talking to VK: {_describe(error)}") from error
+        except (KeyError, ValueError) as error:
+            # Not JSON (ValueError), or JSON with neither "response" nor "error".
+            raise DeliveryError(f"VK gave an unreadable answer ({_describe(error)})") from error
+
+
+# --- pure helpers ----------------------------------------------------------------------------
+
+# What each VK error means for a send: (reason for a person, permanent, retry after seconds).
+API_ERRORS: dict[int, tuple[str, bool, float | None]] = {
+    1: ("VK reported an unknown error", False, None),
+    5: ("the community token is invalid or revoked: create a new one", True, None),
+    6: ("too many requests per second to VK", False, 1.0),
+    7: ("the community token lacks the right for this (messages or wall)", True, None),
+    9: ("VK flood control: too many similar messages", False, 60.0),
+    10: ("VK internal server error", False, None),
+    14: ("VK asks for a captcha (too many messages)", False, 60.0),
+    15: ("VK denied access (the community may not write there)", True, None),
+    29: ("the daily limit of this VK method is reached", False, 3600.0),
+    100: ("VK refused the request parameters", True, None),
+    212: ("comments on this post are closed", True, None),
+    213: ("comments on this post are closed", True, None),
+    222: ("VK does not allow links in this comment", True, None),
+    223: ("too many replies in this comment thread", True, None),
+    900: ("the user has blocked the community", True, None),
+    901: ("the user has not allowed messages from the community", True, None),
+    902: ("the user's privacy settings do not allow messages from the community", True, None),
+    914: ("the message is too long for VK", True, None),
+    917: ("the community has no access to this conversation", True, None),
+}
+
+
+def api_delivery_error(code: int, message: str) -> DeliveryError:
+    """The DeliveryError for a VK API error code (unknown codes are retried)."""
+    reason, permanent, retry_after = API_ERRORS.get(code, (f"VK error: {message}", False, None))
+    return DeliveryError(f"{reason} (VK error {code})", permanent=permanent,
+                         retry_after=retry_after)
+
+
+def random_id(key: str) -> int:
+    """A stable positive 31-bit random_id for an idempotency key (0 would turn VK's
+    deduplication off)."""
+    digest = hashlib.sha256(key.encode()).digest()
+    return int.from_bytes(digest[:4], "big") & 0x7FFFFFFF or 1
+
+
+def part_key(key: str, index: int) -> str:
+    """The idempotency key of one part of a split message (the first keeps the key)."""
+    return key if index == 0 else f"{key}#{index + 1}"
+
+
+def _text(item: dict[str, Any]) -> str:
+    """The text, or what was sent instead of text ("[photo]"), as staff should see it."""
+    text = item["text"]
+    if not isinstance(text, str):
+        raise TypeError("text is not a string")
+    if text:
+        return text
+    kinds = [a.get("type", "attachment") for a in item.get("attachments") or []
+             if isinstance(a, dict)]
+    return " ".join(f"[{kind}]" for kind in kinds) or "[message]"
+
+
+def _handle(from_id: int) -> str:
+    # vk.com/id123 for people, vk.com/club123 for communities (negative ids).
+    return f"id{from_id}" if from_id > 0 else f"club{-from_id}"
+
+
+def _time(timestamp: Any) -> datetime:
+    return datetime.fromtimestamp(int(timestamp), UTC)
+
+
+def _describe(error: BaseException) -> str:
+    return f"{type(error).__name__}: {str(error)[:200]}"
+
+
+async def _in_daemon_thread(function: Callable[..., T], *args: Any) -> T:
+    """Run a blocking call in a daemon thread and await its result.
+
+    Like asyncio.to_thread, except that a call left blocked in a long poll when the
+    daemon stops holds up neither the event loop's shutdown (which joins the default
+    executor's threads) nor the interpreter's exit.
+    """
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[T] = loop.create_future()
+
+    def settle(result: Any, error: BaseException | None) -> None:
+        if future.done():
+            return  # the caller was cancelled: the result is abandoned
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result)
+
+    def run() -> None:
+        try:
+            result, error = function(*args), None
+        except BaseException as exc:  # handed to the awaiting coroutine
+            result, error = None, exc
+        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
+            loop.call_soon_threadsafe(settle, result, error)
+
+    threading.Thread(target=run, name="vk-long-poll", daemon=True).start()
+    return await future

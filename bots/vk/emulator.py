@@ -1,0 +1,293 @@
+"""A loopback VK API server: the subset vk_api uses for sameday's community bot.
+
+API methods (``POST /method/{name}``, form parameters ``access_token``, ``v``, ...):
+``groups.getLongPollServer``, ``messages.send`` and ``wall.createComment``. Like VK, the
+two sending methods deduplicate: ``random_id`` per peer and ``guid`` per post return the
+first message's id and record nothing new, which is what makes a retried send safe.
+Errors come in VK form with HTTP 200: ``{"error": {"error_code": 6, "error_msg": ...}}``.
+
+The Bots Long Poll server lives at ``{url}/lp``: ``?act=a_check&key=..&ts=..&wait=N`` is
+held until an event newer than ``ts`` exists or ``wait`` seconds pass. Events are kept
+(never dropped on read), so a client coming back with an older ``ts`` gets them again,
+as on VK. Faults on the method name ``"a_check"``: ``failed1`` (history lost, continue
+from the returned ts), ``failed2`` (key expired), ``failed3`` (key and ts lost), plus the
+base kinds and ``missing_fields`` (VK delivers an update whose object lacks fields).
+Faults on API methods: ``"6"``, ``"9"``, ``"10"``, ``"901"`` (or ``"error"`` with
+``code=N``) answer with that VK error; ``"429"`` is VK's error 6; ``lost_response`` does
+the call and then drops the connection (the client cannot know it succeeded).
+
+Rate limit: 20 API calls per second per token (VK's limit for community tokens); a call
+over it is answered with error 6 and recorded in ``violations``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+
+from bots.common.emulator import Emulator, Fault, SlidingWindow
+
+ERROR_MESSAGES = {
+    3: "Unknown method passed",
+    5: "User authorization failed: invalid access_token",
+    6: "Too many requests per second",
+    9: "Flood control",
+    10: "Internal server error",
+    100: "One of the parameters specified was missing or invalid",
+    901: "Can't send messages for users without permission",
+}
+MAX_WAIT = 90  # VK caps the long poll wait at 90 seconds
+
+Handler = Callable[[dict[str, Any]], Awaitable[web.Response]]
+
+
+class VKEmulator(Emulator):
+    name = "vk"
+
+    def __init__(self, *, group_id: int = 1, token: str | None = None):
+        super().__init__()
+        self.group_id = group_id
+        self.token = token  # None accepts any token
+        self.events: list[dict[str, Any]] = []  # event number n is events[n - 1]
+        self.blocked: set[int] = set()
+        self.per_token = SlidingWindow(20, 1.0)
+        self.keys: set[str] = set()
+        self._next_message = 1
+        self._next_comment = 1
+        self._next_key = 1
+        self._conversation: dict[int, int] = {}  # peer_id -> last conversation_message_id
+        self._by_random_id: dict[tuple[int, int], int] = {}
+        self._by_guid: dict[tuple[int, int, str], int] = {}
+        self._changed = asyncio.Event()
+        self._lose_response = False  # set by the "lost_response" fault for this call
+        self._methods: dict[str, Handler] = {
+            "groups.getLongPollServer": self._m_get_long_poll_server,
+            "messages.send": self._m_messages_send,
+            "wall.createComment": self._m_wall_create_comment,
+        }
+        self.app.add_routes([web.route("*", "/method/{name}", self._api),
+                             web.get("/lp", self._long_poll)])
+
+    async def stop(self) -> None:
+        # Release the held long polls first: otherwise the server waits for each of them
+        # during shutdown.
+        self._changed.set()
+        await super().stop()
+
+    # --- what tests and the demo inject --------------------------------------------------
+
+    @property
+    def ts(self) -> int:
+        """The long poll position: the number of events so far."""
+        return len(self.events)
+
+    def inject_message(self, from_id: int, text: str, peer_id: int | None = None
+                       ) -> dict[str, Any]:
+        """A customer writes to the community (a message_new event)."""
+        peer_id = from_id if peer_id is None else peer_id
+        self._conversation[peer_id] = self._conversation.get(peer_id, 0) + 1
+        message = {
+            "id": self._message_id(), "date": int(self.message_time()), "peer_id": peer_id,
+            "from_id": from_id, "text": text, "out": 0,
+            "conversation_message_id": self._conversation[peer_id],
+            "fwd_messages": [], "attachments": [], "important": False, "is_hidden": False,
+        }
+        client_info = {"button_actions": ["text"], "keyboard": True, "inline_keyboard": True,
+                       "carousel": True, "lang_id": 0}
+        return self.inject_event("message_new", {"message": message, "client_info": client_info})
+
+    def inject_wall_reply(self, from_id: int, post_id: int, text: str,
+                          owner_id: int | None = None,
+                          reply_to_comment: int | None = None) -> dict[str, Any]:
+        """Someone comments on a post on the community's wall (a wall_reply_new event)."""
+        owner_id = -self.group_id if owner_id is None else owner_id
+        comment: dict[str, Any] = {
+            "id": self._next_comment, "from_id": from_id, "date": int(self.message_time()),
+            "text": text, "post_owner_id": owner_id, "post_id": post_id,
+            "owner_id": owner_id, "parents_stack": [],
+        }
+        self._next_comment += 1
+        if reply_to_comment is not None:
+            comment["reply_to_comment"] = reply_to_comment
+            comment["parents_stack"] = [reply_to_comment]
+        return self.inject_event("wall_reply_new", comment)
+
+    def inject_event(self, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
+        """Append any event to the stream and wake the waiting long polls."""
+        event_id = hashlib.sha1(f"{self.ts + 1}:{event_type}".encode()).hexdigest()
+        event = {"type": event_type, "object": obj, "group_id": self.group_id,
+                 "event_id": event_id, "v": "5.199"}
+        self.events.append(event)
+        self._changed.set()
+        self._changed = asyncio.Event()
+        return event
+
+    def inject_payload(self, body: dict[str, Any]) -> dict[str, Any]:
+        body = dict(body)
+        kind = body.pop("kind", "message")
+        if kind == "message":
+            return self.inject_message(int(body["from_id"]), str(body["text"]),
+                                       body.get("peer_id"))
+        if kind == "wall_reply":
+            return self.inject_wall_reply(int(body["from_id"]), int(body["post_id"]),
+                                          str(body["text"]), body.get("owner_id"),
+                                          body.get("reply_to_comment"))
+        raise web.HTTPBadRequest(text=f"unknown kind {kind!r}; allowed: message, wall_reply")
+
+    def block(self, peer_id: int) -> None:
+        """This user has not allowed messages from the community: sends get error 901."""
+        self.blocked.add(peer_id)
+
+    def sent_to(self, peer_id: int) -> list[dict[str, Any]]:
+        return [m for m in self.sent if m.get("peer_id") == peer_id]
+
+    def comments_on(self, owner_id: int, post_id: int) -> list[dict[str, Any]]:
+        return [c for c in self.sent if c["method"] == "wall.createComment"
+                and (c["owner_id"], c["post_id"]) == (owner_id, post_id)]
+
+    # --- API methods ---------------------------------------------------------------------
+
+    async def _api(self, request: web.Request) -> web.StreamResponse:
+        name = request.match_info["name"]
+        params = await self.params(request)
+        token = params.get("access_token", "")
+        if self.per_token.hit(token):
+            self.violation("20 calls/s per token", method=name)
+            return _error(6, params)
+        self._lose_response = False
+        faulty = await self.apply_fault(name, request)
+        if faulty is not None:
+            return faulty
+        lose_response = self._lose_response
+        if not token or (self.token is not None and token != self.token):
+            return _error(5, params)
+        handler = self._methods.get(name)
+        if handler is None:
+            return _error(3, params)
+        response = await handler(params)
+        if lose_response:
+            raise ConnectionResetError("emulated lost response")  # done, but unanswered
+        return response
+
+    def platform_fault(self, method: str, fault: Fault) -> web.Response | None:
+        if method == "a_check":
+            return self._long_poll_fault(fault)
+        if fault.kind == "lost_response":
+            self._lose_response = True
+            return None
+        if fault.kind == "missing_fields":
+            return web.json_response({"ok": True})  # neither "response" nor "error"
+        code = 6 if fault.kind == "429" else fault.extra.get("code", fault.kind)
+        if str(code).isdigit():
+            return _error(int(code), {"method": method})
+        return None
+
+    async def _m_get_long_poll_server(self, params: dict[str, Any]) -> web.Response:
+        if _int(params.get("group_id")) != self.group_id:
+            return _error(100, params)
+        key = f"key{self._next_key}"
+        self._next_key += 1
+        self.keys.add(key)
+        return _ok({"key": key, "server": f"{self.url}/lp", "ts": str(self.ts)})
+
+    async def _m_messages_send(self, params: dict[str, Any]) -> web.Response:
+        peer_id, random_id = _int(params.get("peer_id")), _int(params.get("random_id"))
+        message = params.get("message")
+        if peer_id is None or random_id is None or not message:
+            return _error(100, params)
+        if peer_id in self.blocked:
+            return _error(901, params)
+        if random_id and (peer_id, random_id) in self._by_random_id:
+            return _ok(self._by_random_id[(peer_id, random_id)])  # a retry: no new message
+        message_id = self._message_id()
+        if random_id:
+            self._by_random_id[(peer_id, random_id)] = message_id
+        self.record_sent({"method": "messages.send", "peer_id": peer_id, "message": message,
+                          "random_id": random_id, "id": message_id})
+        return _ok(message_id)
+
+    async def _m_wall_create_comment(self, params: dict[str, Any]) -> web.Response:
+        owner_id, post_id = _int(params.get("owner_id")), _int(params.get("post_id"))
+        message, guid = params.get("message"), params.get("guid")
+        if owner_id is None or post_id is None or not message:
+            return _error(100, params)
+        if guid and (owner_id, post_id, guid) in self._by_guid:
+            return _ok({"comment_id": self._by_guid[(owner_id, post_id, guid)]})
+        comment_id = self._next_comment
+        self._next_comment += 1
+        if guid:
+            self._by_guid[(owner_id, post_id, guid)] = comment_id
+        self.record_sent({"method": "wall.createComment", "owner_id": owner_id,
+                          "post_id": post_id, "reply_to_comment": _int(params.get(
+                              "reply_to_comment")), "message": message, "guid": guid,
+                          "comment_id": comment_id})
+        return _ok({"comment_id": comment_id})
+
+    # --- Bots Long Poll --------------------------------------------------------------------
+
+    async def _long_poll(self, request: web.Request) -> web.StreamResponse:
+        params = dict(request.query)
+        faulty = await self.apply_fault("a_check", request)
+        if faulty is not None:
+            return faulty
+        if params.get("act") != "a_check":
+            return web.json_response({"failed": 4, "error": "unknown act"})
+        if params.get("key") not in self.keys:
+            return web.json_response({"failed": 2})
+        ts = _int(params.get("ts"))
+        if ts is None or ts < 0 or ts > self.ts:
+            return web.json_response({"failed": 1, "ts": str(self.ts)})
+        wait = min(_seconds(params.get("wait")), MAX_WAIT)
+        if ts == self.ts and wait > 0:
+            try:
+                await asyncio.wait_for(self._changed.wait(), wait)
+            except TimeoutError:
+                pass
+        return web.json_response({"ts": str(self.ts), "updates": self.events[ts:]})
+
+    def _long_poll_fault(self, fault: Fault) -> web.Response | None:
+        if fault.kind == "failed1":
+            return web.json_response({"failed": 1, "ts": str(self.ts)})
+        if fault.kind in ("failed2", "failed3"):
+            self.keys.clear()  # every key handed out so far is now invalid
+            return web.json_response({"failed": int(fault.kind[-1])})
+        if fault.kind == "missing_fields":
+            # A message_new whose message lacks peer_id, from_id and text; the answer
+            # then carries it like any other event.
+            self.inject_event("message_new", {"message": {"id": self._message_id()}})
+        return None
+
+    def _message_id(self) -> int:
+        # One id sequence for the community's mailbox, incoming and outgoing, as on VK.
+        message_id = self._next_message
+        self._next_message += 1
+        return message_id
+
+
+def _ok(response: Any) -> web.Response:
+    return web.json_response({"response": response})
+
+
+def _error(code: int, params: dict[str, Any]) -> web.Response:
+    shown = [{"key": k, "value": str(v)} for k, v in params.items() if k != "access_token"]
+    return web.json_response({"error": {
+        "error_code": code, "error_msg": ERROR_MESSAGES.get(code, f"Error {code}"),
+        "request_params": shown}})
+
+
+def _seconds(value: Any) -> float:
+    try:
+        return max(float(value), 0.0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _int(value: Any) -> int | None:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return None

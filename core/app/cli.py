@@ -1,0 +1,253 @@
+"""The `sameday` command."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import typer
+from rich.console import Console
+
+from core.config.settings import ConfigError, Settings, load_settings
+
+if TYPE_CHECKING:
+    from core.reporting.report import Period, Report
+
+app = typer.Typer(help="sameday: a self-hosted support inbox that answers the same day.",
+                  no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
+db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+
+err = Console(stderr=True, soft_wrap=True)
+out = Console(soft_wrap=True)
+
+ConfigOption = typer.Option(Path("config.toml"), "--config", "-c",
+                            help="The config file (TOML).", show_default=True)
+
+
+def _settings_or_exit(path: Path, *, check_secrets: bool = True) -> Settings:
+    try:
+        return load_settings(path, check_secrets=check_secrets)
+    except ConfigError as error:
+        err.print(f"[bold red]{len(error.problems)} problem(s) in the config:[/]")
+        for problem in error.problems:
+            err.print(f"  - {problem}", markup=False, highlight=False)
+        raise typer.Exit(2) from None
+
+
+@app.command()
+def run(config: Path = ConfigOption,
+        log_format: str = typer.Option(None, "--log-format",
+                                       help="text or json (default: daemon.log_format)")) -> None:
+    """Run the daemon: receive on every enabled channel, acknowledge, dispatch, escalate."""
+    from core.app.daemon import Daemon
+    from core.app.logs import configured_secrets, setup_logging
+
+    settings = _settings_or_exit(config)
+    if log_format not in (None, "text", "json"):
+        err.print(f"--log-format {log_format!r}: allowed: text, json")
+        raise typer.Exit(2)
+    setup_logging(settings.daemon.log_level, log_format or settings.daemon.log_format,
+                  configured_secrets(settings))
+    code = asyncio.run(Daemon(config, settings).run())
+    raise typer.Exit(code)
+
+
+@app.command("check-config")
+def check_config(file: Path = typer.Argument(..., help="The config file to check."),
+                 no_secrets: bool = typer.Option(False, "--no-secrets",
+                                                 help="Do not require the token variables.")
+                 ) -> None:
+    """Check a config file and explain it; exit 2 with one line per problem."""
+    settings = _settings_or_exit(file, check_secrets=not no_secrets)
+    channels = ", ".join(settings.channels.enabled()) or "none"
+    out.print(f"[green]{file}: OK[/] (channels: {channels}; database: "
+              f"{settings.database.url.split('://')[0]}; "
+              f"staff: {len(settings.staff.members)}; escalation rules: "
+              f"{len(settings.escalation)})")
+    for rule in settings.escalation:
+        out.print(f"  rule {rule.name!r}: {rule.describe()}", markup=False, highlight=False)
+
+
+@app.command()
+def console(config: Path = ConfigOption,
+            as_: str = typer.Option(..., "--as", metavar="NAME",
+                                    help="Your staff name (staff.members in the config).")
+            ) -> None:
+    """Staff commands in a terminal, over the daemon's database.
+
+    The same commands as in the Telegram staff group: /queue, /reply, /take ...
+    With staff.chat = "console" it is the staff chat too: new tickets, follow-ups
+    and delivery confirmations are printed as they arrive.
+    Answers to customers are delivered by the running daemon (sameday run).
+    Leave with quit, Ctrl-D or Ctrl-C.
+    """
+    from core.staff.console import open_console
+
+    settings = _settings_or_exit(config, check_secrets=False)
+    if as_ not in settings.staff.names():
+        names = ", ".join(sorted(settings.staff.names())) or "none (add [[staff.members]])"
+        err.print(f"--as {as_}: not a staff member in {config}; staff: {names}",
+                  markup=False, highlight=False)
+        raise typer.Exit(2)
+    try:
+        asyncio.run(open_console(config, settings, as_, console=out))
+    except KeyboardInterrupt:
+        out.print()
+
+
+@app.command()
+def report(config: Path = ConfigOption,
+           since: str = typer.Option(None, "--since", metavar="WHEN",
+                                     help="Start: a date (2026-11-24) or ISO time, local to "
+                                          "calendar.timezone. Default: today 00:00."),
+           until: str = typer.Option(None, "--until", metavar="WHEN",
+                                     help="End (exclusive); a date means the end of that day. "
+                                          "Default: the end of today."),
+           channel: str = typer.Option(None, "--channel",
+                                       help="Only this channel: telegram, vk or twitter."),
+           format_: str = typer.Option("table", "--format",
+                                       help="table (readable), csv (name,channel,value) or "
+                                            "json."),
+           chart: Path = typer.Option(None, "--chart", metavar="FILE.png",
+                                      help="Also draw the period as a PNG chart."),
+           ) -> None:
+    """The same-day report: how many customers got an answer the same day, and why not.
+
+    Headline: the share of tickets opened in the period that staff answered
+    on the same local calendar day. Behind it: messages received, tickets
+    opened and acknowledged, acknowledgement and first-response times
+    (p50/p90), promises kept, escalations per rule, the backlog by age and
+    dead letters. Reads the daemon's database; changes nothing.
+    """
+    from zoneinfo import ZoneInfo
+
+    from core.clock import SystemClock
+    from core.config.settings import CHANNELS
+    from core.reporting.report import make_period, print_report, report_csv, report_json
+
+    settings = _settings_or_exit(config, check_secrets=False)
+    problems = []
+    if channel is not None and channel not in CHANNELS:
+        problems.append(f"--channel {channel}: allowed: {', '.join(CHANNELS)}")
+    if format_ not in ("table", "csv", "json"):
+        problems.append(f"--format {format_}: allowed: table, csv, json")
+    if chart is not None and chart.suffix.lower() != ".png":
+        problems.append(f"--chart {chart}: the file name must end in .png")
+    try:
+        period = make_period(since, until, ZoneInfo(settings.calendar.timezone),
+                             SystemClock().now())
+    except ValueError as error:
+        problems.append(str(error))
+    for problem in problems:
+        err.print(problem, markup=False, highlight=False)
+    if problems:
+        raise typer.Exit(2)
+    figures = asyncio.run(_report(settings, period, channel))
+    if format_ == "csv":
+        typer.echo(report_csv(figures), nl=False)
+    elif format_ == "json":
+        typer.echo(report_json(figures))
+    else:
+        print_report(figures, out)
+    if chart is not None:
+        from core.reporting.chart import render_chart
+
+        render_chart(figures, chart)
+        # Keep csv/json on stdout clean for pipes; a table reader wants to see it there.
+        (out if format_ == "table" else err).print(f"chart written to {chart}",
+                                                   markup=False, highlight=False)
+
+
+async def _report(settings: Settings, period: Period, channel: str | None) -> Report:
+    import sqlalchemy as sa
+
+    from core.reporting.report import report_for_period
+    from core.store.engine import Store
+
+    store = Store(settings.database)
+    try:
+        return await report_for_period(store, period, channel)
+    except sa.exc.DBAPIError as error:
+        err.print(f"cannot read the database {settings.database.url.split('://')[0]}: "
+                  f"{error.orig}; run `sameday db upgrade` first if it is new",
+                  markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    finally:
+        await store.close()
+
+
+@app.command()
+def replay(file: Path = typer.Argument(..., help="A TWCS CSV or a JSONL history."),
+           config: Path = ConfigOption,
+           database: str = typer.Option(None, "--database", metavar="URL",
+                                        help="Keep the replay in this database (default: a "
+                                             "temporary SQLite file, deleted afterwards)."),
+           staff_name: str = typer.Option(None, "--staff-name",
+                                          help="Who answers (default: the first admin)."),
+           until: str = typer.Option(None, "--until", metavar="TIME",
+                                     help="Run escalations up to this ISO time or date "
+                                          "(local time; default: the end of the last day)."),
+           format_: str = typer.Option("table", "--format", help="table or json.")) -> None:
+    """Replay a history through the real core on a virtual clock and report what the
+    config would have done: acknowledgements, promises, escalations, same-day rate."""
+    import json
+    from datetime import UTC, date, datetime, time, timedelta
+    from zoneinfo import ZoneInfo
+
+    from core.replay.runner import ReplayError, print_report, read_history, replay_history
+
+    settings = _settings_or_exit(config, check_secrets=False)
+    if format_ not in ("table", "json"):
+        err.print(f"--format {format_}: allowed: table, json", markup=False, highlight=False)
+        raise typer.Exit(2)
+    end = None
+    if until:
+        zone = ZoneInfo(settings.calendar.timezone)
+        try:
+            moment = datetime.fromisoformat(until)
+        except ValueError:
+            err.print(f"--until {until}: allowed: an ISO date or time like 2017-12-05 or "
+                      f"2017-12-05T18:00", markup=False, highlight=False)
+            raise typer.Exit(2) from None
+        if len(until) <= 10:  # a date: up to the end of that local day
+            moment = datetime.combine(date.fromisoformat(until) + timedelta(days=1), time(),
+                                      zone)
+        end = (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
+    try:
+        history = read_history(file)
+        report = asyncio.run(replay_history(history, settings, database_url=database,
+                                            staff_name=staff_name, until=end))
+    except ReplayError as error:
+        err.print(str(error), markup=False, highlight=False)
+        raise typer.Exit(2) from None
+    if format_ == "json":
+        typer.echo(json.dumps(report, indent=2, ensure_ascii=False))
+    else:
+        print_report(report, out)
+
+
+@db_app.command("upgrade")
+def db_upgrade(config: Path = ConfigOption) -> None:
+    """Apply pending schema migrations to the configured database."""
+    from core.store.engine import current_revision, upgrade
+
+    settings = _settings_or_exit(config, check_secrets=False)
+    upgrade(settings.database)
+    out.print(f"database at revision {current_revision(settings.database)}")
+
+
+def _register_plugin_commands() -> None:
+    """Commands that live beside the adapters (the demo drives the emulators) come in
+    through entry points, so the core never imports them."""
+    from importlib.metadata import entry_points
+
+    for entry in entry_points(group="sameday.commands"):
+        app.command(entry.name)(entry.load())
+
+
+_register_plugin_commands()
+
+if __name__ == "__main__":
+    app()

@@ -1,0 +1,228 @@
+"""The long-lived daemon: wires the store, inbox, dispatcher and channel adapters.
+
+Signals: SIGTERM and SIGINT stop it cleanly (adapters stop receiving, transactions in
+flight finish, exit code 0); SIGHUP reloads the config file (a broken file keeps the
+old config running and the reason is logged).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+
+from core.app.health import HealthServer
+from core.clock import Clock, SystemClock
+from core.config.settings import ConfigError, Settings, load_settings
+from core.delivery.contract import (
+    STAFF_CHANNEL,
+    AdapterContext,
+    AdapterFactory,
+    ChannelAdapter,
+    adapter_factories,
+)
+from core.delivery.dispatcher import Dispatcher
+from core.escalation.sweep import Escalator
+from core.intake.inbox import Inbox
+from core.staff.commands import StaffDesk
+from core.store.engine import Store
+
+log = logging.getLogger(__name__)
+
+
+class Daemon:
+    def __init__(self, config_path: str | Path, settings: Settings, *,
+                 clock: Clock | None = None,
+                 factories: dict[str, AdapterFactory] | None = None):
+        self.config_path = Path(config_path)
+        self.settings = settings
+        self.clock = clock or SystemClock()
+        self.factories = factories if factories is not None else adapter_factories()
+        self.stopping = asyncio.Event()
+        self.adapters: dict[str, ChannelAdapter] = {}
+        self.reload_listeners: list[Callable[[Settings], None]] = []
+        self.store: Store | None = None
+        self.inbox: Inbox | None = None
+        self.desk: StaffDesk | None = None
+        self.escalator: Escalator | None = None
+        self.scheduler: AsyncIOScheduler | None = None
+        self._sweeping = self._sweep_again = False
+        self._sweep_task: asyncio.Task | None = None
+        self._last_reload_error = ""
+        self.dispatcher: Dispatcher | None = None
+        self.health: HealthServer | None = None
+
+    async def run(self) -> int:
+        """Run until stopped; return the process exit code."""
+        self._install_signal_handlers()
+        self.store = Store(self.settings.database)
+        try:
+            await self.store.upgrade()
+            await self._start()
+            log.info("sameday is running (channels: %s)", ", ".join(self.adapters) or "none")
+            await self.stopping.wait()
+            log.info("stopping")
+            await self._shutdown()
+        finally:
+            await self.store.close()
+        log.info("stopped")
+        return 0
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def reload_for_staff(self) -> str | None:
+        """/reload from the staff chat: None on success, else the problems."""
+        return None if self.reload() else self._last_reload_error
+
+    def reload(self) -> bool:
+        """Re-read the config file; keep the running config if the new one is broken."""
+        try:
+            new = load_settings(self.config_path)
+        except ConfigError as error:
+            log.error("config reload refused, the old config stays in force:\n%s", error)
+            self._last_reload_error = str(error)
+            return False
+        if new.database != self.settings.database or \
+                new.channels != self.settings.channels:
+            log.warning("database and channel settings change only on restart")
+        self.settings = new
+        if self.inbox:
+            self.inbox.reconfigure(new)
+        if self.desk:
+            self.desk.reconfigure(new)
+        if self.escalator:
+            self.escalator.reconfigure(new)
+            # New calendar and rules apply to the tickets already waiting.
+            self._recompute = asyncio.get_running_loop().create_task(self._recompute_open())
+        if self.dispatcher:
+            self.dispatcher.settings = new.outbox
+        for listener in self.reload_listeners:
+            listener(new)
+        log.info("config reloaded from %s", self.config_path)
+        return True
+
+    async def _recompute_open(self) -> None:
+        try:
+            count = await self.escalator.recompute_open_tickets()
+            log.info("promises and escalations recomputed for %d waiting tickets", count)
+        except Exception:
+            log.exception("could not recompute the waiting tickets after the reload")
+
+    async def _start(self) -> None:
+        assert self.store is not None
+        self.inbox = Inbox(self.store, self.settings, self.clock, on_outbox=self._on_change)
+        self.desk = StaffDesk(self.store, self.settings, self.clock, on_outbox=self._on_change)
+        context = AdapterContext(settings=self.settings, clock=self.clock,
+                                 ingest=self.inbox.ingest, load_cursor=self.inbox.load_cursor,
+                                 staff_desk=self.desk, reload_config=self.reload_for_staff)
+        for name in self.settings.channels.enabled():
+            factory = self.factories.get(name)
+            if factory is None:
+                raise RuntimeError(f"no adapter is installed for channel {name!r}")
+            adapter = factory(self.settings)
+            await adapter.start(context)
+            self.adapters[name] = adapter
+        staff_adapter = self.adapters.get(self.settings.staff.chat)
+        if staff_adapter is not None:
+            self.adapters[STAFF_CHANNEL] = staff_adapter
+        if self.settings.daemon.health_port:
+            self.health = HealthServer(self.store, self.settings, self.clock, self.adapters)
+            self.reload_listeners.append(self.health.reconfigure)
+            await self.health.start()
+        self.dispatcher = Dispatcher(self.store, self.clock, self.settings.outbox, self.adapters)
+        self._dispatch_task = asyncio.create_task(self.dispatcher.run(self.stopping),
+                                                  name="dispatcher")
+        self.escalator = Escalator(self.store, self.settings, self.clock,
+                                   on_outbox=self._wake_dispatcher)
+        self._start_scheduler()
+
+    def _start_scheduler(self) -> None:
+        """APScheduler 3 with its in-memory job store: the state lives in our tables."""
+        self.scheduler = AsyncIOScheduler(timezone=UTC)
+        self.scheduler.add_job(self._sweep, "interval", id="sweep", max_instances=1,
+                               coalesce=True, next_run_time=datetime.now(UTC),
+                               seconds=self.settings.daemon.sweep_interval.total_seconds())
+        self.scheduler.start()
+
+    async def _sweep(self) -> None:
+        """Fire due escalations, then wake up again at the next due time."""
+        if self._sweeping:  # asked again while running: run once more when done
+            self._sweep_again = True
+            return
+        self._sweeping = True
+        self._sweep_task = asyncio.current_task()
+        try:
+            while True:
+                self._sweep_again = False
+                await self.escalator.sweep()
+                if not self._sweep_again:
+                    break
+            due = await self.escalator.next_due()
+        except Exception:  # the database may be briefly unavailable; the next run retries
+            log.exception("escalation sweep failed")
+            return
+        finally:
+            self._sweeping = False
+        if due is not None:
+            # The sweep runs on the core's clock (virtual in the demo); the scheduler on
+            # real time.
+            delay = max(0.0, self.clock.real_seconds((due - self.clock.now()).total_seconds()))
+            self._schedule_sweep(datetime.now(UTC) + timedelta(seconds=delay))
+
+    def _wake_dispatcher(self) -> None:
+        if self.dispatcher is not None:
+            self.dispatcher.wake()
+
+    def _on_change(self) -> None:
+        """New messages or staff actions: deliver what they queued, and let the sweep plan
+        the escalations of new or changed tickets now."""
+        self._wake_dispatcher()
+        if self._sweeping:
+            self._sweep_again = True
+        else:
+            self._schedule_sweep(datetime.now(UTC))
+
+    def _schedule_sweep(self, run_date: datetime) -> None:
+        if self.scheduler is not None and self.scheduler.running \
+                and not self.stopping.is_set():
+            self.scheduler.add_job(self._sweep, "date", id="wake", replace_existing=True,
+                                   run_date=run_date)
+
+    async def _shutdown(self) -> None:
+        grace = self.settings.daemon.shutdown_grace.total_seconds()
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
+        if self._sweeping and self._sweep_task is not None:
+            # A sweep in flight finishes its transaction before the database closes (an
+            # abandoned connection would keep its thread, and the process, alive).
+            try:
+                await asyncio.wait_for(asyncio.shield(self._sweep_task), grace)
+            except (TimeoutError, Exception):
+                log.warning("the escalation sweep did not finish within %.0fs", grace)
+        for name, adapter in self.adapters.items():
+            if name == STAFF_CHANNEL:
+                continue
+            try:
+                await asyncio.wait_for(adapter.stop(), grace)
+            except Exception:
+                log.exception("adapter %s did not stop cleanly", name)
+        try:
+            await asyncio.wait_for(self._dispatch_task, grace)
+        except TimeoutError:
+            log.warning("dispatcher did not stop within %.0fs", grace)
+        if self.inbox:
+            await self.inbox.drain()
+        if self.health is not None:
+            await self.health.stop()
+
+    def _install_signal_handlers(self) -> None:
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop)
+        loop.add_signal_handler(signal.SIGINT, self.stop)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)

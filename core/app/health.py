@@ -1,0 +1,320 @@
+"""Health and metrics over HTTP on ``[daemon] health_host:health_port`` (0 turns it off).
+
+``GET /healthz`` answers 200 when the database answers and every channel receives, else
+503 with the reasons: for a load balancer, a container probe or an uptime check.
+``GET /metrics`` is the Prometheus text format.
+
+The figures on /metrics are counted from the database at scrape time, not kept in
+process memory, so a restart loses nothing and several replicas on one PostgreSQL all
+report the same true totals (aggregate replicas with ``max``, not ``sum``). Only what a
+process alone knows -- its adapters' connections and failed polls -- comes from memory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Iterator, Mapping
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import sqlalchemy as sa
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from core.clock import Clock
+from core.config.settings import ChannelsSettings, Settings
+from core.delivery.contract import STAFF_CHANNEL, ChannelAdapter
+from core.domain.records import Direction, OutboxState
+from core.store.engine import Store
+from core.store.tables import Escalation, Message, Outbox, Ticket
+
+log = logging.getLogger(__name__)
+
+STALE_FACTOR = 3  # missed polls before a channel counts as stale...
+STALE_FLOOR = 60.0  # ...but never sooner than this many seconds
+DATABASE_TIMEOUT = 5.0  # a probe must answer even when the database hangs
+# The setting that bounds the time between two successful polls of a healthy channel.
+POLL_SETTING = {"telegram": "poll_timeout", "vk": "long_poll_wait", "twitter": "poll_interval"}
+WAITING = (OutboxState.PENDING, OutboxState.RETRY)
+
+# Per-channel figures: (name, counter or gauge, help), in the order /metrics lists them.
+CHANNEL_METRICS = [
+    ("sameday_messages_received", "counter", "Customer messages stored."),
+    ("sameday_tickets_opened", "counter", "Tickets opened."),
+    ("sameday_tickets_acknowledged", "counter", "Tickets that were sent an acknowledgement."),
+    ("sameday_tickets_answered", "counter", "Tickets with a first staff answer."),
+    ("sameday_tickets_escalated", "counter", "Tickets on which an escalation rule fired."),
+    ("sameday_dead_letters", "counter", "Outbox rows given up after the last attempt."),
+    ("sameday_outbox_depth", "gauge", "Outbox rows waiting to be sent (pending or retry)."),
+    ("sameday_outbox_oldest_due_age_seconds", "gauge",
+     "Seconds the oldest due outbox row has been waiting (0 when none is due)."),
+    ("sameday_tickets_opened_today", "gauge",
+     "Tickets opened today (the local day of calendar.timezone)."),
+    ("sameday_tickets_answered_same_day_today", "gauge",
+     "Tickets opened today and first answered the same local day."),
+    ("sameday_poll_errors", "counter", "Failed receive polls since this process started."),
+    ("sameday_channel_connected", "gauge", "1 when the channel receives, else 0."),
+    ("sameday_channel_last_poll_ok_timestamp_seconds", "gauge",
+     "Unix time of the channel's latest successful receive poll."),
+]
+
+
+# --- the staleness rule (pure) ----------------------------------------------------------
+
+
+def poll_seconds(channels: ChannelsSettings, channel: str) -> float:
+    """The longest a healthy channel goes between two successful polls: an idle long poll
+    (Telegram, VK) answers after its wait; X is read every poll interval."""
+    config = getattr(channels, channel, None)
+    field = POLL_SETTING.get(channel)
+    if config is None or field is None:
+        return STALE_FLOOR / STALE_FACTOR
+    return getattr(config, field).total_seconds()
+
+
+def stale_after(poll: float) -> float:
+    """Three missed polls make a channel stale, but never under a minute, so one slow
+    answer or a short network blip does not wake anybody up."""
+    return max(STALE_FACTOR * poll, STALE_FLOOR)
+
+
+def judge_channel(name: str, report: Mapping[str, Any] | None, now: datetime,
+                  stale: float, running_since: datetime) -> tuple[dict[str, Any], list[str]]:
+    """One channel's /healthz entry, and what is wrong with it (empty when healthy).
+
+    A channel that has not polled successfully yet is given the staleness window from the
+    daemon's start: the first Telegram long poll may take its whole wait to answer.
+    """
+    if report is None:  # an adapter without health(): listed, never judged
+        return {"connected": None, "last_poll_ok": None, "last_poll_age_seconds": None}, []
+    last_ok: datetime | None = report.get("last_poll_ok")
+    age = (now - last_ok).total_seconds() if last_ok else None
+    entry = {"connected": bool(report.get("connected")),
+             "last_poll_ok": last_ok.isoformat() if last_ok else None,
+             "last_poll_age_seconds": round(age, 1) if age is not None else None,
+             "stale_after_seconds": stale, "poll_errors": int(report.get("poll_errors", 0))}
+    reasons = []
+    if not entry["connected"]:
+        reasons.append(f"{name}: not connected (its latest poll failed or polling stopped)")
+    if age is not None and age > stale:
+        reasons.append(f"{name}: last successful poll {age:.0f}s ago (stale after {stale:.0f}s)")
+    elif age is None and (now - running_since).total_seconds() > stale:
+        reasons.append(f"{name}: no successful poll since the start")
+    return entry, reasons
+
+
+# --- /metrics ------------------------------------------------------------------------------
+
+
+class DatabaseCollector(Collector):
+    """Figures from the database and the adapters as Prometheus metric families.
+
+    The database is async and prometheus_client's ``collect`` is not: each scrape first
+    awaits ``refresh`` and then renders, with no await in between, so ``collect`` always
+    sees one consistent reading.
+    """
+
+    def __init__(self, store: Store, clock: Clock, settings: Callable[[], Settings],
+                 channels: Callable[[], Mapping[str, ChannelAdapter]]):
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.channels = channels
+        self.database_up = False
+        self.figures: dict[str, dict[str, float]] = {}
+
+    async def refresh(self) -> None:
+        enabled = list(self.settings().channels.enabled())
+        figures: dict[str, dict[str, float]] = {
+            name: dict.fromkeys(enabled, 0.0) for name, _, _ in CHANNEL_METRICS}
+        try:
+            read = await asyncio.wait_for(self._read_database(), DATABASE_TIMEOUT)
+            self.database_up = True
+        except Exception as error:
+            log.warning("metrics: the database does not answer (%s: %s)",
+                        type(error).__name__, error)
+            read, self.database_up = {}, False
+        for name, values in read.items():
+            figures[name].update(values)
+        figures.update(self._adapter_figures())
+        self.figures = figures
+
+    def collect(self) -> Iterator[Metric]:
+        yield GaugeMetricFamily("sameday_database_up", "1 when the database answered this "
+                                "scrape, else 0 (the database figures are then absent).",
+                                value=1 if self.database_up else 0)
+        for name, kind, help_text in CHANNEL_METRICS:
+            family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
+            family = family_type(name, help_text, labels=["channel"])
+            for channel, value in sorted(self.figures.get(name, {}).items()):
+                family.add_metric([channel], value)
+            yield family
+        opened = sum(self.figures.get("sameday_tickets_opened_today", {}).values())
+        if self.database_up and opened:
+            same_day = sum(self.figures["sameday_tickets_answered_same_day_today"].values())
+            yield GaugeMetricFamily(
+                "sameday_same_day_rate", "Share of today's tickets first answered the same "
+                "local day (absent before the day's first ticket).", value=same_day / opened)
+
+    def _adapter_figures(self) -> dict[str, dict[str, float]]:
+        errors, connected, last_ok = {}, {}, {}
+        for name, adapter in self.channels().items():
+            report = adapter_report(adapter)
+            if report is None:
+                continue
+            errors[name] = float(report.get("poll_errors", 0))
+            connected[name] = 1.0 if report.get("connected") else 0.0
+            if report.get("last_poll_ok") is not None:
+                last_ok[name] = report["last_poll_ok"].timestamp()
+        return {"sameday_poll_errors": errors, "sameday_channel_connected": connected,
+                "sameday_channel_last_poll_ok_timestamp_seconds": last_ok}
+
+    async def _read_database(self) -> dict[str, dict[str, float]]:
+        now = self.clock.now()
+        day_start, day_end = local_day(now, ZoneInfo(self.settings().calendar.timezone))
+        counts = {
+            "sameday_messages_received": _count(Message, Message.direction == Direction.IN),
+            "sameday_tickets_opened": _count(Ticket),
+            "sameday_tickets_acknowledged": _count(Ticket, Ticket.acked_at.is_not(None)),
+            "sameday_tickets_answered": _count(Ticket, Ticket.first_response_at.is_not(None)),
+            "sameday_tickets_escalated": sa.select(
+                Ticket.channel, sa.func.count(sa.distinct(Escalation.ticket_id)))
+            .join(Ticket, Ticket.id == Escalation.ticket_id).group_by(Ticket.channel),
+            "sameday_dead_letters": _count(Outbox, Outbox.state == OutboxState.DEAD),
+            "sameday_outbox_depth": _count(Outbox, Outbox.state.in_(WAITING)),
+            "sameday_tickets_opened_today": _count(
+                Ticket, Ticket.opened_at >= day_start, Ticket.opened_at < day_end),
+            "sameday_tickets_answered_same_day_today": _count(
+                Ticket, Ticket.opened_at >= day_start, Ticket.opened_at < day_end,
+                Ticket.first_response_at < day_end),
+        }
+        oldest_due = sa.select(Outbox.channel, sa.func.min(Outbox.next_attempt_at)).where(
+            Outbox.state.in_(WAITING), Outbox.next_attempt_at <= now).group_by(Outbox.channel)
+        figures: dict[str, dict[str, float]] = {}
+        async with self.store.session() as session:
+            for name, statement in counts.items():
+                rows = await session.execute(statement)
+                figures[name] = {channel: float(value) for channel, value in rows}
+            ages = {channel: max(0.0, (now - due).total_seconds())
+                    for channel, due in await session.execute(oldest_due)}
+        figures["sameday_outbox_oldest_due_age_seconds"] = {
+            channel: ages.get(channel, 0.0) for channel in figures["sameday_outbox_depth"]}
+        return figures
+
+
+def _count(table: Any, *where: Any) -> sa.Select:
+    return sa.select(table.channel, sa.func.count()).where(*where).group_by(table.channel)
+
+
+def local_day(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    """Today's bounds in the calendar's time zone, the day the same-day rate counts."""
+    start = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
+    return start, start + timedelta(days=1)
+
+
+def adapter_report(adapter: ChannelAdapter) -> Mapping[str, Any] | None:
+    """The adapter's ``health()``, or None for an adapter without one (it is optional)."""
+    health = getattr(adapter, "health", None)
+    return health() if callable(health) else None
+
+
+# --- the HTTP server -----------------------------------------------------------------------
+
+
+class HealthServer:
+    """The aiohttp server behind /healthz and /metrics, started and stopped by the daemon."""
+
+    def __init__(self, store: Store, settings: Settings, clock: Clock,
+                 adapters: Mapping[str, ChannelAdapter]):
+        self.store = store
+        self.settings = settings
+        self.clock = clock
+        self.adapters = adapters  # the daemon's own dict: read afresh at every request
+        self.running_since = clock.now()
+        # The adapters poll with the channel settings they started with (channel settings
+        # change on restart only), so staleness is judged by those too.
+        self.polled_with = settings.channels
+        # Our own registry: the global default would add this process's Python and GC
+        # figures, and tests that start several daemons would collide in it.
+        self.registry = CollectorRegistry()
+        self.collector = DatabaseCollector(store, clock, lambda: self.settings, self.channels)
+        self.registry.register(self.collector)
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+
+    def reconfigure(self, settings: Settings) -> None:
+        """A config reload: calendar.timezone applies at once; the host and port, like
+        the channel settings, only on restart."""
+        self.settings = settings
+
+    def channels(self) -> dict[str, ChannelAdapter]:
+        # The staff chat is a second name for an adapter, not a channel of its own.
+        return {name: a for name, a in self.adapters.items() if name != STAFF_CHANNEL}
+
+    async def start(self) -> bool:
+        """Listen; False (logged) if the address is taken: support goes on without it."""
+        app = web.Application()
+        app.add_routes([web.get("/healthz", self._healthz), web.get("/metrics", self._metrics)])
+        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
+        await self._runner.setup()
+        host, port = self.settings.daemon.health_host, self.settings.daemon.health_port
+        site = web.TCPSite(self._runner, host, port)
+        try:
+            await site.start()
+        except OSError as error:
+            log.error("health endpoint NOT started: cannot listen on %s:%s (%s); change "
+                      "[daemon] health_port or set it to 0", host, port, error.strerror or error)
+            await self.stop()
+            return False
+        self.port = site._server.sockets[0].getsockname()[1]
+        log.info("health on http://%s:%d/healthz, metrics on /metrics", host, self.port)
+        return True
+
+    async def stop(self) -> None:
+        if self._runner is not None:
+            await self._runner.cleanup()
+            self._runner = None
+
+    async def check(self) -> tuple[bool, dict[str, Any]]:
+        """(healthy, the /healthz body)."""
+        reasons = []
+        database = await self._database_status()
+        if database != "ok":
+            reasons.append(f"database: {database}")
+        now = self.clock.now()
+        channels = {}
+        for name, adapter in self.channels().items():
+            stale = stale_after(poll_seconds(self.polled_with, name))
+            channels[name], problems = judge_channel(name, adapter_report(adapter), now,
+                                                     stale, self.running_since)
+            reasons += problems
+        body: dict[str, Any] = {"status": "unhealthy" if reasons else "ok",
+                                "database": database, "channels": channels}
+        if reasons:
+            body["reasons"] = reasons
+        return not reasons, body
+
+    async def _database_status(self) -> str:
+        try:
+            await asyncio.wait_for(self.store.ping(), DATABASE_TIMEOUT)
+        except TimeoutError:
+            return f"no answer within {DATABASE_TIMEOUT:.0f}s"
+        except Exception as error:
+            log.warning("healthz: the database does not answer (%s: %s)",
+                        type(error).__name__, error)
+            first_line = str(error).splitlines()[0][:200] if str(error) else ""
+            return f"error: {type(error).__name__}: {first_line}".rstrip(": ")
+        return "ok"
+
+    async def _healthz(self, request: web.Request) -> web.Response:
+        healthy, body = await self.check()
+        return web.json_response(body, status=200 if healthy else 503)
+
+    async def _metrics(self, request: web.Request) -> web.Response:
+        await self.collector.refresh()
+        return web.Response(body=generate_latest(self.registry),
+                            headers={"Content-Type": CONTENT_TYPE_LATEST})

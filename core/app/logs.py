@@ -1,0 +1,74 @@
+"""Logging setup: human-readable by default, one JSON object a line on request.
+
+Tokens never reach the log: every record passes a filter that masks the values of the
+environment variables the config names as secrets.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import sys
+from datetime import UTC, datetime
+
+from core.config.settings import Settings
+
+
+class SecretFilter(logging.Filter):
+    def __init__(self, secrets: list[str]):
+        super().__init__()
+        self.secrets = [s for s in secrets if len(s) >= 6]
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self.secrets:
+            message = record.getMessage()
+            if any(secret in message for secret in self.secrets):
+                for secret in self.secrets:
+                    message = message.replace(secret, "***")
+                record.msg, record.args = message, None
+        return True
+
+
+class JSONFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(),
+            "level": record.levelname.lower(),
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info:
+            entry["error"] = self.formatException(record.exc_info)
+        return json.dumps(entry, ensure_ascii=False)
+
+
+def configured_secrets(settings: Settings) -> list[str]:
+    values = []
+    for channel in (settings.channels.telegram, settings.channels.vk, settings.channels.twitter):
+        for field_name in channel.secret_fields():
+            value = os.environ.get(getattr(channel, field_name))
+            if value:
+                values.append(value)
+    return values
+
+
+def setup_logging(level: str = "info", fmt: str = "text",
+                  secrets: list[str] | None = None) -> None:
+    handler = logging.StreamHandler(sys.stderr)
+    if fmt == "json":
+        handler.setFormatter(JSONFormatter())
+    else:
+        handler.setFormatter(logging.Formatter(
+            "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
+    handler.addFilter(SecretFilter(secrets or []))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
+    # The HTTP libraries log every request URL, and Telegram's URLs contain the token.
+    # tweepy and oauthlib log request headers (keys, tokens) at debug level.
+    for noisy in ("httpx", "httpcore", "urllib3", "telegram.ext", "aiosqlite",
+                  "tweepy", "oauthlib", "requests_oauthlib"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # "skipped: maximum number of running instances" is how a coalesced sweep looks.
+    logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))

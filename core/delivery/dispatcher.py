@@ -1,0 +1,392 @@
+"""The transactional outbox and its dispatcher.
+
+Rows are written in the same transaction as the change that causes them (a new ticket,
+a staff reply); the dispatcher delivers them afterwards through the channel's adapter.
+
+- One dispatch loop per adapter (the Telegram loop also carries the staff channel, so
+  both share the bot's limits). A loop claims due rows earliest-deadline-first, only as
+  many as the adapter's rate limits allow right now, and sends them concurrently.
+- Claiming is one transaction: ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL (other
+  dispatchers skip the rows), a conditional ``UPDATE ... WHERE state IN (due)`` on SQLite
+  (whose ``BEGIN IMMEDIATE`` already serializes writers). pending/retry -> sending.
+- Outcomes: sent (with the platform's message id); retry (temporary error: exponential
+  backoff with jitter, never sooner than the platform's retry hint); dead (a permanent
+  error, or ``max_attempts`` reached) with a notice to the staff chat.
+- A row left in ``sending`` longer than the lease was abandoned by a crashed process:
+  platforms whose sends are idempotent (VK) retry it; others are first checked where the
+  platform allows (X), else retried once, and dead-lettered if that too is interrupted
+  (docs/reliability.md states the exact guarantee per platform).
+- A commit that queues rows wakes the loop, so an unlimited row goes out at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import sqlalchemy as sa
+
+from core.clock import Clock
+from core.config.settings import OutboxSettings
+from core.delivery.contract import STAFF_CHANNEL, ChannelAdapter, DeliveryError
+from core.delivery.ratelimit import Limiter, RateKey, Reservation
+from core.domain.records import Delivered, Outbound, OutboxKind, OutboxState
+from core.staff.cards import CHANNEL_NAMES, esc, who
+from core.store.engine import Store
+from core.store.tables import Customer, Event, Outbox, Ticket
+
+log = logging.getLogger(__name__)
+
+DUE_STATES = (OutboxState.PENDING, OutboxState.RETRY)
+CANDIDATES = 200  # rows looked at per pass: enough to find sendable ones past a busy chat
+ROW_COLUMNS = (Outbox.id, Outbox.channel, Outbox.kind, Outbox.ticket_id, Outbox.target,
+               Outbox.text, Outbox.idempotency_key, Outbox.attempts, Outbox.recovered)
+
+
+@dataclass
+class Claimed:
+    """A row this dispatcher owns until it records the outcome."""
+
+    outbound: Outbound
+    attempts: int  # including this one
+    recovered: int
+    reservation: Reservation
+
+    @property
+    def keys(self) -> list[RateKey]:
+        return self.reservation.keys
+
+
+class Dispatcher:
+    """Runs one dispatch loop per adapter."""
+
+    def __init__(self, store: Store, clock: Clock, settings: OutboxSettings,
+                 adapters: dict[str, ChannelAdapter], *, idle_poll: float = 1.0):
+        self.store = store
+        self.clock = clock
+        self.settings = settings
+        self.idle_poll = idle_poll
+        self.loops: dict[str, ChannelLoop] = {}
+        for channel, adapter in adapters.items():
+            loop = next((lp for lp in self.loops.values() if lp.adapter is adapter), None)
+            if loop is None:
+                loop = ChannelLoop(self, adapter)
+            loop.channels.append(channel)
+            self.loops[channel] = loop
+
+    def wake(self, channel: str | None = None) -> None:
+        """Called after a commit that queued rows: look at the outbox now."""
+        loops = [self.loops[channel]] if channel in self.loops else self.loops.values()
+        for loop in loops:
+            loop.wake.set()
+
+    @property
+    def unique_loops(self) -> list[ChannelLoop]:
+        """Each loop once (the staff channel shares the Telegram loop)."""
+        return list({id(loop): loop for loop in self.loops.values()}.values())
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        await asyncio.gather(*(loop.run(stopping) for loop in self.unique_loops))
+
+    async def dispatch_once(self) -> int:
+        """One pass of every loop, waiting for the sends it started (tests, tools)."""
+        counts = await asyncio.gather(*(loop.dispatch_once(wait=True)
+                                        for loop in self.unique_loops))
+        return sum(sent for sent, _ in counts)
+
+    def backoff(self, attempts: int, retry_after: float | None) -> float:
+        """Exponential backoff with full jitter, never sooner than the platform asked."""
+        base = self.settings.retry_base.total_seconds()
+        ceiling = min(self.settings.retry_max.total_seconds(), base * 2 ** (attempts - 1))
+        return max(random.uniform(base / 2, max(base / 2, ceiling)), retry_after or 0.0)
+
+
+class ChannelLoop:
+    """Delivers the rows of the channels one adapter serves."""
+
+    def __init__(self, dispatcher: Dispatcher, adapter: ChannelAdapter):
+        self.dispatcher = dispatcher
+        self.adapter = adapter
+        self.channels: list[str] = []
+        settings = dispatcher.settings
+        self.limiter = Limiter(settings.limits.of(adapter.name), settings.rate_margin)
+        self.wake = asyncio.Event()
+        self.in_flight: set[asyncio.Task] = set()
+        # An adapter may allow fewer sends in flight (X: one, so each post's rate-limit
+        # headers are read before the next post goes out).
+        self.concurrency = min(settings.concurrency,
+                               getattr(adapter, "max_in_flight", settings.concurrency))
+
+    @property
+    def store(self) -> Store:
+        return self.dispatcher.store
+
+    @property
+    def now(self) -> datetime:
+        return self.dispatcher.clock.now()
+
+    async def run(self, stopping: asyncio.Event) -> None:
+        next_recovery = 0.0
+        while not stopping.is_set():
+            delay = self.dispatcher.idle_poll
+            try:
+                if asyncio.get_running_loop().time() >= next_recovery:
+                    await self.recover_abandoned()
+                    lease = self.dispatcher.settings.lease.total_seconds()
+                    next_recovery = asyncio.get_running_loop().time() + lease / 2
+                sent, delay = await self.dispatch_once()
+                if sent:
+                    continue
+            except Exception:  # the database may be briefly unavailable; keep going
+                log.exception("outbox %s: dispatch failed; retrying", self.adapter.name)
+            self.wake.clear()
+            await _wait_any([self.wake, stopping], max(0.0, delay))
+        if self.in_flight:  # shutting down: let sends in flight record their outcome
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    async def dispatch_once(self, wait: bool = False) -> tuple[int, float]:
+        """Claim what the limits allow now and start sending it.
+
+        Returns how many rows were started and how long to sleep before the next pass
+        (until a token frees up or a retry falls due).
+        """
+        free = self.concurrency - len(self.in_flight)
+        if free <= 0:
+            return 0, self.dispatcher.idle_poll  # a finishing send wakes the loop
+        claimed, delay = await self._claim(free)
+        for row in claimed:
+            task = asyncio.create_task(self._send(row))
+            self.in_flight.add(task)
+            task.add_done_callback(self.in_flight.discard)
+        if wait and self.in_flight:
+            await asyncio.gather(*self.in_flight, return_exceptions=True)
+        return len(claimed), delay
+
+    async def _claim(self, free: int) -> tuple[list[Claimed], float]:
+        now = self.now
+        idle = self.dispatcher.idle_poll
+        async with self.store.session() as session, session.begin():
+            query = (sa.select(*ROW_COLUMNS)
+                     .where(Outbox.channel.in_(self.channels), Outbox.state.in_(DUE_STATES),
+                            Outbox.next_attempt_at <= now)
+                     .order_by(Outbox.deadline_at.is_(None), Outbox.deadline_at, Outbox.id)
+                     .limit(CANDIDATES)
+                     .with_for_update(skip_locked=True))
+            rows = (await session.execute(query)).all()
+            claimed: list[Claimed] = []
+            wait_until = self.limiter.now() + idle
+            exhausted: set[RateKey] = set()  # buckets found empty in this pass
+            for row in rows:
+                if len(claimed) >= free:
+                    wait_until = self.limiter.now()  # more is sendable: come back at once
+                    break
+                outbound = _outbound(row)
+                keys = self.adapter.rate_keys(outbound)
+                if exhausted.intersection(keys):
+                    continue  # e.g. the bot-wide limit: no later row can go either
+                cost = _send_cost(self.adapter, outbound)
+                reservation = self.limiter.try_acquire(keys, cost)
+                if reservation is not None:
+                    claimed.append(Claimed(outbound, row.attempts + 1, row.recovered,
+                                           reservation))
+                else:
+                    ready = self.limiter.ready_at(keys, cost)
+                    wait_until = min(wait_until, ready)
+                    exhausted.update(k for k in keys
+                                     if self.limiter.ready_at([k], cost) >= ready)
+            if claimed:
+                ids = [c.outbound.outbox_id for c in claimed]
+                result = await session.execute(
+                    sa.update(Outbox)
+                    .where(Outbox.id.in_(ids), Outbox.state.in_(DUE_STATES))
+                    .values(state=OutboxState.SENDING, attempts=Outbox.attempts + 1,
+                            claimed_at=now))
+                if result.rowcount != len(ids):  # cannot happen under the row locks
+                    raise RuntimeError("outbox rows changed under a claim; retrying")
+            if not rows or len(rows) < CANDIDATES:
+                wait_until = min(wait_until, self.limiter.now() + await self._next_due(
+                    session, now))
+        return claimed, max(0.0, wait_until - self.limiter.now())
+
+    async def _next_due(self, session: Any, now: datetime) -> float:
+        """Seconds until the earliest row waiting for a retry falls due."""
+        earliest = await session.scalar(
+            sa.select(sa.func.min(Outbox.next_attempt_at))
+            .where(Outbox.channel.in_(self.channels), Outbox.state.in_(DUE_STATES),
+                   Outbox.next_attempt_at > now))
+        if earliest is None:
+            return self.dispatcher.idle_poll
+        return min(self.dispatcher.idle_poll, (earliest - now).total_seconds())
+
+    async def _send(self, row: Claimed) -> None:
+        try:
+            delivered = await self.adapter.send(row.outbound)
+        except DeliveryError as error:
+            self.limiter.settle(row.reservation)
+            if error.retry_after:
+                self.limiter.block(row.keys, error.retry_after)
+            await self._record(self._failure(row, error))
+        except Exception as error:  # an adapter bug must not stop delivery of other rows
+            self.limiter.settle(row.reservation)
+            log.exception("outbox %s: adapter crashed on row %s", self.adapter.name,
+                          row.outbound.outbox_id)
+            await self._record(self._failure(row, DeliveryError(f"adapter error: {error!r}")))
+        else:
+            self.limiter.settle(row.reservation)
+            if delivered.limit_remaining is not None and delivered.limit_reset_in is not None:
+                self.limiter.observe(row.keys, delivered.limit_remaining,
+                                     delivered.limit_reset_in)
+            await self._record(self._sent(row, delivered))
+
+    def _sent(self, row: Claimed, delivered: Delivered):
+        async def apply(session: Any) -> None:
+            await _set(session, row.outbound.outbox_id, state=OutboxState.SENT,
+                       sent_at=self.now, external_id=delivered.external_id, last_error=None)
+            await confirm_to_staff(session, row.outbound, self.now)
+        return apply
+
+    def _failure(self, row: Claimed, error: DeliveryError):
+        settings = self.dispatcher.settings
+
+        async def apply(session: Any) -> None:
+            outbound = row.outbound
+            if error.permanent or row.attempts >= settings.max_attempts:
+                log.warning("outbox %s: row %s (%s) is dead after %d attempt(s): %s",
+                            outbound.channel, outbound.outbox_id, outbound.kind, row.attempts,
+                            error.reason)
+                await _set(session, outbound.outbox_id, state=OutboxState.DEAD,
+                           last_error=error.reason)
+                await dead_letter(session, outbound, error.reason, self.now)
+                return
+            delay = self.dispatcher.backoff(row.attempts, error.retry_after)
+            log.info("outbox %s: row %s failed (%s); retry in %.1fs", outbound.channel,
+                     outbound.outbox_id, error.reason, delay)
+            await _set(session, outbound.outbox_id, state=OutboxState.RETRY,
+                       last_error=error.reason,
+                       next_attempt_at=self.now + timedelta(seconds=delay))
+        return apply
+
+    async def _record(self, apply) -> None:
+        # Shielded: a shutdown must not leave a sent row looking unsent.
+        await asyncio.shield(self._in_transaction(apply))
+        self.wake.set()  # a slot is free: look for more
+
+    async def _in_transaction(self, apply) -> None:
+        async with self.store.session() as session, session.begin():
+            await apply(session)
+
+    async def recover_abandoned(self) -> int:
+        """Rows left in "sending" by a crashed process (older than the lease)."""
+        lease = self.dispatcher.settings.lease
+        async with self.store.session() as session:
+            rows = (await session.execute(
+                sa.select(*ROW_COLUMNS)
+                .where(Outbox.channel.in_(self.channels), Outbox.state == OutboxState.SENDING,
+                       Outbox.claimed_at < self.now - lease))).all()
+        for row in rows:
+            await self._recover(_outbound(row), row.recovered)
+        return len(rows)
+
+    async def _recover(self, outbound: Outbound, recovered: int) -> None:
+        find_sent = getattr(self.adapter, "find_sent", None)
+        found: Delivered | None = None
+        if find_sent is not None:
+            try:
+                found = await find_sent(outbound)
+            except Exception as error:  # cannot check now: treat as unknown
+                log.warning("outbox %s: could not check row %s (%s)", outbound.channel,
+                            outbound.outbox_id, error)
+        idempotent = getattr(self.adapter, "idempotent", False)
+        values: dict[str, Any]
+        if found is not None:
+            values = {"state": OutboxState.SENT, "sent_at": self.now,
+                      "external_id": found.external_id, "last_error": None}
+            note = "found delivered"
+        elif idempotent or recovered == 0:
+            values = {"state": OutboxState.RETRY, "next_attempt_at": self.now,
+                      "last_error": "interrupted by a crash; outcome unknown, retrying"}
+            note = "retrying"
+        else:
+            values = {"state": OutboxState.DEAD,
+                      "last_error": "interrupted twice by a crash; it may or may not have "
+                                    "been delivered"}
+            note = "dead-lettered"
+        log.warning("outbox %s: row %s was abandoned in 'sending': %s", outbound.channel,
+                    outbound.outbox_id, note)
+        async with self.store.session() as session, session.begin():
+            changed = await session.execute(
+                sa.update(Outbox)
+                .where(Outbox.id == outbound.outbox_id, Outbox.state == OutboxState.SENDING)
+                .values(recovered=Outbox.recovered + 1, **values))
+            if changed.rowcount and values["state"] == OutboxState.DEAD:
+                await dead_letter(session, outbound, values["last_error"], self.now)
+        self.wake.set()
+
+
+async def confirm_to_staff(session: Any, outbound: Outbound, now: datetime) -> None:
+    """A staff answer reached the customer: say so where the staff member asked."""
+    confirm = outbound.target.get("confirm")
+    if outbound.kind != OutboxKind.REPLY or not confirm:
+        return
+    ticket = await session.get(Ticket, outbound.ticket_id)
+    customer = await session.get(Customer, ticket.customer_id) if ticket else None
+    to = who(customer.handle, customer.name, customer.external_user_id) if customer else "?"
+    _notice(session, outbound, f"✓ #{outbound.ticket_id}: sent to {esc(to)} on "
+                               f"{CHANNEL_NAMES.get(outbound.channel, outbound.channel)}",
+            f"confirm:{outbound.outbox_id}", now)
+
+
+def _notice(session: Any, about: Outbound, text: str, key: str, now: datetime) -> None:
+    """A notice to the staff chat, next to the staff member's command when known."""
+    target: dict[str, Any] = {"ticket": about.ticket_id, "parse_mode": "HTML"}
+    confirm = about.target.get("confirm") or {}
+    if confirm.get("chat_id"):
+        target.update({"chat_id": confirm["chat_id"],
+                       "reply_to_message_id": confirm.get("message_id"),
+                       "message_thread_id": confirm.get("thread_id")})
+    session.add(Outbox(channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=about.ticket_id,
+                       target=target, text=text, idempotency_key=key, deadline_at=now,
+                       next_attempt_at=now, created_at=now))
+
+
+async def dead_letter(session: Any, outbound: Outbound, reason: str, now: datetime) -> None:
+    """Record a dead row and tell the staff chat, with the ticket number and the reason."""
+    session.add(Event(ticket_id=outbound.ticket_id, channel=outbound.channel,
+                      kind="dead_letter", at=now,
+                      data={"outbox_id": outbound.outbox_id, "kind": outbound.kind,
+                            "reason": reason}))
+    if outbound.channel == STAFF_CHANNEL:
+        return  # a notice about a failed notice would fail the same way
+    what = {OutboxKind.ACK: "the acknowledgement", OutboxKind.REPLY: "the answer"}.get(
+        outbound.kind, "a message")
+    number = f"#{outbound.ticket_id}: " if outbound.ticket_id else ""
+    text = (f"⚠ {number}{what} on {CHANNEL_NAMES.get(outbound.channel, outbound.channel)} "
+            f"could not be delivered: {esc(reason)}\nText: {esc(outbound.text[:300])}")
+    _notice(session, outbound, text, f"dead:{outbound.outbox_id}", now)
+
+
+async def _set(session: Any, row_id: int, **values: Any) -> None:
+    await session.execute(sa.update(Outbox).where(Outbox.id == row_id).values(**values))
+
+
+def _outbound(row: Any) -> Outbound:
+    return Outbound(outbox_id=row.id, channel=row.channel, kind=row.kind, target=row.target,
+                    text=row.text, idempotency_key=row.idempotency_key, ticket_id=row.ticket_id)
+
+
+def _send_cost(adapter: ChannelAdapter, outbound: Outbound) -> int:
+    cost = getattr(adapter, "send_cost", None)
+    return cost(outbound) if cost is not None else 1
+
+
+async def _wait_any(events: list[asyncio.Event], timeout: float) -> None:
+    waiters = [asyncio.ensure_future(event.wait()) for event in events]
+    try:
+        await asyncio.wait(waiters, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()

@@ -1,0 +1,96 @@
+"""The records and states of the product as plain data (no database): what adapters
+exchange with the core, and the states of tickets and outbox rows."""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+
+class TicketStatus(enum.StrEnum):
+    OPEN = "open"  # waiting for staff
+    ANSWERED = "answered"  # staff answered, waiting for the customer
+    SNOOZED = "snoozed"  # staff put it aside until snoozed_until
+    CLOSED = "closed"
+
+
+class Priority(enum.StrEnum):
+    LOW = "low"
+    NORMAL = "normal"
+    HIGH = "high"
+    URGENT = "urgent"
+
+
+class Direction(enum.StrEnum):
+    IN = "in"  # from the customer
+    OUT = "out"  # from staff (or the bot) to the customer
+    NOTE = "note"  # internal staff note, never sent
+
+
+class OutboxKind(enum.StrEnum):
+    ACK = "ack"  # acknowledgement to the customer
+    REPLY = "reply"  # staff answer to the customer
+    STAFF_CARD = "staff_card"  # new-ticket card in the staff chat
+    CARD_EDIT = "card_edit"  # the card edited to show the ticket's new state
+    NOTICE = "notice"  # any other message to staff (escalation, dead letter, ...)
+
+
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    RETRY = "retry"
+    DEAD = "dead"
+
+
+# --- records exchanged with adapters (plain data, no database) -------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Inbound:
+    """One customer message, normalized by an adapter.
+
+    ``thread_key`` groups messages into one conversation (a private chat, a comment
+    thread, a tweet conversation); ``reply_target`` is the platform address an answer
+    must go to, opaque to the core and handed back to the adapter in ``Outbound``.
+    """
+
+    channel: str
+    external_id: str
+    thread_key: str
+    author_id: str
+    text: str
+    sent_at: datetime
+    author_handle: str | None = None
+    author_name: str | None = None
+    reply_target: dict[str, Any] = field(default_factory=dict)
+    raw: dict[str, Any] | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Outbound:
+    """One message the adapter must deliver; built by the dispatcher from an Outbox row."""
+
+    outbox_id: int
+    channel: str
+    kind: str
+    target: dict[str, Any]
+    text: str
+    idempotency_key: str
+    ticket_id: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered:
+    """What the platform said after a successful send.
+
+    ``limit_remaining`` / ``limit_reset_in`` carry the platform's own rate-limit headers
+    when it sends them (X: x-rate-limit-remaining / x-rate-limit-reset), so the
+    dispatcher pauses before the platform has to refuse.
+    """
+
+    external_id: str
+    limit_remaining: int | None = None
+    limit_reset_in: float | None = None

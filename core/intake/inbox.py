@@ -1,0 +1,406 @@
+"""Ingest: turn a batch of Inbound messages into stored tickets, in ONE transaction.
+
+Per batch: skip what is already stored (unique ``(channel, external_id)``), upsert the
+customers, append each message to the open ticket of its thread or open a new one, and
+write the audit events and the outbox rows (acknowledgement, staff card or follow-up
+notice). An adapter advances its platform cursor only after ``ingest`` returns, so a
+crash anywhere means the batch is fetched again and deduplicated: nothing lost, nothing
+doubled.
+
+Threading rule (documented in docs/inbox.md): a message joins the ticket of the same
+channel, thread and customer that is not closed. If that ticket was closed less than
+``inbox.reopen_within`` ago it is reopened; otherwise a new ticket is opened.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import logging
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.clock import Clock
+from core.config.settings import Settings
+from core.delivery.contract import STAFF_CHANNEL, Cursor
+from core.domain.policy import Policy
+from core.domain.records import Direction, Inbound, OutboxKind, OutboxState, Priority, TicketStatus
+from core.staff.cards import card_buttons, card_text, follow_up_text, state_line, who
+from core.store.engine import Store
+from core.store.tables import Cursor as CursorRow
+from core.store.tables import Customer, Event, Message, Outbox, Ticket
+
+log = logging.getLogger(__name__)
+
+TICKETS, CUSTOMERS = Ticket.__table__, Customer.__table__
+
+
+@dataclass
+class IngestResult:
+    received: int = 0  # new messages stored
+    duplicates: int = 0  # already stored (or repeated inside the batch)
+    opened: list[int] = field(default_factory=list)  # new ticket ids
+    reopened: list[int] = field(default_factory=list)
+    appended: list[int] = field(default_factory=list)  # ticket ids that got a message
+
+
+class Inbox:
+    def __init__(self, store: Store, settings: Settings, clock: Clock, *,
+                 on_outbox: Callable[[], None] | None = None):
+        self.store = store
+        self.clock = clock
+        self.reconfigure(settings)
+        self.on_outbox = on_outbox or (lambda: None)
+        self._inflight: set[asyncio.Future] = set()
+
+    def reconfigure(self, settings: Settings) -> None:
+        """Use a new config (SIGHUP): new calendar, promise rules and texts."""
+        self.settings = settings
+        self.policy = Policy(settings)
+
+    async def ingest(self, batch: Sequence[Inbound], cursor: Cursor | None = None
+                     ) -> IngestResult:
+        """Store a batch (and the adapter's cursor) atomically; safe to repeat.
+
+        The transaction runs in its own task and is shielded: a daemon shutting down may
+        cancel the adapter that called us, but never a commit half-way (see ``drain``).
+        """
+        task = asyncio.ensure_future(self._ingest_with_retry(batch, cursor))
+        self._inflight.add(task)
+        task.add_done_callback(self._inflight.discard)
+        return await asyncio.shield(task)
+
+    async def drain(self) -> None:
+        """Wait for every transaction in flight (used at shutdown)."""
+        if self._inflight:
+            await asyncio.gather(*self._inflight, return_exceptions=True)
+
+    async def load_cursor(self, channel: str, key: str) -> str | None:
+        async with self.store.session() as session:
+            row = await session.get(CursorRow, (channel, key))
+            return row.value if row else None
+
+    async def _ingest_with_retry(self, batch: Sequence[Inbound],
+                                 cursor: Cursor | None) -> IngestResult:
+        for attempt in range(3):
+            try:
+                async with self.store.session() as session, session.begin():
+                    result = await self._ingest(session, batch) if batch else IngestResult()
+                    if cursor is not None:
+                        await _save_cursor(session, cursor)
+                break
+            except IntegrityError:
+                # Another writer stored some of these rows first (replicas, a racing
+                # retry): run again; the second pass deduplicates against them.
+                if attempt == 2:
+                    raise
+                log.info("ingest raced another writer; retrying the batch")
+        if result.received:
+            self.on_outbox()
+        return result
+
+    async def _ingest(self, session: AsyncSession, batch: Sequence[Inbound]) -> IngestResult:
+        now = self.clock.now()
+        result = IngestResult()
+        fresh = [_storable(m) for m in await self._new_messages(session, batch)]
+        result.duplicates = len(batch) - len(fresh)
+        if not fresh:
+            return result
+        customers = await self._upsert_customers(session, fresh, now)
+        tickets: dict[tuple, Ticket | NewTicket] = await self._threadable_tickets(
+            session, fresh, customers, now)
+
+        placed: list[tuple[Inbound, CustomerView, Ticket | NewTicket, datetime]] = []
+        new_tickets: list[tuple[Inbound, CustomerView, NewTicket]] = []
+        events: list[dict] = []
+        for inbound in fresh:
+            customer = customers[(inbound.channel, inbound.author_id)]
+            arrival = min(inbound.sent_at, now)  # a platform clock ahead of ours is not news
+            key = (inbound.channel, inbound.thread_key, customer.id)
+            ticket = tickets.get(key)
+            if ticket is None:
+                due = self.policy.deadline(inbound, customer.tags, arrival)
+                ticket = NewTicket(channel=inbound.channel, thread_key=inbound.thread_key,
+                                   customer_id=customer.id, opened_at=arrival, due_at=due,
+                                   language=self.policy.language(inbound),
+                                   reply_target=inbound.reply_target,
+                                   first_escalation=self.policy.first_escalation(
+                                       inbound, customer.tags, arrival, due))
+                tickets[key] = ticket
+                new_tickets.append((inbound, customer, ticket))
+            else:
+                ticket.last_customer_at = max(ticket.last_customer_at, arrival)
+                ticket.reply_target = inbound.reply_target  # answer the latest message
+                if ticket.status not in (TicketStatus.OPEN, TicketStatus.SNOOZED):
+                    self._new_cycle(ticket, inbound, customer, arrival, now, events, result)
+                elif ticket.status == TicketStatus.OPEN and self.policy.keyword_rules \
+                        and not isinstance(ticket, NewTicket):
+                    # A follow-up may bring a keyword a rule waits for: plan again.
+                    ticket.next_escalation_at = min(ticket.next_escalation_at or now, now)
+            placed.append((inbound, customer, ticket, arrival))
+        await _insert_tickets(session, [ticket for _, _, ticket in new_tickets])
+
+        outbox: list[dict] = []
+        acked_customers: set[int] = set()
+        for inbound, customer, ticket in new_tickets:
+            events.append(_event(ticket, "opened", now, {"due_at": ticket.due_at.isoformat()}))
+            ack = self.policy.acknowledgement(
+                inbound, ticket_id=ticket.id, due=ticket.due_at, name=customer.name,
+                handle=customer.handle, language=ticket.language,
+                last_acked_at=customer.last_acked_at, now=now)
+            if ack is not None:
+                outbox.append(_outbox(inbound.channel, OutboxKind.ACK, ticket, ack,
+                                      inbound.reply_target, f"ack:{ticket.id}", now))
+                ticket.acked_at = customer.last_acked_at = now
+                acked_customers.add(customer.id)
+            outbox.append(_outbox(STAFF_CHANNEL, OutboxKind.STAFF_CARD, ticket,
+                                  self._staff_card(ticket, customer, inbound, now),
+                                  {"ticket": ticket.id, "parse_mode": "HTML",
+                                   "buttons": card_buttons(ticket.id, TicketStatus.OPEN)},
+                                  f"card:{ticket.id}", now))
+        await self._mark_acked(session, [t for _, _, t in new_tickets if t.acked_at],
+                               acked_customers, now)
+        result.opened = [ticket.id for _, _, ticket in new_tickets]
+
+        messages: list[dict] = []
+        for inbound, customer, ticket, arrival in placed:
+            messages.append({
+                "ticket_id": ticket.id, "channel": inbound.channel, "direction": Direction.IN,
+                "author": inbound.author_handle or inbound.author_id,
+                "external_id": inbound.external_id, "text": inbound.text, "created_at": arrival,
+            })
+            events.append(_event(ticket, "received", now, {"external_id": inbound.external_id},
+                                 actor=inbound.author_id))
+            if not isinstance(ticket, NewTicket):
+                outbox.append(_outbox(STAFF_CHANNEL, OutboxKind.NOTICE, ticket,
+                                      follow_up_text(ticket.id, _who(customer), inbound.text),
+                                      {"ticket": ticket.id, "parse_mode": "HTML"},
+                                      f"msg:{inbound.channel}:{inbound.external_id}", now))
+        # Core inserts of plain rows: one executemany each, no ORM bookkeeping.
+        await session.execute(sa.insert(Message.__table__), messages)
+        await session.execute(sa.insert(Event.__table__), events)
+        if outbox:
+            await session.execute(sa.insert(Outbox.__table__), outbox)
+        result.received = len(fresh)
+        result.appended = sorted({row["ticket_id"] for row in messages} - set(result.opened))
+        return result
+
+    def _staff_card(self, ticket: NewTicket, customer: CustomerView, inbound: Inbound,
+                    now: datetime) -> str:
+        zone = self.policy.zone
+        return card_text(ticket_id=ticket.id, channel=ticket.channel, customer=_who(customer),
+                         promise=self.policy.promise_for_staff(ticket.due_at, now),
+                         opened_at=ticket.opened_at, zone=zone,
+                         state=state_line(TicketStatus.OPEN, None, None, zone),
+                         priority=Priority.NORMAL, first_text=inbound.text)
+
+    async def _mark_acked(self, session: AsyncSession, tickets: list[NewTicket],
+                          customers: set[int], now: datetime) -> None:
+        if tickets:
+            await session.execute(sa.update(TICKETS).where(TICKETS.c.id.in_(
+                [t.id for t in tickets])).values(acked_at=now))
+        if customers:
+            await session.execute(sa.update(CUSTOMERS).where(CUSTOMERS.c.id.in_(
+                customers)).values(last_acked_at=now))
+
+    def _new_cycle(self, ticket: Ticket, inbound: Inbound, customer: CustomerView,
+                   arrival: datetime, now: datetime, events: list[dict],
+                   result: IngestResult) -> None:
+        """The customer writes to an answered or closed ticket: it waits again."""
+        if ticket.status == TicketStatus.CLOSED:
+            events.append(_event(ticket, "reopened", now, {}, actor=inbound.author_id))
+            ticket.closed_at = None
+            result.reopened.append(ticket.id)
+        # After a staff answer (or a close) the customer waits again: a new cycle with
+        # a new promise, so escalation rules fire again for it.
+        ticket.status = TicketStatus.OPEN
+        ticket.cycle += 1
+        ticket.escalation_level = 0
+        ticket.waiting_since = arrival
+        ticket.due_at = self.policy.deadline(inbound, customer.tags, arrival)
+        ticket.next_escalation_at = self.policy.first_escalation(
+            inbound, customer.tags, arrival, ticket.due_at, ticket.priority, ticket.assignee)
+        events.append(_event(ticket, "cycle", now, {"cycle": ticket.cycle,
+                                                    "due_at": ticket.due_at.isoformat()}))
+
+    async def _new_messages(self, session: AsyncSession,
+                            batch: Sequence[Inbound]) -> list[Inbound]:
+        """The messages of the batch not stored yet, each once, in batch order."""
+        stored: set[tuple[str, str]] = set()
+        for channel in {m.channel for m in batch}:
+            ids = [m.external_id for m in batch if m.channel == channel]
+            rows = await session.execute(
+                sa.select(Message.external_id)
+                .where(Message.channel == channel, Message.external_id.in_(ids)))
+            stored.update((channel, external_id) for (external_id,) in rows)
+        fresh = []
+        for inbound in batch:
+            key = (inbound.channel, inbound.external_id)
+            if key not in stored:
+                stored.add(key)
+                fresh.append(inbound)
+        return fresh
+
+    async def _upsert_customers(self, session: AsyncSession, fresh: list[Inbound],
+                                now: datetime) -> dict[tuple[str, str], CustomerView]:
+        customers: dict[tuple[str, str], CustomerView] = {}
+        for channel in {m.channel for m in fresh}:
+            ids = {m.author_id for m in fresh if m.channel == channel}
+            rows = await session.execute(
+                sa.select(Customer.id, Customer.channel, Customer.external_user_id,
+                          Customer.handle, Customer.name, Customer.tags,
+                          Customer.last_acked_at)
+                .where(Customer.channel == channel, Customer.external_user_id.in_(ids)))
+            customers.update(((row.channel, row.external_user_id), CustomerView(*row))
+                             for row in rows)
+        configured_tags = self.settings.customers.tags
+        new: dict[tuple[str, str], CustomerView] = {}
+        changed: dict[int, CustomerView] = {}
+        for inbound in fresh:
+            key = (inbound.channel, inbound.author_id)
+            customer = customers.get(key)
+            if customer is None:
+                customer = CustomerView(None, inbound.channel, inbound.author_id, None, None,
+                                        configured_tags.get(f"{key[0]}:{key[1]}", []), None)
+                customers[key] = new[key] = customer
+            # Handles and names change; keep the latest the platform told us.
+            if (inbound.author_handle or customer.handle) != customer.handle or \
+                    (inbound.author_name or customer.name) != customer.name:
+                customer.handle = inbound.author_handle or customer.handle
+                customer.name = inbound.author_name or customer.name
+                if customer.id is not None:
+                    changed[customer.id] = customer
+        if new:
+            # Returned rows are matched by key, not by order, so the driver may batch them.
+            inserted = await session.execute(
+                sa.insert(CUSTOMERS).returning(CUSTOMERS.c.id, CUSTOMERS.c.channel,
+                                               CUSTOMERS.c.external_user_id),
+                [{"channel": c.channel, "external_user_id": c.external_user_id,
+                  "handle": c.handle, "name": c.name, "tags": c.tags, "created_at": now}
+                 for c in new.values()])
+            for customer_id, channel, external_user_id in inserted:
+                new[(channel, external_user_id)].id = customer_id
+        if changed:
+            await session.execute(
+                sa.update(CUSTOMERS).where(CUSTOMERS.c.id == sa.bindparam("customer_id"))
+                .values(handle=sa.bindparam("new_handle"), name=sa.bindparam("new_name")),
+                [{"customer_id": c.id, "new_handle": c.handle, "new_name": c.name}
+                 for c in changed.values()])
+        return customers
+
+    async def _threadable_tickets(self, session: AsyncSession, fresh: list[Inbound],
+                                  customers: dict[tuple[str, str], CustomerView],
+                                  now: datetime) -> dict[tuple[str, str, int], Ticket]:
+        """The ticket each (channel, thread, customer) continues: open, or closed recently."""
+        customer_ids = {c.id for c in customers.values()}
+        reopen_after = now - self.settings.inbox.reopen_within
+        rows = await session.scalars(
+            sa.select(Ticket)
+            .where(Ticket.customer_id.in_(customer_ids),
+                   sa.or_(Ticket.status != TicketStatus.CLOSED, Ticket.closed_at >= reopen_after))
+            .order_by(Ticket.id))
+        wanted = {(m.channel, m.thread_key) for m in fresh}
+        tickets: dict[tuple[str, str, int], Ticket] = {}
+        for ticket in rows:
+            if (ticket.channel, ticket.thread_key) not in wanted:
+                continue
+            key = (ticket.channel, ticket.thread_key, ticket.customer_id)
+            current = tickets.get(key)
+            # A ticket that is not closed always wins; among closed ones, the newest.
+            if current is None or current.status == TicketStatus.CLOSED:
+                tickets[key] = ticket
+        return tickets
+
+
+async def _save_cursor(session: AsyncSession, cursor: Cursor) -> None:
+    row = await session.get(CursorRow, (cursor.channel, cursor.key))
+    if row is None:
+        session.add(CursorRow(channel=cursor.channel, key=cursor.key, value=cursor.value))
+    else:
+        row.value = cursor.value
+
+
+@dataclass
+class CustomerView:
+    """The customer columns ingest needs (cheaper than ORM objects on the hot path)."""
+
+    id: int | None
+    channel: str
+    external_user_id: str
+    handle: str | None
+    name: str | None
+    tags: list[str]
+    last_acked_at: datetime | None
+
+
+@dataclass
+class NewTicket:
+    """A ticket opened by this batch, inserted in bulk; gets its id on insert."""
+
+    channel: str
+    thread_key: str
+    customer_id: int
+    opened_at: datetime
+    due_at: datetime
+    language: str
+    reply_target: dict
+    first_escalation: datetime | None
+    id: int | None = None
+    acked_at: datetime | None = None
+    status: str = TicketStatus.OPEN
+    last_customer_at: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self.last_customer_at = self.opened_at
+
+
+async def _insert_tickets(session: AsyncSession, tickets: list[NewTicket]) -> None:
+    if not tickets:
+        return
+    by_key = {(t.channel, t.thread_key, t.customer_id): t for t in tickets}
+    inserted = await session.execute(
+        sa.insert(TICKETS).returning(TICKETS.c.id, TICKETS.c.channel, TICKETS.c.thread_key,
+                                     TICKETS.c.customer_id),
+        [{"channel": t.channel, "thread_key": t.thread_key, "customer_id": t.customer_id,
+          "status": TicketStatus.OPEN, "priority": Priority.NORMAL, "cycle": 1,
+          "escalation_level": 0, "opened_at": t.opened_at, "last_customer_at": t.last_customer_at,
+          "waiting_since": t.opened_at,
+          "due_at": t.due_at, "next_escalation_at": t.first_escalation, "language": t.language,
+          "reply_target": t.reply_target} for t in tickets])
+    for ticket_id, *key in inserted:
+        by_key[tuple(key)].id = ticket_id
+
+
+def _event(ticket: Ticket | NewTicket, kind: str, at: datetime, data: dict,
+           actor: str | None = None) -> dict:
+    return {"ticket_id": ticket.id, "channel": ticket.channel, "kind": kind, "actor": actor,
+            "at": at, "data": data}
+
+
+def _outbox(channel: str, kind: str, ticket: Ticket | NewTicket, text: str, target: dict, key: str,
+            now: datetime) -> dict:
+    # The deadline orders delivery when rate limits bind: what the customer waits for
+    # (acknowledgements) is due now; staff cards and notices by the ticket's promise.
+    deadline = now if channel != STAFF_CHANNEL else ticket.due_at
+    return {"channel": channel, "kind": kind, "ticket_id": ticket.id, "target": target,
+            "text": text, "idempotency_key": key, "state": OutboxState.PENDING, "attempts": 0,
+            "deadline_at": deadline, "next_attempt_at": now, "created_at": now}
+
+
+def _storable(inbound: Inbound) -> Inbound:
+    """PostgreSQL text cannot hold NUL; a customer's message must not become a poison
+    batch that is fetched and refused forever."""
+    fields = ("text", "author_handle", "author_name")
+    if not any("\x00" in (getattr(inbound, f) or "") for f in fields):
+        return inbound
+    return dataclasses.replace(inbound, **{f: getattr(inbound, f).replace("\x00", "")
+                                           for f in fields if getattr(inbound, f)})
+
+
+def _who(customer: CustomerView) -> str:
+    return who(customer.handle, customer.name, customer.external_user_id)

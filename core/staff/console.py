@@ -1,0 +1,421 @@
+"""`sameday console`: the staff command line in a terminal, over the same database.
+
+For teams without a Telegram staff group, and for trying sameday locally. Every line goes
+through ``StaffDesk.execute`` -- the same commands, rules and transactions as in the
+Telegram group; only the rendering differs (HTML stripped, rich colours).
+
+With ``staff.chat = "console"`` the console *is* the staff chat: it runs a dispatcher for
+the "staff" outbox channel whose adapter prints cards, follow-ups and delivery notices.
+With ``staff.chat = "telegram"`` it leaves those rows to the daemon's Telegram adapter.
+Customer answers queued by /reply are always delivered by the running daemon: the console
+never talks to a platform.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import re
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console, RenderableType
+from rich.panel import Panel
+from rich.text import Text
+
+from core.clock import Clock, SystemClock
+from core.config.settings import ConfigError, Settings, load_settings
+from core.delivery.contract import STAFF_CHANNEL, AdapterContext
+from core.delivery.dispatcher import Dispatcher
+from core.domain.records import Delivered, Outbound, OutboxKind
+from core.staff.cards import plain
+from core.staff.commands import QUEUE_FILTERS, SPECS, Actor, Reply, StaffDesk
+from core.store.engine import Store
+
+try:  # readline gives history and completion; Windows and some builds lack it
+    import readline
+except ImportError:  # pragma: no cover - depends on the Python build
+    readline = None  # type: ignore[assignment]
+
+HISTORY_FILE = Path.home() / ".sameday_history"
+HISTORY_LENGTH = 1000
+QUIT_WORDS = {"quit", "exit", "/quit", "/exit"}
+CONSOLE_HELP = ("In the console: the leading / is optional, /reply N <text> answers, "
+                "Tab completes, quit or Ctrl-D leaves.")
+TICKET_NUMBER = r"#\d+"
+NOTICE_STYLES = (("✓", "green"), ("⚠", "red"))  # first character of a notice -> border
+
+
+def prompt_for(actor: Actor) -> str:
+    return f"sameday({actor.name})> "
+
+
+# --- rendering ---------------------------------------------------------------------------
+
+
+def staff_text(html: str, style: str = "") -> Text:
+    """Staff HTML as terminal text. ``Text`` (not markup) so a customer's "[red]" stays
+    literal; ticket numbers in bold so the eye finds them."""
+    text = Text(plain(html), style=style)
+    text.highlight_regex(TICKET_NUMBER, "bold")
+    return text
+
+
+def render_reply(reply: Reply) -> Text:
+    return staff_text(reply.text, "" if reply.ok else "red")
+
+
+def button_commands(buttons: list[list[str]] | None) -> str:
+    """The card's buttons as the commands that do the same ("take:12" -> "/take 12")."""
+    commands = ["/" + " ".join(data.split(":")) for _label, data in buttons or []]
+    return " · ".join(commands)
+
+
+def render_staff_row(outbound: Outbound) -> RenderableType:
+    """What the Telegram group would show for an outbox row of the staff channel."""
+    if outbound.kind == OutboxKind.CARD_EDIT:
+        return card_update_line(outbound)
+    if outbound.kind == OutboxKind.STAFF_CARD:
+        hint = button_commands(outbound.target.get("buttons"))
+        reply = f"/reply {outbound.ticket_id} <text>" if outbound.ticket_id else ""
+        subtitle = " · ".join(part for part in (hint, reply) if part) or None
+        return Panel(staff_text(outbound.text), title="new ticket", title_align="left",
+                     subtitle=subtitle, subtitle_align="left", border_style="cyan")
+    border = next((style for mark, style in NOTICE_STYLES if outbound.text.startswith(mark)),
+                  "yellow")
+    return Panel(staff_text(outbound.text), border_style=border, expand=False)
+
+
+def card_update_line(outbound: Outbound) -> Text:
+    """An edited card as one line: its state and what changed ("taken by anna").
+
+    A terminal cannot edit an earlier panel, and reprinting the whole card for every
+    /take would bury the conversation."""
+    lines = plain(outbound.text).splitlines()
+    state = lines[2] if len(lines) > 2 else ""
+    change = re.search(r"<i>(.*?)</i>", outbound.text, re.S)
+    why = f" ({plain(change.group(1))})" if change else ""
+    text = Text(f"#{outbound.ticket_id} updated: {state}{why}", style="dim")
+    text.highlight_regex(TICKET_NUMBER, "bold")
+    return text
+
+
+# --- the staff chat sink -----------------------------------------------------------------
+
+
+class ConsoleStaffChannel:
+    """A channel adapter for the "staff" outbox rows that prints them.
+
+    Printing cannot fail or be rate limited, so ``rate_keys`` is empty and every row is
+    delivered at once; the external id lets card edits and /reply confirmations find
+    the card like they do in Telegram."""
+
+    name = "console"
+
+    def __init__(self, show: Callable[[RenderableType], None]):
+        self.show = show
+
+    async def start(self, context: AdapterContext) -> None:
+        """Nothing to receive: the console's input is the staff's command line."""
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
+
+    def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
+        return []
+
+    async def send(self, outbound: Outbound) -> Delivered:
+        self.show(render_staff_row(outbound))
+        return Delivered(external_id=f"console:{outbound.outbox_id}")
+
+
+@dataclass
+class StaffSink:
+    """A dispatcher for the staff channel only, running next to the input loop."""
+
+    dispatcher: Dispatcher
+    stopping: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
+
+    @classmethod
+    def create(cls, desk: StaffDesk, show: Callable[[RenderableType], None], *,
+               idle_poll: float = 1.0) -> StaffSink:
+        adapters: dict[str, Any] = {STAFF_CHANNEL: ConsoleStaffChannel(show)}
+        return cls(Dispatcher(desk.store, desk.clock, desk.settings.outbox, adapters,
+                              idle_poll=idle_poll))
+
+    def start(self) -> None:
+        self.task = asyncio.create_task(self.dispatcher.run(self.stopping),
+                                        name="console-staff-sink")
+
+    async def drain(self) -> None:
+        """Show what is due now (after a command: its card edit, right below its reply)."""
+        await self.dispatcher.dispatch_once()
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        if self.task is not None:
+            await self.task
+
+
+# --- the terminal ------------------------------------------------------------------------
+
+
+class PromptLine:
+    """Keeps the input line readable when a card arrives while someone is typing.
+
+    The prompt is being shown by ``input`` in another thread; printing over it would
+    leave the half-typed line stranded above the card. So: clear the line, print, and
+    draw the prompt and what was typed so far again."""
+
+    def __init__(self, console: Console, prompt: str):
+        self.console = console
+        self.prompt = prompt
+        self.active = False
+
+    def show(self, renderable: RenderableType) -> None:
+        if not (self.active and self.console.is_terminal):
+            self.console.print(renderable)
+            return
+        self.console.file.write("\r\x1b[K")
+        self.console.print(renderable)
+        typed = readline.get_line_buffer() if readline is not None else ""
+        self.console.file.write(self.prompt + typed)
+        self.console.file.flush()
+
+
+async def read_line(prompt: str) -> str:
+    """``input(prompt)`` without blocking the event loop.
+
+    A daemon thread rather than ``asyncio.to_thread``: after Ctrl-C the thread is still
+    waiting in ``input`` and the default executor would hold the exit until Enter."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[str] = loop.create_future()
+
+    def settle(result: str | None, error: BaseException | None) -> None:
+        if future.done():
+            return
+        if error is not None:
+            future.set_exception(error)
+        else:
+            future.set_result(result or "")
+
+    def read() -> None:
+        try:
+            line, error = input(prompt), None
+        except BaseException as exc:  # EOFError (Ctrl-D) and the like end the session
+            line, error = None, exc
+        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
+            loop.call_soon_threadsafe(settle, line, error)
+
+    threading.Thread(target=read, name="console-input", daemon=True).start()
+    return await future
+
+
+async def terminal_lines(prompt: PromptLine) -> AsyncIterator[str]:
+    """Lines typed at the prompt until Ctrl-D."""
+    while True:
+        prompt.active = True
+        try:
+            line = await read_line(prompt.prompt)
+        except EOFError:
+            prompt.console.print()
+            return
+        finally:
+            prompt.active = False
+        yield line
+
+
+class Completer:
+    """Tab completion: command names first, then /queue filters and staff names."""
+
+    def __init__(self, desk: StaffDesk):
+        self.desk = desk
+        self.matches: list[str] = []
+
+    def candidates(self, buffer: str, word: str) -> list[str]:
+        words = buffer.split()
+        if len(words) == 0 or (len(words) == 1 and not buffer.endswith(" ")):
+            slash = word.startswith("/")
+            names = [("/" if slash else "") + name for name in SPECS]
+            return [name for name in names if name.startswith(word)]
+        command = words[0].lstrip("/").lower()
+        if command == "queue":
+            options = list(QUEUE_FILTERS)
+        elif command == "assign" and len(words) >= 2:
+            options = sorted(self.desk.settings.staff.names())
+        else:
+            options = []
+        return [option for option in options if option.startswith(word)]
+
+    def __call__(self, word: str, state: int) -> str | None:
+        if state == 0:
+            buffer = readline.get_line_buffer() if readline is not None else word
+            self.matches = [m + " " for m in self.candidates(buffer, word)]
+        return self.matches[state] if state < len(self.matches) else None
+
+
+@contextlib.contextmanager
+def line_editing(desk: StaffDesk, history: Path | None = None) -> Iterator[None]:
+    """readline history (kept between sessions) and completion, when readline exists."""
+    history = history or HISTORY_FILE
+    if readline is None:
+        yield
+        return
+    with contextlib.suppress(OSError):
+        readline.read_history_file(history)
+    readline.set_history_length(HISTORY_LENGTH)
+    readline.set_completer(Completer(desk))
+    readline.set_completer_delims(" \t\n")
+    # libedit (macOS) spells the binding differently.
+    binding = "bind ^I rl_complete" if "libedit" in (readline.__doc__ or "") else \
+        "tab: complete"
+    readline.parse_and_bind(binding)
+    try:
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            readline.write_history_file(history)
+
+
+@contextlib.contextmanager
+def terminal_restored(console: Console) -> Iterator[None]:
+    """Put the terminal back as it was, even when Ctrl-C leaves ``input`` mid-line.
+
+    readline switches echo off while it edits; a process that exits during that would
+    leave the shell without echo."""
+    try:
+        import termios
+
+        fd = console.file.fileno()
+        saved = termios.tcgetattr(fd)
+    except Exception:  # not a terminal, or no termios (Windows): nothing to restore
+        yield
+        return
+    try:
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            termios.tcsetattr(fd, termios.TCSADRAIN, saved)
+
+
+# --- the session -------------------------------------------------------------------------
+
+
+def as_command(line: str) -> str | None:
+    """A typed line as a command ("queue" -> "/queue"); None for an empty line."""
+    line = line.strip()
+    if not line:
+        return None
+    return line if line.startswith("/") else "/" + line
+
+
+class Session:
+    """One staff member at the console: runs lines, prints replies, handles /reload."""
+
+    def __init__(self, desk: StaffDesk, actor: Actor, console: Console,
+                 config_path: Path | None, sink: StaffSink | None):
+        self.desk = desk
+        self.actor = actor
+        self.console = console
+        self.config_path = config_path
+        self.sink = sink
+
+    async def run_line(self, line: str) -> None:
+        command = as_command(line)
+        if command is None:
+            return
+        reply = await self.desk.execute(self.actor, command)
+        self.console.print(render_reply(reply))
+        if reply.ok and command.split()[0].lower() == "/help":
+            self.console.print(Text(CONSOLE_HELP, style="dim"))
+        if reply.reload:
+            self.reload()
+        if self.sink is not None:
+            await self.sink.drain()
+
+    def reload(self) -> None:
+        """Re-read the config like the daemon's SIGHUP: a broken file changes nothing."""
+        if self.config_path is None:
+            self.console.print(Text("No config file to reload in this session.", style="red"))
+            return
+        try:
+            settings = load_settings(self.config_path, check_secrets=False)
+        except ConfigError as error:
+            self.console.print(Text(f"Config not reloaded, the old config stays in force; "
+                                    f"{len(error.problems)} problem(s):", style="red"))
+            for problem in error.problems:
+                self.console.print(Text(f"  - {problem}", style="red"))
+            return
+        self.report_restart_only(settings)
+        self.desk.reconfigure(settings)
+        if self.sink is not None:
+            self.sink.dispatcher.settings = settings.outbox
+        self.actor = self.desk.actor_named(self.actor.name or "")
+        self.console.print(Text(f"Config reloaded from {self.config_path}.", style="green"))
+        if not self.actor.is_staff:
+            self.console.print(Text(f"{self.actor.name} is no longer staff in the new config.",
+                                    style="red"))
+
+    def report_restart_only(self, new: Settings) -> None:
+        old = self.desk.settings
+        if new.database != old.database or new.staff.chat != old.staff.chat:
+            self.console.print(Text("database and staff.chat changes take effect when the "
+                                    "console is started again.", style="yellow"))
+
+
+async def run_console(desk: StaffDesk, actor: Actor, lines: AsyncIterator[str] | None = None,
+                      console: Console | None = None, *, config_path: Path | None = None,
+                      staff_sink: bool = True, idle_poll: float = 1.0) -> None:
+    """The read-eval-print loop. ``lines=None`` reads the terminal (with readline);
+    tests pass an async iterator of lines and a ``Console(file=StringIO())``.
+
+    With ``staff.chat = "console"`` (and ``staff_sink``) the staff channel's rows are
+    printed as they arrive, concurrently with the input."""
+    console = console or Console(soft_wrap=True)
+    prompt = PromptLine(console, prompt_for(actor))
+    sink = None
+    if staff_sink and desk.settings.staff.chat == "console":
+        sink = StaffSink.create(desk, prompt.show, idle_poll=idle_poll)
+    session = Session(desk, actor, console, config_path, sink)
+    source = terminal_lines(prompt) if lines is None else _echoed(lines, prompt)
+    if sink is not None:
+        await sink.drain()  # what arrived while nobody was watching, before the prompt
+        sink.start()
+    try:
+        async for line in source:
+            if line.strip().lower() in QUIT_WORDS:
+                break
+            await session.run_line(line)
+    finally:
+        if sink is not None:
+            await sink.stop()
+
+
+async def _echoed(lines: AsyncIterator[str], prompt: PromptLine) -> AsyncIterator[str]:
+    """Scripted lines, printed after the prompt so the output reads like a session."""
+    async for line in lines:
+        prompt.console.print(Text(prompt.prompt + line, style="dim"))
+        yield line
+
+
+async def open_console(config_path: Path, settings: Settings, actor_name: str, *,
+                       clock: Clock | None = None, console: Console | None = None) -> None:
+    """What ``sameday console`` runs: open (and migrate) the store, then the session."""
+    console = console or Console(soft_wrap=True)
+    store = Store(settings.database)
+    try:
+        await store.upgrade()
+        desk = StaffDesk(store, settings, clock or SystemClock())
+        actor = desk.actor_named(actor_name)
+        where = ("cards and notices appear here" if settings.staff.chat == "console"
+                 else "cards and notices go to the Telegram staff group")
+        console.print(Text(f"sameday console as {actor.name} ({actor.role}); {where}. "
+                           "Type help, quit or Ctrl-D to leave.", style="dim"))
+        with line_editing(desk), terminal_restored(console):
+            await run_console(desk, actor, console=console, config_path=config_path)
+    finally:
+        await store.close()

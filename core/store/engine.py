@@ -1,0 +1,116 @@
+"""The database: async engine and sessions, SQLite pragmas, alembic migrations.
+
+SQLite (the embedded default) runs in WAL mode with a busy timeout and foreign keys on,
+and every transaction starts with BEGIN IMMEDIATE: two writers in one process then wait
+for each other instead of failing with "database is locked" when a read transaction
+tries to become a write one. PostgreSQL is chosen by URL and needs nothing special.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config as AlembicConfig
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+
+from core.config.settings import DatabaseSettings
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+
+
+def sync_url(url: str) -> str:
+    """The same database for synchronous use (alembic): aiosqlite -> pysqlite."""
+    return url.replace("sqlite+aiosqlite://", "sqlite://", 1)
+
+
+def sqlite_pragmas(settings: DatabaseSettings) -> list[str]:
+    return [
+        "PRAGMA journal_mode=WAL",
+        f"PRAGMA busy_timeout={settings.sqlite_busy_timeout_ms}",
+        "PRAGMA foreign_keys=ON",
+        f"PRAGMA synchronous={settings.sqlite_synchronous.upper()}",
+    ]
+
+
+def _prepare_sqlite(engine: sa.Engine, settings: DatabaseSettings) -> None:
+    @sa.event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection, _record):  # noqa: ANN001 - DB-API objects
+        # Take over transaction control from the sqlite3 module so BEGIN IMMEDIATE works.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in sqlite_pragmas(settings):
+            cursor.execute(pragma)
+        cursor.close()
+
+    @sa.event.listens_for(engine, "begin")
+    def _on_begin(connection):  # noqa: ANN001
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+
+def make_engine(settings: DatabaseSettings) -> AsyncEngine:
+    engine = create_async_engine(settings.url, pool_pre_ping=not is_sqlite(settings.url))
+    if is_sqlite(settings.url):
+        _prepare_sqlite(engine.sync_engine, settings)
+    return engine
+
+
+def is_sqlite(url: str) -> bool:
+    return url.startswith("sqlite")
+
+
+class Store:
+    """One engine and its session factory; the only way the core reaches the database."""
+
+    def __init__(self, settings: DatabaseSettings):
+        self.settings = settings
+        self.engine = make_engine(settings)
+        self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return is_sqlite(self.settings.url)
+
+    def session(self) -> AsyncSession:
+        return self.sessions()
+
+    async def upgrade(self) -> None:
+        """Apply pending migrations (blocking alembic work runs in a thread)."""
+        await asyncio.to_thread(upgrade, self.settings)
+
+    async def ping(self) -> None:
+        async with self.engine.connect() as connection:
+            await connection.execute(sa.text("SELECT 1"))
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+
+def alembic_config(settings: DatabaseSettings) -> AlembicConfig:
+    config = AlembicConfig()
+    config.set_main_option("script_location", str(MIGRATIONS))
+    config.attributes["database_settings"] = settings
+    return config
+
+
+def upgrade(settings: DatabaseSettings, revision: str = "head") -> None:
+    """Bring the schema to `revision` (the daemon does this at start)."""
+    command.upgrade(alembic_config(settings), revision)
+
+
+def current_revision(settings: DatabaseSettings) -> str | None:
+    from alembic.runtime.migration import MigrationContext
+
+    engine = sa.create_engine(sync_url(settings.url))
+    try:
+        with engine.connect() as connection:
+            return MigrationContext.configure(connection).get_current_revision()
+    finally:
+        engine.dispose()

@@ -1,0 +1,27 @@
+"""Alembic environment: migrations run synchronously on the configured database."""
+
+import sqlalchemy as sa
+from alembic import context
+from sqlmodel import SQLModel
+
+from core.store import tables  # noqa: F401 - registers the tables on SQLModel.metadata
+from core.store.engine import is_sqlite, sqlite_pragmas, sync_url
+
+settings = context.config.attributes["database_settings"]
+engine = sa.create_engine(sync_url(settings.url), poolclass=sa.pool.NullPool)
+if is_sqlite(settings.url):
+    @sa.event.listens_for(engine, "connect")
+    def _pragmas(dbapi_connection, _record):
+        for pragma in sqlite_pragmas(settings):
+            dbapi_connection.execute(pragma)
+
+with engine.connect() as connection:
+    context.configure(
+        connection=connection,
+        target_metadata=SQLModel.metadata,
+        # SQLite cannot ALTER most things; batch mode rebuilds tables when needed.
+        render_as_batch=is_sqlite(settings.url),
+    )
+    with context.begin_transaction():
+        context.run_migrations()
+engine.dispose()

@@ -1,0 +1,168 @@
+"""The tables of sameday.
+
+Every time is stored timezone-aware in UTC (``UTCDateTime``); the calendar converts to
+local time only when it computes deadlines or renders text.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlmodel import JSON, Column, Field, SQLModel
+
+from core.domain.records import OutboxState, Priority, TicketStatus
+
+
+class UTCDateTime(sa.types.TypeDecorator):
+    """A timestamp that is always timezone-aware UTC in Python.
+
+    SQLite has no time zone type, so values are stored there as naive UTC; PostgreSQL
+    gets ``timestamptz``. Naive datetimes are refused: they are always a bug here.
+    """
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: sameday stores aware UTC times only")
+        value = value.astimezone(UTC)
+        return value.replace(tzinfo=None) if dialect.name == "sqlite" else value
+
+    def process_result_value(self, value: datetime | None, dialect: sa.Dialect) -> Any:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _time(index: bool = False, nullable: bool = True) -> Any:
+    return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
+
+
+class Customer(SQLModel, table=True):
+    __table_args__ = (sa.UniqueConstraint("channel", "external_user_id"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    external_user_id: str = Field(max_length=128)
+    handle: str | None = Field(default=None, max_length=255)
+    name: str | None = Field(default=None, max_length=255)
+    tags: list[str] = Field(default_factory=list, sa_column=Column(JSON, nullable=False))
+    created_at: datetime = _time(nullable=False)
+    # The latest acknowledgement to this customer: a burst gets one (ack.quiet_window).
+    last_acked_at: datetime | None = _time()
+
+
+class Ticket(SQLModel, table=True):
+    __table_args__ = (
+        # The escalation sweep selects due tickets through this index.
+        sa.Index("ix_ticket_sweep", "status", "next_escalation_at"),
+        # Threading looks up the open ticket of a thread.
+        sa.Index("ix_ticket_thread", "channel", "thread_key", "customer_id", "status"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    thread_key: str = Field(max_length=255)
+    customer_id: int = Field(foreign_key="customer.id", index=True)
+    status: str = Field(default=TicketStatus.OPEN, max_length=16)
+    priority: str = Field(default=Priority.NORMAL, max_length=16)
+    assignee: str | None = Field(default=None, max_length=128)
+    language: str | None = Field(default=None, max_length=8)
+    # The waiting cycle: +1 each time the customer writes again after a staff answer.
+    cycle: int = Field(default=1)
+    opened_at: datetime = _time(nullable=False)
+    # Start of the current waiting cycle: escalation triggers count from here.
+    waiting_since: datetime | None = _time()
+    last_customer_at: datetime = _time(nullable=False)
+    acked_at: datetime | None = _time()
+    first_response_at: datetime | None = _time()
+    due_at: datetime | None = _time()
+    next_escalation_at: datetime | None = _time()
+    escalation_level: int = Field(default=0)
+    snoozed_until: datetime | None = _time()
+    closed_at: datetime | None = _time()
+    # The ticket's own topic in a staff group with forum topics.
+    staff_topic: int | None = Field(default=None, index=True)
+    # Where answers go: the platform address of the customer's latest message.
+    reply_target: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+
+
+class Message(SQLModel, table=True):
+    # Inbound dedupe: the same platform message is stored once per channel.
+    __table_args__ = (sa.UniqueConstraint("channel", "external_id", name="uq_message_external"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    channel: str = Field(max_length=32)
+    direction: str = Field(max_length=8)
+    author: str | None = Field(default=None, max_length=255)
+    external_id: str | None = Field(default=None, max_length=128)
+    text: str
+    created_at: datetime = _time(nullable=False)
+
+
+class Outbox(SQLModel, table=True):
+    __table_args__ = (
+        # The dispatcher claims due rows per channel in deadline order.
+        sa.Index("ix_outbox_due", "channel", "state", "next_attempt_at"),
+        # A staff reply to a card finds its ticket by the card's platform message id.
+        sa.Index("ix_outbox_external", "channel", "external_id"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    kind: str = Field(max_length=16)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    # Platform-specific address (chat, peer, tweet to reply to); only the adapter reads it.
+    target: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+    text: str
+    idempotency_key: str = Field(max_length=255, unique=True)
+    state: str = Field(default=OutboxState.PENDING, max_length=16)
+    attempts: int = Field(default=0)
+    # Earliest-deadline-first: rows with an earlier promise go out first under a binding limit.
+    deadline_at: datetime | None = _time()
+    next_attempt_at: datetime = _time(nullable=False)
+    created_at: datetime = _time(nullable=False)
+    # When a dispatcher claimed the row (state "sending"): a claim older than the lease
+    # was abandoned by a crashed process and is recovered.
+    claimed_at: datetime | None = _time()
+    recovered: int = Field(default=0)  # times the row was found abandoned in "sending"
+    sent_at: datetime | None = _time()
+    external_id: str | None = Field(default=None, max_length=128)
+    last_error: str | None = None
+
+
+class Escalation(SQLModel, table=True):
+    # A rule fires once per ticket and waiting cycle, however many sweeps or replicas run.
+    __table_args__ = (sa.UniqueConstraint("ticket_id", "rule", "cycle"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    rule: str = Field(max_length=128)
+    cycle: int
+    fired_at: datetime = _time(nullable=False)
+
+
+class Cursor(SQLModel, table=True):
+    channel: str = Field(primary_key=True, max_length=32)
+    key: str = Field(primary_key=True, max_length=64)
+    value: str
+
+
+class Event(SQLModel, table=True):
+    """Audit trail: every state change, and the source of the reports."""
+
+    __table_args__ = (sa.Index("ix_event_kind_at", "kind", "at"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int | None = Field(default=None, foreign_key="ticket.id", index=True)
+    channel: str | None = Field(default=None, max_length=32)
+    kind: str = Field(max_length=32)
+    actor: str | None = Field(default=None, max_length=128)
+    at: datetime = _time(nullable=False)
+    data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
