@@ -41,7 +41,8 @@ from bots.twitter.emulator import XEmulator
 from bots.vk.adapter import VKAdapter  # noqa: E402
 from bots.vk.emulator import VKEmulator  # noqa: E402
 from core.clock import SystemClock  # noqa: E402
-from core.config.settings import Settings, settings_from_dict  # noqa: E402
+from core.config.load import settings_from_dict  # noqa: E402
+from core.config.settings import Settings  # noqa: E402
 from core.delivery.contract import AdapterContext  # noqa: E402
 from core.delivery.dispatcher import Dispatcher  # noqa: E402
 from core.domain.records import Outbound, OutboxState  # noqa: E402

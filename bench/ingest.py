@@ -23,7 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from core.clock import VirtualClock  # noqa: E402
-from core.config.settings import DatabaseSettings, settings_from_dict  # noqa: E402
+from core.config.load import settings_from_dict  # noqa: E402
+from core.config.settings import DatabaseSettings  # noqa: E402
 from core.domain.records import Inbound  # noqa: E402
 from core.intake.inbox import Inbox  # noqa: E402
 from core.store.engine import Store, sqlite_pragmas, upgrade  # noqa: E402

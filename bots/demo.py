@@ -38,7 +38,7 @@ from bots.vk.emulator import VKEmulator
 from core.app.daemon import Daemon
 from core.app.logs import setup_logging
 from core.clock import VirtualClock
-from core.config.settings import load_settings
+from core.config.load import load_settings
 from core.domain.calendar import BusinessCalendar
 from core.domain.records import OutboxKind, OutboxState, TicketStatus
 from core.store.tables import Escalation, Outbox, Ticket
@@ -243,7 +243,8 @@ class Demo:
     async def _report(self, daemon: Daemon) -> None:
         console = Console()
         try:
-            from core.reporting.report import build_report, print_report  # the report module
+            from core.reporting.render import print_report  # the report module
+            from core.reporting.report import build_report
 
             report = await build_report(daemon.store, daemon.settings,
                                         since=self.start, until=self.end)

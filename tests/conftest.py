@@ -10,7 +10,8 @@ import psycopg
 import pytest
 
 from core.clock import VirtualClock
-from core.config.settings import DatabaseSettings, Settings, settings_from_dict
+from core.config.load import settings_from_dict
+from core.config.settings import DatabaseSettings, Settings
 from core.intake.inbox import Inbox
 from core.store.engine import Store, upgrade
 

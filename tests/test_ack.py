@@ -7,6 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
+from bots.twitter.text import weighted_length
 from core.config.settings import AckSettings
 from core.domain.ack import (
     AckFacts,
@@ -18,7 +19,6 @@ from core.domain.ack import (
     render,
     skip_reason,
 )
-from core.domain.tweet_text import weighted_length
 
 MSK = ZoneInfo("Europe/Moscow")
 # Tuesday 24 November 2026, 10:00 in Moscow.

@@ -8,7 +8,7 @@ import pytest
 from typer.testing import CliRunner
 
 from core.app.cli import app
-from core.config.settings import ConfigError, load_settings, settings_from_dict
+from core.config.load import ConfigError, load_settings, settings_from_dict
 
 ROOT = Path(__file__).resolve().parent.parent
 EXAMPLE = ROOT / "config.example.toml"
@@ -65,7 +65,7 @@ MISTAKES = [
     ({"channels": {"telegram": {"enabled": True}}}, "staff.telegram_chat_id", "staff group"),
     ({"ack": {"texts": {"ru": {"default": "hi {nam}"}}}}, "ack.texts", "{name}"),
     ({"promise": [{"name": "p", "kind": "business_time"}]}, "promise[0]", "within"),
-    ({"customers": {"tags": {"vip-list": ["vip"]}}}, "customers.tags", "twitter:12345"),
+    ({"customers": {"tags": {"vip-list": ["vip"]}}}, "customers.tags", "<channel>:<user id>"),
 ]
 
 

@@ -12,9 +12,8 @@ import sqlalchemy as sa
 from rich.console import Console
 from typer.testing import CliRunner
 
-from core.staff import console as console_module
 from core.app.cli import app
-from core.delivery.contract import STAFF_CHANNEL
+from core.delivery.contract import STAFF_CHANNEL, ChannelAdapter
 from core.delivery.dispatcher import Dispatcher
 from core.domain.records import (
     Delivered,
@@ -25,6 +24,7 @@ from core.domain.records import (
     TicketStatus,
 )
 from core.intake.inbox import Inbox
+from core.staff import console as console_module
 from core.staff.commands import Reply, StaffDesk
 from core.staff.console import (
     Completer,
@@ -65,10 +65,16 @@ async def desk_with_ticket(store, clock, chat: str) -> StaffDesk:
     return StaffDesk(store, settings, clock)
 
 
-class FakeTelegram:
+class FakeTelegram(ChannelAdapter):
     """The daemon's Telegram adapter, as far as delivering a customer answer goes."""
 
     name = "telegram"
+
+    async def start(self, context) -> None:
+        """Nothing to receive."""
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
 
     def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
         return []

@@ -229,7 +229,7 @@ async def test_the_daemon_fires_within_two_seconds_of_the_due_time(tmp_path):
                       '[daemon]\nhealth_port = 0\nsweep_interval = "30s"\n'
                       '[staff]\nchat = "console"\n'
                       '[[escalation]]\nname = "fast"\nafter = "3s"\nclock = "wall"\n')
-    from core.config.settings import load_settings
+    from core.config.load import load_settings
 
     daemon = Daemon(config, load_settings(config), clock=SystemClock(), factories={})
     running = asyncio.create_task(daemon.run())

@@ -8,6 +8,7 @@ import signal
 import socket
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from functools import partial
 from zoneinfo import ZoneInfo
@@ -20,10 +21,12 @@ from bots.twitter.adapter import TwitterAdapter
 from bots.twitter.emulator import XEmulator
 from bots.vk.emulator import VKEmulator
 from core.app.daemon import Daemon
-from core.app.health import DatabaseCollector, HealthServer, judge_channel, local_day, stale_after
+from core.app.health import DatabaseCollector, HealthServer, judge_channel, stale_after
 from core.clock import SystemClock
-from core.config.settings import DatabaseSettings, load_settings
-from core.delivery.contract import adapter_factories
+from core.config.load import load_settings
+from core.config.settings import DatabaseSettings
+from core.delivery.contract import ChannelHealth, adapter_factories
+from core.domain.kpi import local_day
 from core.store.engine import Store
 from core.store.tables import Outbox
 from tests.adapter_harness import eventually
@@ -63,16 +66,17 @@ def test_stale_after_is_three_polls_but_at_least_a_minute():
 
 
 def test_a_channel_is_judged_by_connection_and_age_of_its_last_success():
-    report = {"connected": True, "last_poll_ok": NOW - timedelta(seconds=10), "poll_errors": 2}
+    report = ChannelHealth(connected=True, last_poll_ok=NOW - timedelta(seconds=10),
+                           poll_errors=2)
     entry, reasons = judge_channel("vk", report, NOW, 60, NOW - timedelta(hours=1))
     assert reasons == [] and entry["last_poll_age_seconds"] == 10 and entry["poll_errors"] == 2
 
-    old = {**report, "last_poll_ok": NOW - timedelta(seconds=61)}
+    old = replace(report, last_poll_ok=NOW - timedelta(seconds=61))
     assert "stale" in judge_channel("vk", old, NOW, 60, NOW - timedelta(hours=1))[1][0]
-    down = {**report, "connected": False}
+    down = replace(report, connected=False)
     assert "not connected" in judge_channel("vk", down, NOW, 60, NOW)[1][0]
 
-    never = {"connected": True, "last_poll_ok": None, "poll_errors": 0}
+    never = ChannelHealth(connected=True, last_poll_ok=None, poll_errors=0)
     assert judge_channel("vk", never, NOW, 60, NOW - timedelta(seconds=30))[1] == []
     assert judge_channel("vk", never, NOW, 60, NOW - timedelta(seconds=90))[1] != []
     assert judge_channel("vk", None, NOW, 60, NOW - timedelta(hours=1))[1] == []

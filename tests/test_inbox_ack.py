@@ -110,6 +110,6 @@ async def test_x_acknowledgement_fits_280_weighted_characters(store):
     await inbox.ingest([inbound("t1", channel="twitter", author="5", handle="@покупатель",
                                 text="где заказ", at=at(24, 10))])
     [ack] = await acks(store)
-    from core.domain.tweet_text import weighted_length
+    from bots.twitter.text import weighted_length
 
     assert weighted_length(ack.text) <= 280 and ack.text.startswith("@покупатель очень")

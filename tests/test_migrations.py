@@ -85,10 +85,11 @@ def test_db_upgrade_command(tmp_path):
 
 def test_migrations_match_the_models(tmp_path):
     """A model change without a migration would only show up on a deployed database."""
-    import core.store.tables  # noqa: F401 - the tables
     from alembic.autogenerate import compare_metadata
     from alembic.migration import MigrationContext
     from sqlmodel import SQLModel
+
+    import core.store.tables  # noqa: F401 - the tables
 
     settings = DatabaseSettings(url=f"sqlite+aiosqlite:///{tmp_path / 'cmp.db'}")
     upgrade(settings)

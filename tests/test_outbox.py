@@ -7,14 +7,14 @@ import asyncio
 import sqlalchemy as sa
 
 from core.config.settings import OutboxSettings
-from core.delivery.contract import DeliveryError
+from core.delivery.contract import ChannelAdapter, DeliveryError
 from core.delivery.dispatcher import Dispatcher
 from core.domain.records import Delivered, Outbound, OutboxState
 from core.store.tables import Outbox
 from tests.helpers import inbound, rows
 
 
-class RecordingAdapter:
+class RecordingAdapter(ChannelAdapter):
     """Stands in for a platform adapter: records sends, fails as told."""
 
     name = "telegram"
@@ -33,6 +33,12 @@ class RecordingAdapter:
             raise self.failures.pop(0)
         self.sent.append(outbound)
         return Delivered(external_id=f"ext-{outbound.outbox_id}")
+
+    async def start(self, context) -> None:
+        """Nothing to receive."""
+
+    async def stop(self) -> None:
+        """Nothing to stop."""
 
 
 def dispatcher(store, clock, adapter, **settings) -> Dispatcher:

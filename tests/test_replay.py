@@ -14,7 +14,8 @@ from typer.testing import CliRunner
 
 from core.app.cli import app
 from core.config.settings import DatabaseSettings
-from core.replay.runner import ReplayError, read_history, read_jsonl, read_twcs, replay_history
+from core.replay.history import ReplayError, read_history, read_jsonl, read_twcs
+from core.replay.runner import replay_history
 from core.store.engine import Store
 from core.store.tables import Escalation, Event, Message, Ticket
 from tests.conftest import make_settings
@@ -180,7 +181,7 @@ async def test_jsonl_history(tmp_path):
     assert messages["read"] == {"inbound": 4, "answer": 2, "unknown": 2}
     assert messages["inbound"]["ingested"] == 2
     assert messages["inbound"]["skipped_by_reason"] == {
-        "channel is not one of telegram, vk, twitter": 1, '"at" is not an ISO time': 1}
+        "channel is not one of telegram, twitter, vk": 1, '"at" is not an ISO time': 1}
     assert messages["answers"]["applied"] == 1
     assert messages["answers"]["skipped"] == 1
     assert report["tickets"]["opened"] == 2

@@ -20,22 +20,14 @@ from typer.testing import CliRunner
 
 from core.app.cli import app
 from core.config.settings import DatabaseSettings
+from core.domain.kpi import percentile, same_local_day
 from core.domain.records import OutboxKind, TicketStatus
 from core.intake.inbox import Inbox
 from core.reporting.chart import write_chart
-from core.reporting.report import (
-    TicketFacts,
-    backlog_bucket,
-    build_report,
-    hour_starts,
-    make_period,
-    parse_moment,
-    percentile,
-    print_report,
-    report_for_period,
-    same_local_day,
-    waiting_since_at,
-)
+from core.reporting.facts import TicketFacts
+from core.reporting.period import hour_starts, make_period, parse_moment
+from core.reporting.render import print_report
+from core.reporting.report import backlog_bucket, build_report, report_for_period, waiting_since_at
 from core.staff.commands import StaffDesk
 from core.store.engine import Store, upgrade
 from core.store.tables import Customer, Event, Outbox, Ticket
@@ -410,7 +402,7 @@ def test_an_empty_database_is_not_an_error(config_file, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--channel", "fax"], "allowed: telegram, vk, twitter"),
+    (["--channel", "fax"], "allowed: telegram, twitter, vk"),
     (["--format", "xml"], "allowed: table, csv, json"),
     (["--since", "last week"], "is not a date"),
     (["--since", "2026-11-25", "--until", "2026-11-24"], "the period is empty"),

@@ -14,10 +14,10 @@ from hypothesis import strategies as st
 
 from bots.twitter.adapter import TwitterAdapter, newest_id, parse_created_at
 from bots.twitter.emulator import BOT_USER, RateWindow, XEmulator
+from bots.twitter.text import ELLIPSIS, fit_tweet, weighted_length
 from core.clock import SystemClock
 from core.delivery.contract import AdapterContext, DeliveryError
 from core.domain.records import Outbound
-from core.domain.tweet_text import ELLIPSIS, fit_tweet, weighted_length
 from core.intake.inbox import Inbox
 from core.store.tables import Cursor, Customer, Message, Ticket
 from tests.adapter_harness import eventually, running

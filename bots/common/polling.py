@@ -8,7 +8,8 @@ import logging
 import random
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import Any
+
+from core.delivery.contract import ChannelHealth
 
 log = logging.getLogger(__name__)
 
@@ -51,10 +52,10 @@ class PollHealth:
         self.errors += 1
         self.failing = True
 
-    def report(self, connected: bool) -> dict[str, Any]:
+    def report(self, connected: bool) -> ChannelHealth:
         """The adapter's ``health()`` answer; ``connected`` is its own view of the link."""
-        return {"connected": connected and not self.failing, "last_poll_ok": self.last_ok,
-                "poll_errors": self.errors}
+        return ChannelHealth(connected=connected and not self.failing,
+                             last_poll_ok=self.last_ok, poll_errors=self.errors)
 
 
 async def run_until_stopped(name: str, step: Callable[[], Awaitable[None]],

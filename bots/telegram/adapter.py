@@ -35,7 +35,14 @@ from telegram.request import HTTPXRequest
 
 from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
 from core.config.settings import Settings
-from core.delivery.contract import STAFF_CHANNEL, AdapterContext, Cursor, DeliveryError
+from core.delivery.contract import (
+    STAFF_CHANNEL,
+    AdapterContext,
+    ChannelAdapter,
+    ChannelHealth,
+    Cursor,
+    DeliveryError,
+)
 from core.domain.records import Delivered, Inbound, Outbound
 from core.domain.text import split_text
 from core.staff.cards import plain as cards_plain
@@ -127,7 +134,7 @@ class GatedBot(ExtBot):
         return good
 
 
-class TelegramAdapter:
+class TelegramAdapter(ChannelAdapter):
     name = CHANNEL
 
     def __init__(self, settings: Settings):
@@ -199,7 +206,7 @@ class TelegramAdapter:
             await asyncio.gather(self._runner, return_exceptions=True)
         self.connected = False
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> ChannelHealth:
         """For /healthz and /metrics: polling runs, and its latest getUpdates answered."""
         return self.polls.report(self.connected)
 

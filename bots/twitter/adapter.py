@@ -31,10 +31,16 @@ from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
 from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
+from bots.twitter.text import fit_tweet
 from core.config.settings import Settings
-from core.delivery.contract import AdapterContext, Cursor, DeliveryError
+from core.delivery.contract import (
+    AdapterContext,
+    ChannelAdapter,
+    ChannelHealth,
+    Cursor,
+    DeliveryError,
+)
 from core.domain.records import Delivered, Inbound, Outbound
-from core.domain.tweet_text import fit_tweet
 
 log = logging.getLogger(__name__)
 
@@ -85,7 +91,7 @@ class RebasedSession:
                 self.post_limits = _rate_headers(response.headers)
 
 
-class TwitterAdapter:
+class TwitterAdapter(ChannelAdapter):
     """Mentions in, replies out. ``poll_interval`` overrides the config (tests only:
     the config refuses less than 5 s because every read is billed)."""
 
@@ -157,7 +163,7 @@ class TwitterAdapter:
             self._http = None
         self.client = None
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> ChannelHealth:
         """For /healthz and /metrics: the client runs, and its latest mentions read worked."""
         return self.polls.report(self.client is not None)
 

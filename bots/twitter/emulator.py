@@ -33,7 +33,7 @@ from typing import Any
 from aiohttp import web
 
 from bots.common.emulator import Emulator, Fault
-from core.domain.tweet_text import MAX_WEIGHTED_LENGTH, weighted_length
+from bots.twitter.text import MAX_WEIGHTED_LENGTH, weighted_length
 
 BOT_USER = {"id": "1000000001", "name": "Acme Support", "username": "acme_support"}
 FIRST_TWEET_ID = 1_861_000_000_000_000_000  # snowflake-sized, increasing

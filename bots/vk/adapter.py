@@ -41,7 +41,13 @@ from vk_api.exceptions import (
 
 from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
 from core.config.settings import Settings
-from core.delivery.contract import AdapterContext, Cursor, DeliveryError
+from core.delivery.contract import (
+    AdapterContext,
+    ChannelAdapter,
+    ChannelHealth,
+    Cursor,
+    DeliveryError,
+)
 from core.domain.records import Delivered, Inbound, Outbound
 from core.domain.text import split_text
 
@@ -117,7 +123,7 @@ class BotLongPoll(VkBotLongPoll):
         return answer
 
 
-class VKAdapter:
+class VKAdapter(ChannelAdapter):
     name = CHANNEL
     # A repeated messages.send (random_id) or wall.createComment (guid) is dropped by VK:
     # a send interrupted by a crash is simply sent again.
@@ -170,7 +176,7 @@ class VKAdapter:
             await asyncio.gather(self._runner, return_exceptions=True)
             self._runner = None
 
-    def health(self) -> dict[str, Any]:
+    def health(self) -> ChannelHealth:
         """For /healthz and /metrics: a long poll server is known and last answered."""
         return self.polls.report(self.longpoll is not None and not self.stopping.is_set())
 

@@ -9,10 +9,12 @@ from typing import TYPE_CHECKING
 import typer
 from rich.console import Console
 
-from core.config.settings import ConfigError, Settings, load_settings
+from core.config.load import ConfigError, load_settings
+from core.config.settings import Settings
 
 if TYPE_CHECKING:
-    from core.reporting.report import Period, Report
+    from core.reporting.period import Period
+    from core.reporting.report import Report
 
 app = typer.Typer(help="sameday: a self-hosted support inbox that answers the same day.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
@@ -124,13 +126,14 @@ def report(config: Path = ConfigOption,
     from zoneinfo import ZoneInfo
 
     from core.clock import SystemClock
-    from core.config.settings import CHANNELS
-    from core.reporting.report import make_period, print_report, report_csv, report_json
+    from core.config.channels import channel_names
+    from core.reporting.period import make_period
+    from core.reporting.render import print_report, report_csv, report_json
 
     settings = _settings_or_exit(config, check_secrets=False)
     problems = []
-    if channel is not None and channel not in CHANNELS:
-        problems.append(f"--channel {channel}: allowed: {', '.join(CHANNELS)}")
+    if channel is not None and channel not in channel_names():
+        problems.append(f"--channel {channel}: allowed: {', '.join(channel_names())}")
     if format_ not in ("table", "csv", "json"):
         problems.append(f"--format {format_}: allowed: table, csv, json")
     if chart is not None and chart.suffix.lower() != ".png":
@@ -196,7 +199,9 @@ def replay(file: Path = typer.Argument(..., help="A TWCS CSV or a JSONL history.
     from datetime import UTC, date, datetime, time, timedelta
     from zoneinfo import ZoneInfo
 
-    from core.replay.runner import ReplayError, print_report, read_history, replay_history
+    from core.replay.figures import print_report
+    from core.replay.history import ReplayError, read_history
+    from core.replay.runner import replay_history
 
     settings = _settings_or_exit(config, check_secrets=False)
     if format_ not in ("table", "json"):

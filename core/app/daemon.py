@@ -18,7 +18,8 @@ from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.app.health import HealthServer
 from core.clock import Clock, SystemClock
-from core.config.settings import ConfigError, Settings, load_settings
+from core.config.load import ConfigError, load_settings
+from core.config.settings import Settings
 from core.delivery.contract import (
     STAFF_CHANNEL,
     AdapterContext,

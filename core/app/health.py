@@ -15,7 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable, Iterator, Mapping
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -26,8 +26,10 @@ from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamil
 from prometheus_client.registry import Collector
 
 from core.clock import Clock
+from core.config.channels import installed_channels
 from core.config.settings import ChannelsSettings, Settings
-from core.delivery.contract import STAFF_CHANNEL, ChannelAdapter
+from core.delivery.contract import STAFF_CHANNEL, ChannelAdapter, ChannelHealth
+from core.domain.kpi import Rate, local_day
 from core.domain.records import Direction, OutboxState
 from core.store.engine import Store
 from core.store.tables import Escalation, Message, Outbox, Ticket
@@ -37,8 +39,6 @@ log = logging.getLogger(__name__)
 STALE_FACTOR = 3  # missed polls before a channel counts as stale...
 STALE_FLOOR = 60.0  # ...but never sooner than this many seconds
 DATABASE_TIMEOUT = 5.0  # a probe must answer even when the database hangs
-# The setting that bounds the time between two successful polls of a healthy channel.
-POLL_SETTING = {"telegram": "poll_timeout", "vk": "long_poll_wait", "twitter": "poll_interval"}
 WAITING = (OutboxState.PENDING, OutboxState.RETRY)
 
 # Per-channel figures: (name, counter or gauge, help), in the order /metrics lists them.
@@ -70,7 +70,8 @@ def poll_seconds(channels: ChannelsSettings, channel: str) -> float:
     """The longest a healthy channel goes between two successful polls: an idle long poll
     (Telegram, VK) answers after its wait; X is read every poll interval."""
     config = getattr(channels, channel, None)
-    field = POLL_SETTING.get(channel)
+    description = installed_channels().get(channel)
+    field = description.poll_setting if description else None
     if config is None or field is None:
         return STALE_FLOOR / STALE_FACTOR
     return getattr(config, field).total_seconds()
@@ -82,7 +83,7 @@ def stale_after(poll: float) -> float:
     return max(STALE_FACTOR * poll, STALE_FLOOR)
 
 
-def judge_channel(name: str, report: Mapping[str, Any] | None, now: datetime,
+def judge_channel(name: str, report: ChannelHealth | None, now: datetime,
                   stale: float, running_since: datetime) -> tuple[dict[str, Any], list[str]]:
     """One channel's /healthz entry, and what is wrong with it (empty when healthy).
 
@@ -91,12 +92,12 @@ def judge_channel(name: str, report: Mapping[str, Any] | None, now: datetime,
     """
     if report is None:  # an adapter without health(): listed, never judged
         return {"connected": None, "last_poll_ok": None, "last_poll_age_seconds": None}, []
-    last_ok: datetime | None = report.get("last_poll_ok")
+    last_ok = report.last_poll_ok
     age = (now - last_ok).total_seconds() if last_ok else None
-    entry = {"connected": bool(report.get("connected")),
+    entry = {"connected": report.connected,
              "last_poll_ok": last_ok.isoformat() if last_ok else None,
              "last_poll_age_seconds": round(age, 1) if age is not None else None,
-             "stale_after_seconds": stale, "poll_errors": int(report.get("poll_errors", 0))}
+             "stale_after_seconds": stale, "poll_errors": report.poll_errors}
     reasons = []
     if not entry["connected"]:
         reasons.append(f"{name}: not connected (its latest poll failed or polling stopped)")
@@ -156,20 +157,21 @@ class DatabaseCollector(Collector):
         opened = sum(self.figures.get("sameday_tickets_opened_today", {}).values())
         if self.database_up and opened:
             same_day = sum(self.figures["sameday_tickets_answered_same_day_today"].values())
+            rate = Rate(int(same_day), int(opened))
             yield GaugeMetricFamily(
                 "sameday_same_day_rate", "Share of today's tickets first answered the same "
-                "local day (absent before the day's first ticket).", value=same_day / opened)
+                "local day (absent before the day's first ticket).", value=rate.fraction)
 
     def _adapter_figures(self) -> dict[str, dict[str, float]]:
         errors, connected, last_ok = {}, {}, {}
         for name, adapter in self.channels().items():
-            report = adapter_report(adapter)
+            report = adapter.health()
             if report is None:
                 continue
-            errors[name] = float(report.get("poll_errors", 0))
-            connected[name] = 1.0 if report.get("connected") else 0.0
-            if report.get("last_poll_ok") is not None:
-                last_ok[name] = report["last_poll_ok"].timestamp()
+            errors[name] = float(report.poll_errors)
+            connected[name] = 1.0 if report.connected else 0.0
+            if report.last_poll_ok is not None:
+                last_ok[name] = report.last_poll_ok.timestamp()
         return {"sameday_poll_errors": errors, "sameday_channel_connected": connected,
                 "sameday_channel_last_poll_ok_timestamp_seconds": last_ok}
 
@@ -188,6 +190,7 @@ class DatabaseCollector(Collector):
             "sameday_outbox_depth": _count(Outbox, Outbox.state.in_(WAITING)),
             "sameday_tickets_opened_today": _count(
                 Ticket, Ticket.opened_at >= day_start, Ticket.opened_at < day_end),
+            # kpi.answered_same_day as a query: first answered before the day ends.
             "sameday_tickets_answered_same_day_today": _count(
                 Ticket, Ticket.opened_at >= day_start, Ticket.opened_at < day_end,
                 Ticket.first_response_at < day_end),
@@ -208,18 +211,6 @@ class DatabaseCollector(Collector):
 
 def _count(table: Any, *where: Any) -> sa.Select:
     return sa.select(table.channel, sa.func.count()).where(*where).group_by(table.channel)
-
-
-def local_day(now: datetime, zone: ZoneInfo) -> tuple[datetime, datetime]:
-    """Today's bounds in the calendar's time zone, the day the same-day rate counts."""
-    start = now.astimezone(zone).replace(hour=0, minute=0, second=0, microsecond=0)
-    return start, start + timedelta(days=1)
-
-
-def adapter_report(adapter: ChannelAdapter) -> Mapping[str, Any] | None:
-    """The adapter's ``health()``, or None for an adapter without one (it is optional)."""
-    health = getattr(adapter, "health", None)
-    return health() if callable(health) else None
 
 
 # --- the HTTP server -----------------------------------------------------------------------
@@ -289,7 +280,7 @@ class HealthServer:
         channels = {}
         for name, adapter in self.channels().items():
             stale = stale_after(poll_seconds(self.polled_with, name))
-            channels[name], problems = judge_channel(name, adapter_report(adapter), now,
+            channels[name], problems = judge_channel(name, adapter.health(), now,
                                                      stale, self.running_since)
             reasons += problems
         body: dict[str, Any] = {"status": "unhealthy" if reasons else "ok",

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import sys
 from datetime import UTC, datetime
 
@@ -44,13 +43,7 @@ class JSONFormatter(logging.Formatter):
 
 
 def configured_secrets(settings: Settings) -> list[str]:
-    values = []
-    for channel in (settings.channels.telegram, settings.channels.vk, settings.channels.twitter):
-        for field_name in channel.secret_fields():
-            value = os.environ.get(getattr(channel, field_name))
-            if value:
-                values.append(value)
-    return values
+    return [value for _name, channel in settings.channels for value in channel.secret_values()]
 
 
 def setup_logging(level: str = "info", fmt: str = "text",

@@ -1,20 +1,15 @@
-"""config.toml -> validated settings, with one readable message per problem.
+"""The settings models of config.toml (``core.config.load`` reads and checks a file).
 
-Secrets never live in the file: each channel names the environment variables that hold
-its tokens (``token_env = "SAMEDAY_TELEGRAM_TOKEN"``) and ``Settings`` reads them when an
-adapter asks. A broken file raises ``ConfigError`` whose ``problems`` each name the file,
-the key path, the bad value and what is allowed.
+The channel tables (``[channels.<name>]``, ``[outbox.limits.<name>]``) and the keys a
+staff-chat channel adds to ``[staff]`` come from the installed channels' descriptions
+(``core.config.channels``); the models here are the parts every installation shares.
 """
 
 from __future__ import annotations
 
 import difflib
-import os
 import re
-import tomllib
-import typing
 from datetime import date, time, timedelta
-from pathlib import Path
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
@@ -23,15 +18,14 @@ from pydantic import (
     BeforeValidator,
     ConfigDict,
     Field,
-    ValidationError,
     field_validator,
     model_validator,
 )
 
-from core.config.durations import DURATION_HELP, format_duration, parse_duration
+from core.config.channels import CONSOLE, ChannelSettings
+from core.config.durations import format_duration, parse_duration
 from core.config.rates import RateLimit
 
-CHANNELS = ("telegram", "vk", "twitter")
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
 
@@ -90,84 +84,27 @@ class InboxSettings(Strict):
 # --- channels -------------------------------------------------------------------------
 
 
-class ChannelBase(Strict):
-    enabled: bool = False
-
-    def secret(self, field_name: str) -> str:
-        """The token named by ``<field_name>`` (an env var name), read at call time."""
-        env_name = getattr(self, field_name)
-        value = os.environ.get(env_name)
-        if not value:
-            raise KeyError(f"environment variable {env_name} is not set")
-        return value
-
-    def secret_fields(self) -> list[str]:
-        return [name for name in type(self).model_fields if name.endswith("_env")]
-
-
-class TelegramSettings(ChannelBase):
-    token_env: str = "SAMEDAY_TELEGRAM_TOKEN"
-    base_url: str = "https://api.telegram.org/bot"
-    base_file_url: str = "https://api.telegram.org/file/bot"
-    poll_timeout: Duration = timedelta(seconds=30)
-
-
-class VKSettings(ChannelBase):
-    token_env: str = "SAMEDAY_VK_TOKEN"
-    group_id: int = Field(default=0, ge=0)
-    api_version: str = "5.199"
-    # vk_api has no base-URL option; the adapter rewrites api.vk.ru / api.vk.com to this.
-    base_url: str = "https://api.vk.ru"
-    long_poll_wait: Duration = timedelta(seconds=25)
-
-    @model_validator(mode="after")
-    def _group_when_enabled(self) -> VKSettings:
-        if self.enabled and not self.group_id:
-            raise ValueError("group_id is required when VK is enabled (your community's id)")
-        return self
-
-
-class TwitterSettings(ChannelBase):
-    bearer_token_env: str = "SAMEDAY_X_BEARER_TOKEN"
-    consumer_key_env: str = "SAMEDAY_X_CONSUMER_KEY"
-    consumer_secret_env: str = "SAMEDAY_X_CONSUMER_SECRET"
-    access_token_env: str = "SAMEDAY_X_ACCESS_TOKEN"
-    access_token_secret_env: str = "SAMEDAY_X_ACCESS_TOKEN_SECRET"
-    user_id: str = ""
-    base_url: str = "https://api.twitter.com"
-    # Every mentions read is billed on X's pay-per-use API: see docs/channels.md.
-    poll_interval: Duration = timedelta(seconds=60)
-
-    @field_validator("poll_interval")
-    @classmethod
-    def _not_too_fast(cls, value: timedelta) -> timedelta:
-        if value < timedelta(seconds=5):
-            raise ValueError("poll_interval must be at least 5s (each read is billed by X)")
-        return value
-
-
 class ChannelsSettings(Strict):
-    telegram: TelegramSettings = TelegramSettings()
-    vk: VKSettings = VKSettings()
-    twitter: TwitterSettings = TwitterSettings()
+    """``[channels.*]``: one field per installed channel, added by ``core.config.load``."""
 
-    def enabled(self) -> dict[str, ChannelBase]:
-        return {name: getattr(self, name) for name in CHANNELS if getattr(self, name).enabled}
+    def enabled(self) -> dict[str, ChannelSettings]:
+        return {name: value for name, value in self if value.enabled}
 
 
 # --- staff ----------------------------------------------------------------------------
 
 
 class StaffMember(Strict):
+    """``[[staff.members]]``; a staff-chat channel adds its own keys (a user id)."""
+
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]{1,64}$")
-    telegram_id: int | None = None
     role: Literal["agent", "admin"] = "agent"
 
 
 class StaffSettings(Strict):
-    # Where cards and notices go: the Telegram staff group, or only `sameday console`.
-    chat: Literal["telegram", "console"] = "telegram"
-    telegram_chat_id: int | None = None
+    # Where cards and notices go: a channel that carries a staff chat, or only
+    # `sameday console`. Unset: the enabled staff-chat channel, else the console.
+    chat: str = CONSOLE
     members: list[StaffMember] = []
 
     @model_validator(mode="after")
@@ -263,7 +200,7 @@ class PromiseRule(Strict):
     """Which promise a message gets; the first matching rule wins, then the default."""
 
     name: str
-    channels: list[Literal["telegram", "vk", "twitter"]] = []
+    channels: list[str] = []  # installed channel names
     keywords: list[str] = []
     tags: list[str] = []
     # same_day: the calendar's same-day rule; business_time: `within` of business hours.
@@ -286,13 +223,20 @@ class CustomersSettings(Strict):
     def _keys(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
         for key in value:
             channel, _, user = key.partition(":")
-            if channel not in CHANNELS or not user:
-                raise ValueError(f'key {key!r} must look like "twitter:12345"; '
-                                 f"channels: {', '.join(CHANNELS)}")
+            if not channel or not user:
+                raise ValueError(f'key {key!r} must look like "<channel>:<user id>"')
         return value
 
 
 # --- acknowledgement -------------------------------------------------------------------
+
+
+# The acknowledgement every channel gets unless the admin writes texts of their own.
+DEFAULT_ACK_TEXTS = {
+    "ru": {"default": "{name}, спасибо! Обращение {ticket} принято, ответим {promise}. {back}"},
+    "en": {"default": "{name}, thank you! Ticket {ticket} is open; we will answer {promise}. "
+                      "{back}"},
+}
 
 
 class AckSettings(Strict):
@@ -300,7 +244,7 @@ class AckSettings(Strict):
     # "auto" picks by the channel (channel_languages) or else by the message's script
     # (Cyrillic -> ru); or force one language.
     language: Literal["auto", "ru", "en"] = "auto"
-    channel_languages: dict[Literal["telegram", "vk", "twitter"], Literal["ru", "en"]] = {}
+    channel_languages: dict[str, Literal["ru", "en"]] = {}
     default_language: Literal["ru", "en"] = "ru"
     # One acknowledgement per customer within this window, however many messages.
     quiet_window: Duration = timedelta(minutes=10)
@@ -311,26 +255,19 @@ class AckSettings(Strict):
     # If set, only messages containing one of these words are acknowledged.
     only_keywords: list[str] = []
     # texts[language][channel or "default"] with {name}, {ticket}, {promise} placeholders.
-    texts: dict[Literal["ru", "en"], dict[str, str]] = {
-        "ru": {"default": "{name}, спасибо! Обращение {ticket} принято, ответим {promise}. "
-                          "{back}",
-               "twitter": "{handle} спасибо! Обращение {ticket}, ответим {promise}. {back}"},
-        "en": {"default": "{name}, thank you! Ticket {ticket} is open; we will answer "
-                          "{promise}. {back}",
-               "twitter": "{handle} thanks! Ticket {ticket}; we will answer {promise}. {back}"},
-    }
+    # Unset: the built-in texts below, plus each channel's own (X's "@handle ..." form).
+    texts: dict[Literal["ru", "en"], dict[str, str]] | None = None
 
     @field_validator("texts")
     @classmethod
-    def _texts(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+    def _texts(cls, value: dict[str, dict[str, str]] | None) -> dict[str, dict[str, str]] | None:
+        if value is None:
+            return value
         allowed = {"name", "handle", "ticket", "promise", "back"}
         for language, by_channel in value.items():
             if "default" not in by_channel:
                 raise ValueError(f'texts.{language} needs a "default" text')
             for channel, text in by_channel.items():
-                if channel not in (*CHANNELS, "default"):
-                    raise ValueError(f"texts.{language}.{channel}: unknown channel; allowed: "
-                                     f"default, {', '.join(CHANNELS)}")
                 for placeholder in re.findall(r"{(\w*)}", text):
                     if placeholder not in allowed:
                         raise ValueError(f"texts.{language}.{channel}: unknown placeholder "
@@ -350,7 +287,7 @@ class EscalationRule(Strict):
     at_due: bool = False  # at the promise itself
     clock: Literal["business", "wall"] = "business"
     # Conditions (all must hold; an empty list means "any").
-    channels: list[Literal["telegram", "vk", "twitter"]] = []
+    channels: list[str] = []  # installed channel names
     keywords: list[str] = []
     priorities: list[Literal["low", "normal", "high", "urgent"]] = []
     tags: list[str] = []
@@ -416,24 +353,9 @@ def _rate(value: Any) -> Any:
 Rate = Annotated[RateLimit, BeforeValidator(_rate)]
 
 
-class TelegramLimits(Strict):
-    per_bot: Rate = RateLimit.parse("30/1s")
-    per_chat: Rate = RateLimit.parse("1/1s")
-    per_group: Rate = RateLimit.parse("20/1m")
-
-
-class VKLimits(Strict):
-    per_token: Rate = RateLimit.parse("20/1s")
-
-
-class TwitterLimits(Strict):
-    per_user: Rate = RateLimit.parse("100/15m")
-
-
 class RateLimits(Strict):
-    telegram: TelegramLimits = TelegramLimits()
-    vk: VKLimits = VKLimits()
-    twitter: TwitterLimits = TwitterLimits()
+    """``[outbox.limits.<channel>]``: one table per installed channel, its buckets as
+    fields with the channel's own defaults (added by ``core.config.load``)."""
 
     def of(self, channel: str) -> dict[str, RateLimit]:
         limits = getattr(self, channel, None)
@@ -469,150 +391,3 @@ class Settings(Strict):
     ack: AckSettings = AckSettings()
     escalation: list[EscalationRule] = []
     outbox: OutboxSettings = OutboxSettings()
-
-
-class ConfigProblem(BaseModel):
-    file: str
-    key: str
-    value: Any = None
-    message: str
-
-    def __str__(self) -> str:
-        shown = "" if self.value is None else f" = {self.value!r}"
-        return f"{self.file}: {self.key or '(top level)'}{shown}: {self.message}"
-
-
-class ConfigError(Exception):
-    def __init__(self, problems: list[ConfigProblem]):
-        self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
-
-
-def load_settings(path: str | Path, *, check_secrets: bool = True) -> Settings:
-    """Read and validate a config file; raise ConfigError listing every problem."""
-    path = Path(path)
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        problem = "file not found"
-    except (OSError, UnicodeDecodeError) as exc:
-        problem = f"unreadable: {exc}"
-    except tomllib.TOMLDecodeError as exc:
-        problem = f"not valid TOML: {exc}"
-    else:
-        return settings_from_dict(raw, source=str(path), check_secrets=check_secrets)
-    raise ConfigError([ConfigProblem(file=str(path), key="", message=problem)])
-
-
-def settings_from_dict(raw: dict[str, Any], *, source: str = "<config>",
-                       check_secrets: bool = True) -> Settings:
-    try:
-        settings = Settings.model_validate(raw)
-    except ValidationError as exc:
-        raise ConfigError([_problem(source, raw, err) for err in exc.errors()]) from None
-    problems = _cross_checks(settings, source)
-    if check_secrets:
-        problems += _missing_secrets(settings, source)
-    if problems:
-        raise ConfigError(problems)
-    return settings
-
-
-def _problem(source: str, raw: dict[str, Any], err: Any) -> ConfigProblem:
-    loc = [part for part in err["loc"] if not _is_validator_tag(part)]
-    key = _key_path(loc)
-    message = err["msg"].removeprefix("Value error, ")
-    if err["type"] == "extra_forbidden":
-        message = "unknown key" + _suggest_key(loc)
-    elif err["type"] == "literal_error":
-        message = message.replace("Input should be", "allowed:")
-    elif err["type"] == "missing":
-        message = "required key is missing"
-    if err["type"].startswith("time_"):
-        message = f'{message}; allowed: a time like "17:00"'
-    if "timedelta" in err["type"] or "duration" in err["msg"]:
-        message = message if DURATION_HELP in message else f"{message}; allowed: {DURATION_HELP}"
-    value = None if err["type"] == "missing" else err.get("input")
-    if isinstance(value, dict):
-        value = None  # a whole table is not helpful to print
-    return ConfigProblem(file=source, key=key, value=value, message=message)
-
-
-def _is_validator_tag(part: Any) -> bool:
-    # pydantic may add the names of union branches and validators to a location.
-    return isinstance(part, str) and ("[" in part or part.startswith("function-"))
-
-
-def _key_path(loc: list[Any]) -> str:
-    out = ""
-    for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
-    return out
-
-
-def _suggest_key(loc: list[Any]) -> str:
-    model = _model_at(loc[:-1])
-    known = list(model.model_fields) if model else []
-    close = difflib.get_close_matches(str(loc[-1]), known, n=1)
-    if close:
-        return f"; did you mean {close[0]!r}?"
-    return f"; allowed: {', '.join(known)}" if known else ""
-
-
-def _model_at(loc: list[Any]) -> type[BaseModel] | None:
-    model: type[BaseModel] | None = Settings
-    for part in loc:
-        if isinstance(part, int):
-            continue
-        field = model.model_fields.get(part) if model else None
-        if field is None:
-            return None
-        model = _inner_model(field.annotation)
-    return model
-
-
-def _inner_model(annotation: Any) -> type[BaseModel] | None:
-    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
-        return annotation
-    for arg in typing.get_args(annotation):
-        if found := _inner_model(arg):
-            return found
-    return None
-
-
-def _cross_checks(settings: Settings, source: str) -> list[ConfigProblem]:
-    problems = []
-    names = settings.staff.names()
-    unknown = f"no such staff member; allowed: {sorted(names) or 'add [[staff.members]]'}"
-    for i, rule in enumerate(settings.escalation):
-        people = [(f"mention[{j}]", person) for j, person in enumerate(rule.mention)]
-        people += [("assign", rule.assign)] if rule.assign else []
-        for key, person in people:
-            if person not in names:
-                problems.append(ConfigProblem(file=source, key=f"escalation[{i}].{key}",
-                                              value=person, message=unknown))
-    rule_names = [r.name for r in settings.escalation]
-    for i, name in enumerate(rule_names):
-        if name in rule_names[:i]:
-            problems.append(ConfigProblem(file=source, key=f"escalation[{i}].name", value=name,
-                                          message="rule names must be unique"))
-    staff = settings.staff
-    if staff.chat == "telegram" and settings.channels.telegram.enabled \
-            and staff.telegram_chat_id is None:
-        problems.append(ConfigProblem(
-            file=source, key="staff.telegram_chat_id", message='required when staff.chat = '
-            '"telegram": the id of the staff group (a negative number like -1001234567890)'))
-    return problems
-
-
-def _missing_secrets(settings: Settings, source: str) -> list[ConfigProblem]:
-    problems = []
-    for name, channel in settings.channels.enabled().items():
-        for field_name in channel.secret_fields():
-            env_name = getattr(channel, field_name)
-            if not os.environ.get(env_name):
-                problems.append(ConfigProblem(
-                    file=source, key=f"channels.{name}.{field_name}", value=env_name,
-                    message="this environment variable is not set; export the token in it "
-                            "(or set enabled = false)"))
-    return problems

@@ -1,26 +1,26 @@
-"""The narrow interface every channel adapter implements, and how the daemon finds them.
+"""The one contract between the core and a channel adapter.
 
-Adapters live in ``bots/`` and are registered as entry points in the group
-``sameday.channels`` (see pyproject.toml), so the core can load them by name without
-importing any platform SDK itself.
+An adapter (in ``bots/<platform>/``) subclasses ``ChannelAdapter``: four methods are
+required (start, stop, send, rate_keys); every optional capability has a documented
+default here, so the dispatcher and the health endpoint never probe with ``getattr``.
+The daemon makes adapters with the factory of the channel's description
+(``core.config.channels``), found through the ``sameday.channels`` entry points.
 """
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
-from importlib.metadata import entry_points
-from typing import TYPE_CHECKING, Protocol
+from datetime import datetime
+from typing import Any, ClassVar, Protocol
 
 from core.clock import Clock
+from core.config.channels import installed_channels
 from core.config.settings import Settings
 from core.domain.records import Delivered, Inbound, Outbound
 
-if TYPE_CHECKING:
-    from core.staff.commands import StaffDesk
-
-ENTRY_POINT_GROUP = "sameday.channels"
-STAFF_CHANNEL = "staff"  # outbox rows for the staff UI (Telegram group or console)
+STAFF_CHANNEL = "staff"  # outbox rows for the staff chat (a channel's staff group, or console)
 
 
 class DeliveryError(Exception):
@@ -44,8 +44,39 @@ class Cursor:
     value: str
 
 
+@dataclass(frozen=True)
+class ChannelHealth:
+    """An adapter's view of its receiving, for /healthz and /metrics."""
+
+    connected: bool  # receiving runs and its latest poll worked
+    last_poll_ok: datetime | None  # latest successful receive poll (empty answers count)
+    poll_errors: int  # failed receive polls since start
+
+
 # ingest(batch, cursor): stores the batch and the cursor in one transaction.
 Ingest = Callable[[Sequence[Inbound], Cursor | None], Awaitable[object]]
+
+
+class StaffDeskPort(Protocol):
+    """What a staff-chat adapter may ask of the staff command core (core.staff)."""
+
+    settings: Settings
+
+    async def execute(self, actor: Any, line: str, bot_username: str | None = None) -> Any:
+        """Run one staff command line for an actor; returns a ``Reply``."""
+
+    def actor_named(self, name: str) -> Any:
+        """The staff member of that name (an ``Actor``; not staff if unknown)."""
+
+    async def tell_staff(self, text: str, target: dict[str, Any], key: str,
+                         ticket_id: int | None = None) -> None:
+        """Queue a message to the staff chat (rate limits and retries apply)."""
+
+    async def ticket_for_staff_message(self, external_id: str) -> int | None:
+        """The ticket a staff-chat message (a card, a notice) belongs to."""
+
+    async def ticket_title(self, ticket_id: int) -> str:
+        """A short title of the ticket (for a topic or a thread)."""
 
 
 @dataclass
@@ -56,42 +87,56 @@ class AdapterContext:
     load_cursor: Callable[[str, str], Awaitable[str | None]]
     # For the adapter that carries the staff chat: the command core, and a config reload
     # (returns None on success, else the problems as text).
-    staff_desk: StaffDesk | None = None
+    staff_desk: StaffDeskPort | None = None
     reload_config: Callable[[], str | None] | None = None
 
 
-class ChannelAdapter(Protocol):
-    """What the core needs from a platform. Optional extras the dispatcher uses when an
-    adapter has them: ``idempotent = True`` (a repeated send cannot double a message),
-    ``send_cost(outbound) -> int`` (messages one row becomes, e.g. a split long text) and
-    ``async find_sent(outbound) -> Delivered | None`` (look up whether an interrupted
-    send reached the platform).
+class ChannelAdapter(ABC):
+    """What the core needs from a platform."""
 
-    Optional for the health endpoint (core/health.py): ``health() -> dict`` with
-    ``connected`` (bool: receiving runs and its latest poll worked), ``last_poll_ok``
-    (aware datetime of the latest successful receive poll, empty answers included, or
-    None) and ``poll_errors`` (int: failed receive polls since start). An adapter without
-    it is listed on /healthz but never makes the daemon unhealthy."""
+    name: ClassVar[str]
+    # A repeated send cannot double a message (VK's random_id): a send interrupted by a
+    # crash is simply sent again. False: it is checked with ``find_sent`` or bounded.
+    idempotent: ClassVar[bool] = False
+    # At most this many sends in flight (X: one, so each post's rate-limit headers are
+    # read before the next goes out); None: ``outbox.concurrency``.
+    max_in_flight: ClassVar[int | None] = None
 
-    name: str
-
+    @abstractmethod
     async def start(self, context: AdapterContext) -> None:
         """Connect and start receiving in background tasks; return when running."""
 
+    @abstractmethod
     async def stop(self) -> None:
         """Stop receiving; a batch being stored is allowed to finish."""
 
+    @abstractmethod
     async def send(self, outbound: Outbound) -> Delivered:
         """Deliver one message; raise DeliveryError when the platform refuses."""
 
+    @abstractmethod
     def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
         """The rate-limit buckets a send spends from: (bucket name in
         ``[outbox.limits.<channel>]``, key), e.g. [("per_bot", "bot"), ("per_chat", "42")]."""
+
+    def send_cost(self, outbound: Outbound) -> int:
+        """How many platform messages this row becomes (a long text split in parts)."""
+        return 1
+
+    async def find_sent(self, outbound: Outbound) -> Delivered | None:
+        """After a crash mid-send: the message if the platform has it, None if it does
+        not or cannot tell (the default: the row is retried once, then dead-lettered)."""
+        return None
+
+    def health(self) -> ChannelHealth | None:
+        """Receiving health; None (the default) lists the channel on /healthz without
+        ever making the daemon unhealthy."""
+        return None
 
 
 AdapterFactory = Callable[[Settings], ChannelAdapter]
 
 
 def adapter_factories() -> dict[str, AdapterFactory]:
-    """The installed adapters by channel name."""
-    return {ep.name: ep.load() for ep in entry_points(group=ENTRY_POINT_GROUP)}
+    """The installed channels' adapter factories by channel name."""
+    return {name: channel.adapter for name, channel in installed_channels().items()}

@@ -31,11 +31,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.clock import Clock
+from core.config.channels import channel_label
 from core.config.settings import OutboxSettings
 from core.delivery.contract import STAFF_CHANNEL, ChannelAdapter, DeliveryError
 from core.delivery.ratelimit import Limiter, RateKey, Reservation
 from core.domain.records import Delivered, Outbound, OutboxKind, OutboxState
-from core.staff.cards import CHANNEL_NAMES, esc, who
+from core.staff.cards import esc, who
 from core.store.engine import Store
 from core.store.tables import Customer, Event, Outbox, Ticket
 
@@ -119,7 +120,7 @@ class ChannelLoop:
         # An adapter may allow fewer sends in flight (X: one, so each post's rate-limit
         # headers are read before the next post goes out).
         self.concurrency = min(settings.concurrency,
-                               getattr(adapter, "max_in_flight", settings.concurrency))
+                               adapter.max_in_flight or settings.concurrency)
 
     @property
     def store(self) -> Store:
@@ -188,7 +189,7 @@ class ChannelLoop:
                 keys = self.adapter.rate_keys(outbound)
                 if exhausted.intersection(keys):
                     continue  # e.g. the bot-wide limit: no later row can go either
-                cost = _send_cost(self.adapter, outbound)
+                cost = self.adapter.send_cost(outbound)
                 reservation = self.limiter.try_acquire(keys, cost)
                 if reservation is not None:
                     claimed.append(Claimed(outbound, row.attempts + 1, row.recovered,
@@ -292,15 +293,13 @@ class ChannelLoop:
         return len(rows)
 
     async def _recover(self, outbound: Outbound, recovered: int) -> None:
-        find_sent = getattr(self.adapter, "find_sent", None)
         found: Delivered | None = None
-        if find_sent is not None:
-            try:
-                found = await find_sent(outbound)
-            except Exception as error:  # cannot check now: treat as unknown
-                log.warning("outbox %s: could not check row %s (%s)", outbound.channel,
-                            outbound.outbox_id, error)
-        idempotent = getattr(self.adapter, "idempotent", False)
+        try:
+            found = await self.adapter.find_sent(outbound)
+        except Exception as error:  # cannot check now: treat as unknown
+            log.warning("outbox %s: could not check row %s (%s)", outbound.channel,
+                        outbound.outbox_id, error)
+        idempotent = self.adapter.idempotent
         values: dict[str, Any]
         if found is not None:
             values = {"state": OutboxState.SENT, "sent_at": self.now,
@@ -336,7 +335,7 @@ async def confirm_to_staff(session: Any, outbound: Outbound, now: datetime) -> N
     customer = await session.get(Customer, ticket.customer_id) if ticket else None
     to = who(customer.handle, customer.name, customer.external_user_id) if customer else "?"
     _notice(session, outbound, f"✓ #{outbound.ticket_id}: sent to {esc(to)} on "
-                               f"{CHANNEL_NAMES.get(outbound.channel, outbound.channel)}",
+                               f"{channel_label(outbound.channel)}",
             f"confirm:{outbound.outbox_id}", now)
 
 
@@ -364,7 +363,7 @@ async def dead_letter(session: Any, outbound: Outbound, reason: str, now: dateti
     what = {OutboxKind.ACK: "the acknowledgement", OutboxKind.REPLY: "the answer"}.get(
         outbound.kind, "a message")
     number = f"#{outbound.ticket_id}: " if outbound.ticket_id else ""
-    text = (f"⚠ {number}{what} on {CHANNEL_NAMES.get(outbound.channel, outbound.channel)} "
+    text = (f"⚠ {number}{what} on {channel_label(outbound.channel)} "
             f"could not be delivered: {esc(reason)}\nText: {esc(outbound.text[:300])}")
     _notice(session, outbound, text, f"dead:{outbound.outbox_id}", now)
 
@@ -376,11 +375,6 @@ async def _set(session: Any, row_id: int, **values: Any) -> None:
 def _outbound(row: Any) -> Outbound:
     return Outbound(outbox_id=row.id, channel=row.channel, kind=row.kind, target=row.target,
                     text=row.text, idempotency_key=row.idempotency_key, ticket_id=row.ticket_id)
-
-
-def _send_cost(adapter: ChannelAdapter, outbound: Outbound) -> int:
-    cost = getattr(adapter, "send_cost", None)
-    return cost(outbound) if cost is not None else 1
 
 
 async def _wait_any(events: list[asyncio.Event], timeout: float) -> None:

@@ -15,12 +15,10 @@ from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time
 
-from core.config.settings import AckSettings
-from core.domain.tweet_text import weighted_length
+from core.config.channels import channel_ack_texts, text_rules
+from core.config.settings import DEFAULT_ACK_TEXTS, AckSettings
 
 ELLIPSIS = "…"
-# Character limits per channel, and how each platform counts them.
-LIMITS = {"twitter": 280, "telegram": 4096, "vk": 4096}
 # Russian weekdays after "в" take the accusative (среду, пятницу, субботу); babel has no
 # grammatical cases, so this one small table stays here.
 RU_WEEKDAY_ACCUSATIVE = ("понедельник", "вторник", "среду", "четверг", "пятницу", "субботу",
@@ -124,8 +122,7 @@ def render(template: str, values: dict[str, str], channel: str) -> str:
     When the text is too long it is shortened at a word boundary, treating each filled
     placeholder as one unbreakable word, and ends with "…".
     """
-    limit = LIMITS.get(channel, 4096)
-    measure = weighted_length if channel == "twitter" else len
+    limit, measure = text_rules(channel)  # e.g. X counts weighted characters
     units = _units(template, values)
     full = _join(units)
     if measure(full) <= limit:
@@ -175,9 +172,17 @@ class AckText:
     next_opening: datetime | None  # None while the team is at work
 
 
+def ack_template(settings: AckSettings, language: str, channel: str) -> str:
+    """The admin's texts if there are any, else the built-in ones with the channel's own."""
+    if settings.texts is None:
+        texts = {**DEFAULT_ACK_TEXTS[language], **channel_ack_texts(channel, language)}
+    else:
+        texts = settings.texts.get(language) or settings.texts[settings.default_language]
+    return texts.get(channel) or texts["default"]
+
+
 def ack_text(settings: AckSettings, zone: ZoneInfo, facts: AckText) -> str:
-    texts = settings.texts.get(facts.language) or settings.texts[settings.default_language]
-    template = texts.get(facts.channel) or texts["default"]
+    template = ack_template(settings, facts.language, facts.channel)
     values = {
         "name": facts.name, "handle": facts.handle, "ticket": f"#{facts.ticket}",
         "promise": promise_words(facts.due, facts.now, zone, facts.language),

@@ -24,19 +24,20 @@ class Policy:
         # Escalation rules whose match depends on the text (a follow-up may change it).
         self.keyword_rules = any(rule.keywords for rule in settings.escalation)
 
-    def deadline(self, inbound: Inbound, tags: list[str], arrival: datetime) -> datetime:
-        """The promised answer time: the first matching promise rule, else same day."""
-        rule = choose_rule(self.settings.promise, inbound.channel, inbound.text, tags)
+    def deadline(self, channel: str, texts: list[str], tags: list[str],
+                 arrival: datetime) -> datetime:
+        """The promised answer time: the first matching promise rule, else same day.
+        Rules match the customer's messages of the ticket, like escalation rules."""
+        rule = choose_rule(self.settings.promise, channel, " ".join(texts), tags)
         return self.calendar.deadline(arrival, rule)
 
-    def first_escalation(self, inbound: Inbound, tags: list[str], waiting_since: datetime,
-                         due: datetime, priority: str = "normal",
+    def first_escalation(self, channel: str, texts: list[str], tags: list[str],
+                         waiting_since: datetime, due: datetime, priority: str = "normal",
                          assignee: str | None = None) -> datetime | None:
         """When the sweep must first look at a ticket that starts waiting now: the
-        earliest rule it matches (planned at ingest, so no sweep is spent on planning)."""
-        facts = TicketFacts(channel=inbound.channel, priority=priority, assignee=assignee,
-                            tags=tags, texts=[inbound.text], waiting_since=waiting_since,
-                            due_at=due)
+        earliest rule it matches (planned here, so no sweep is spent on planning)."""
+        facts = TicketFacts(channel=channel, priority=priority, assignee=assignee,
+                            tags=tags, texts=texts, waiting_since=waiting_since, due_at=due)
         upcoming = plan(self.settings.escalation, facts, set(), self.calendar)
         return upcoming[0][0] if upcoming else None
 

@@ -31,13 +31,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import Clock
 from core.config.settings import EscalationRule, Settings
 from core.delivery.contract import STAFF_CHANNEL
+from core.domain import lifecycle
 from core.domain.policy import Policy
-from core.domain.records import Direction, Inbound, OutboxKind, TicketStatus
-from core.domain.rules import PRIORITY_RANK, TicketFacts, plan
+from core.domain.records import OutboxKind, TicketStatus
+from core.domain.rules import TicketFacts, plan
 from core.staff.cards import card_buttons, esc
-from core.staff.commands import queue_card_edit, ticket_card
+from core.staff.commands import customer_texts, queue_card_edit, ticket_card
 from core.store.engine import Store
-from core.store.tables import Customer, Escalation, Event, Message, Outbox, Ticket
+from core.store.tables import Customer, Escalation, Event, Outbox, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -107,8 +108,7 @@ class Escalator:
             if ticket.snoozed_until and ticket.snoozed_until > now:
                 ticket.next_escalation_at = ticket.snoozed_until
                 return []
-            ticket.status = TicketStatus.OPEN  # back in the queue
-            ticket.snoozed_until = None
+            lifecycle.snooze_ended(ticket)  # back in the queue
             session.add(Event(ticket_id=ticket.id, channel=ticket.channel,
                               kind="snooze_ended", at=now, data={}))
         facts = await _facts(session, ticket)
@@ -142,12 +142,7 @@ class Escalator:
             return False  # another sweep fired it already
         log.info("escalation %r fired for ticket #%s (cycle %s)", rule.name, ticket.id,
                  ticket.cycle)
-        ticket.escalation_level += 1
-        if rule.assign:
-            ticket.assignee = rule.assign
-        if rule.raise_priority and \
-                PRIORITY_RANK[rule.raise_priority] > PRIORITY_RANK[ticket.priority]:
-            ticket.priority = rule.raise_priority
+        lifecycle.escalated(ticket, rule)
         event = Event(ticket_id=ticket.id, channel=ticket.channel, kind="escalated", at=now,
                       data={"rule": rule.name, "cycle": ticket.cycle,
                             "level": ticket.escalation_level})
@@ -199,21 +194,13 @@ class Escalator:
                     (TicketStatus.OPEN, TicketStatus.SNOOZED)))))
             for ticket in tickets:
                 facts = await _facts(session, ticket)
-                inbound = Inbound(channel=ticket.channel, external_id="", thread_key="",
-                                  author_id="", text=" ".join(facts.texts),
-                                  sent_at=facts.waiting_since)
-                ticket.due_at = self.policy.deadline(inbound, facts.tags, facts.waiting_since)
-                if ticket.status == TicketStatus.OPEN:
-                    ticket.next_escalation_at = now
+                lifecycle.replanned(self.policy, ticket, facts.texts, facts.tags, now)
         return len(tickets)
 
 
 async def _facts(session: AsyncSession, ticket: Ticket) -> TicketFacts:
     customer = await session.get(Customer, ticket.customer_id)
-    texts = list(await session.scalars(
-        sa.select(Message.text).where(Message.ticket_id == ticket.id,
-                                      Message.direction == Direction.IN)
-        .order_by(Message.id).limit(20)))
+    texts = await customer_texts(session, ticket.id)
     return TicketFacts(channel=ticket.channel, priority=ticket.priority,
                        assignee=ticket.assignee, tags=list(customer.tags or []),
                        texts=texts, waiting_since=ticket.waiting_since or ticket.opened_at,

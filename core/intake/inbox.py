@@ -28,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import Clock
 from core.config.settings import Settings
 from core.delivery.contract import STAFF_CHANNEL, Cursor
+from core.domain import lifecycle
 from core.domain.policy import Policy
 from core.domain.records import Direction, Inbound, OutboxKind, OutboxState, Priority, TicketStatus
 from core.staff.cards import card_buttons, card_text, follow_up_text, state_line, who
@@ -118,30 +119,37 @@ class Inbox:
         placed: list[tuple[Inbound, CustomerView, Ticket | NewTicket, datetime]] = []
         new_tickets: list[tuple[Inbound, CustomerView, NewTicket]] = []
         events: list[dict] = []
+        # The customer's messages of each ticket so far: what promise and escalation
+        # rules match when a ticket starts waiting again.
+        texts = await _customer_texts(session, [
+            t for t in tickets.values() if t.status in (TicketStatus.ANSWERED,
+                                                        TicketStatus.CLOSED)])
         for inbound in fresh:
             customer = customers[(inbound.channel, inbound.author_id)]
             arrival = min(inbound.sent_at, now)  # a platform clock ahead of ours is not news
             key = (inbound.channel, inbound.thread_key, customer.id)
             ticket = tickets.get(key)
             if ticket is None:
-                due = self.policy.deadline(inbound, customer.tags, arrival)
+                planned = lifecycle.promise(self.policy, inbound.channel, [inbound.text],
+                                            customer.tags, arrival)
                 ticket = NewTicket(channel=inbound.channel, thread_key=inbound.thread_key,
-                                   customer_id=customer.id, opened_at=arrival, due_at=due,
-                                   language=self.policy.language(inbound),
-                                   reply_target=inbound.reply_target,
-                                   first_escalation=self.policy.first_escalation(
-                                       inbound, customer.tags, arrival, due))
+                                   customer_id=customer.id, opened_at=arrival,
+                                   due_at=planned.due_at, language=self.policy.language(inbound),
+                                   reply_target=dict(inbound.reply_target),
+                                   next_escalation_at=planned.first_escalation)
                 tickets[key] = ticket
+                texts[id(ticket)] = [inbound.text]
                 new_tickets.append((inbound, customer, ticket))
             else:
                 ticket.last_customer_at = max(ticket.last_customer_at, arrival)
-                ticket.reply_target = inbound.reply_target  # answer the latest message
-                if ticket.status not in (TicketStatus.OPEN, TicketStatus.SNOOZED):
-                    self._new_cycle(ticket, inbound, customer, arrival, now, events, result)
-                elif ticket.status == TicketStatus.OPEN and self.policy.keyword_rules \
-                        and not isinstance(ticket, NewTicket):
-                    # A follow-up may bring a keyword a rule waits for: plan again.
-                    ticket.next_escalation_at = min(ticket.next_escalation_at or now, now)
+                ticket.reply_target = dict(inbound.reply_target)  # answer the latest message
+                texts.setdefault(id(ticket), []).append(inbound.text)
+                for change in lifecycle.customer_wrote(self.policy, ticket, texts[id(ticket)],
+                                                       customer.tags, arrival, now):
+                    events.append(_event(ticket, change.kind, now, change.data,
+                                         actor=inbound.author_id))
+                    if change.kind == "reopened":
+                        result.reopened.append(ticket.id)
             placed.append((inbound, customer, ticket, arrival))
         await _insert_tickets(session, [ticket for _, _, ticket in new_tickets])
 
@@ -207,26 +215,6 @@ class Inbox:
         if customers:
             await session.execute(sa.update(CUSTOMERS).where(CUSTOMERS.c.id.in_(
                 customers)).values(last_acked_at=now))
-
-    def _new_cycle(self, ticket: Ticket, inbound: Inbound, customer: CustomerView,
-                   arrival: datetime, now: datetime, events: list[dict],
-                   result: IngestResult) -> None:
-        """The customer writes to an answered or closed ticket: it waits again."""
-        if ticket.status == TicketStatus.CLOSED:
-            events.append(_event(ticket, "reopened", now, {}, actor=inbound.author_id))
-            ticket.closed_at = None
-            result.reopened.append(ticket.id)
-        # After a staff answer (or a close) the customer waits again: a new cycle with
-        # a new promise, so escalation rules fire again for it.
-        ticket.status = TicketStatus.OPEN
-        ticket.cycle += 1
-        ticket.escalation_level = 0
-        ticket.waiting_since = arrival
-        ticket.due_at = self.policy.deadline(inbound, customer.tags, arrival)
-        ticket.next_escalation_at = self.policy.first_escalation(
-            inbound, customer.tags, arrival, ticket.due_at, ticket.priority, ticket.assignee)
-        events.append(_event(ticket, "cycle", now, {"cycle": ticket.cycle,
-                                                    "due_at": ticket.due_at.isoformat()}))
 
     async def _new_messages(self, session: AsyncSession,
                             batch: Sequence[Inbound]) -> list[Inbound]:
@@ -340,7 +328,8 @@ class CustomerView:
 
 @dataclass
 class NewTicket:
-    """A ticket opened by this batch, inserted in bulk; gets its id on insert."""
+    """A ticket opened by this batch, inserted in bulk; gets its id on insert. It has the
+    fields of a ticket that its transitions (core.domain.lifecycle) use."""
 
     channel: str
     thread_key: str
@@ -349,14 +338,37 @@ class NewTicket:
     due_at: datetime
     language: str
     reply_target: dict
-    first_escalation: datetime | None
+    next_escalation_at: datetime | None
     id: int | None = None
     acked_at: datetime | None = None
     status: str = TicketStatus.OPEN
+    priority: str = Priority.NORMAL
+    assignee: str | None = None
+    cycle: int = 1
+    escalation_level: int = 0
+    first_response_at: datetime | None = None
+    snoozed_until: datetime | None = None
+    closed_at: datetime | None = None
+    waiting_since: datetime | None = None
     last_customer_at: datetime | None = None
 
     def __post_init__(self) -> None:
-        self.last_customer_at = self.opened_at
+        self.last_customer_at = self.waiting_since = self.opened_at
+
+
+async def _customer_texts(session: AsyncSession, tickets: list[Ticket]) -> dict[int, list[str]]:
+    """The customer's stored messages of these tickets, oldest first, keyed by id(ticket)."""
+    if not tickets:
+        return {}
+    by_id = {ticket.id: ticket for ticket in tickets}
+    rows = await session.execute(
+        sa.select(Message.ticket_id, Message.text)
+        .where(Message.ticket_id.in_(by_id), Message.direction == Direction.IN)
+        .order_by(Message.id))
+    texts: dict[int, list[str]] = {id(ticket): [] for ticket in tickets}
+    for ticket_id, text in rows:
+        texts[id(by_id[ticket_id])].append(text)
+    return texts
 
 
 async def _insert_tickets(session: AsyncSession, tickets: list[NewTicket]) -> None:
@@ -370,7 +382,7 @@ async def _insert_tickets(session: AsyncSession, tickets: list[NewTicket]) -> No
           "status": TicketStatus.OPEN, "priority": Priority.NORMAL, "cycle": 1,
           "escalation_level": 0, "opened_at": t.opened_at, "last_customer_at": t.last_customer_at,
           "waiting_since": t.opened_at,
-          "due_at": t.due_at, "next_escalation_at": t.first_escalation, "language": t.language,
+          "due_at": t.due_at, "next_escalation_at": t.next_escalation_at, "language": t.language,
           "reply_target": t.reply_target} for t in tickets])
     for ticket_id, *key in inserted:
         by_key[tuple(key)].id = ticket_id

@@ -18,9 +18,9 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator, PercentFormatter
 
+from core.config.channels import channel_label
 from core.config.settings import Settings
 from core.reporting.report import Report, build_report
-from core.staff.cards import CHANNEL_NAMES
 from core.store.engine import Store
 
 ARRIVALS, ANSWERS, OVERDUE = "#4C72B0", "#55A868", "#C44E52"
@@ -53,7 +53,7 @@ async def write_chart(store: Store, settings: Settings, path: str | Path, *,
 
 def _headline(report: Report) -> str:
     rate = report.same_day
-    scope = f" · {CHANNEL_NAMES.get(report.channel, report.channel)}" if report.channel else ""
+    scope = f" · {channel_label(report.channel)}" if report.channel else ""
     if not rate.whole:
         return f"Answered the same day: no tickets opened{scope}"
     return f"Answered the same day: {rate.value:.0%} ({rate.part} of {rate.whole}){scope}"
@@ -130,7 +130,7 @@ def _same_day_by_channel(axes, report: Report) -> None:
         axes.text(0.5, 0.5, "no tickets opened in this period", ha="center", va="center",
                   transform=axes.transAxes, fontsize=12, color="grey")
         return
-    names = [CHANNEL_NAMES.get(c, c) for c in rates]
+    names = [channel_label(c) for c in rates]
     shown = list(rates.values())
     colors = [RATE] * len(shown)
     if len(rates) > 1:  # the headline itself on top, darker, then its parts

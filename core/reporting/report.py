@@ -2,9 +2,13 @@
 
 Two layers, so the arithmetic can be checked by hand without a database:
 
-- ``load_report_data`` reads plain facts (tickets, sent acknowledgements, audit events)
-  from the store in one read transaction;
+- ``load_report_data`` (``core.reporting.facts``) reads plain facts (tickets, sent
+  acknowledgements, audit events) from the store in one read transaction;
 - ``compute_report`` and its small pure helpers turn those facts into a ``Report``.
+
+The period is ``core.reporting.period``, the output ``core.reporting.render``. The
+same-day rate, promises, percentiles and local days are defined once in
+``core.domain.kpi`` (``/stats``, ``/metrics`` and ``sameday replay`` use them too).
 
 Definitions (docs/staff.md, "The same-day report", says the same in words):
 
@@ -24,29 +28,26 @@ Definitions (docs/staff.md, "The same-day report", says the same in words):
 
 from __future__ import annotations
 
-import csv
-import io
-import json
-import math
 from collections import Counter
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
-from datetime import UTC, date, datetime, time, timedelta
+from collections.abc import Iterable
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-import sqlalchemy as sa
-from rich.console import Console
-from rich.panel import Panel
-from rich.table import Table
-from rich.text import Text
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from core.config.durations import format_duration
-from core.config.settings import CHANNELS, Settings
-from core.domain.records import OutboxKind, OutboxState, TicketStatus
+from core.config.channels import channel_names
+from core.config.settings import Settings
+from core.domain.kpi import (
+    Rate,
+    Spread,
+    first_response_spread,
+    promise_kept,
+    same_day_rate,
+    seconds_between,
+)
+from core.reporting.facts import WAITING, EventFacts, ReportData, TicketFacts, load_report_data
+from core.reporting.period import Period, hour_starts, period_of
 from core.store.engine import Store
-from core.store.tables import Event, Outbox, Ticket
 
 BACKLOG_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
     ("<1h", timedelta(hours=1)),
@@ -54,142 +55,9 @@ BACKLOG_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
     ("4-24h", timedelta(hours=24)),
     (">1d", None),
 )
-WAITING = (TicketStatus.OPEN, TicketStatus.SNOOZED)
-EVENT_KINDS = ("received", "answered", "escalated", "dead_letter")
-
-
-# --- the period ----------------------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class Period:
-    """``[since, until)`` in UTC, the local zone, and the moment the backlog is measured."""
-
-    since: datetime
-    until: datetime
-    zone: ZoneInfo
-    as_of: datetime
-
-
-def parse_moment(text: str, zone: ZoneInfo, *, end: bool = False) -> datetime:
-    """A date ("2026-11-24") or ISO datetime as an aware UTC instant.
-
-    A bare date means a whole local day: its start for --since, and the next midnight for
-    --until, so ``--since 2026-11-24 --until 2026-11-24`` is that one day. A datetime
-    without an offset is local time (what an admin types); one with an offset is exact.
-    Raises ValueError with the accepted forms.
-    """
-    text = text.strip()
-    try:
-        day = date.fromisoformat(text)
-    except ValueError:
-        day = None
-    if day is not None:
-        return local_midnight(day + timedelta(days=1) if end else day, zone)
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"{text!r} is not a date like 2026-11-24 or a time like "
-                         f"2026-11-24T18:00 (local) or 2026-11-24T15:00+00:00") from None
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=zone)
-    return moment.astimezone(UTC)
-
-
-def local_midnight(day: date, zone: ZoneInfo) -> datetime:
-    return datetime.combine(day, time(0), tzinfo=zone).astimezone(UTC)
-
-
-def make_period(since: str | None, until: str | None, zone: ZoneInfo, now: datetime) -> Period:
-    """The period the options describe; by default the local day of now (or of --until).
-
-    Without --until the period runs to the end of *today*, so ``--since 2026-11-01`` reads
-    "from the 1st up to now". Without --since it starts at the local midnight of the day
-    --until falls in (or of today).
-    """
-    end = parse_moment(until, zone, end=True) if until else \
-        local_midnight(now.astimezone(zone).date() + timedelta(days=1), zone)
-    if since:
-        start = parse_moment(since, zone)
-    else:
-        # The day --until belongs to: an instant just before an exclusive midnight end.
-        last = (end - timedelta(microseconds=1)).astimezone(zone).date()
-        start = local_midnight(last, zone)
-    if start >= end:
-        raise ValueError(f"the period is empty: --since {start.astimezone(zone):%Y-%m-%d %H:%M} "
-                         f"is not before --until {end.astimezone(zone):%Y-%m-%d %H:%M}")
-    return Period(since=start, until=end, zone=zone, as_of=min(end, now))
-
-
-# --- plain facts read from the store -------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class TicketFacts:
-    """The columns of one ticket the report needs.
-
-    ``first_due_at`` is the promise made when the ticket was opened; ``due_at`` is the
-    promise of the current waiting cycle (they differ once the customer wrote again after
-    an answer). Promises kept are judged on the first one, like the first response.
-    """
-
-    id: int
-    channel: str
-    status: str
-    opened_at: datetime
-    first_due_at: datetime | None
-    due_at: datetime | None = None
-    waiting_since: datetime | None = None
-    acked_at: datetime | None = None
-    first_response_at: datetime | None = None
-    closed_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class EventFacts:
-    kind: str
-    channel: str | None
-    at: datetime
-    data: dict[str, Any] = field(default_factory=dict)
-
-
-@dataclass
-class ReportData:
-    tickets: list[TicketFacts]
-    ack_sent: dict[int, datetime]  # ticket id -> when its acknowledgement was delivered
-    events: list[EventFacts]
 
 
 # --- the pure arithmetic -------------------------------------------------------------------
-
-
-def percentile(values: Sequence[float], p: float) -> float | None:
-    """Nearest-rank percentile (None for no values): a real observation, checkable by hand."""
-    if not values:
-        return None
-    ordered = sorted(values)
-    rank = max(1, math.ceil(p / 100 * len(ordered)))
-    return ordered[rank - 1]
-
-
-def same_local_day(a: datetime, b: datetime, zone: ZoneInfo) -> bool:
-    """Whether two instants fall on one calendar day *where the team works*, not in UTC."""
-    return a.astimezone(zone).date() == b.astimezone(zone).date()
-
-
-def answered_same_day(ticket: TicketFacts, zone: ZoneInfo) -> bool:
-    return ticket.first_response_at is not None and \
-        same_local_day(ticket.opened_at, ticket.first_response_at, zone)
-
-
-def promise_kept(ticket: TicketFacts, as_of: datetime) -> bool | None:
-    """True/False once the first promise can be judged; None while it still may be kept."""
-    due = ticket.first_due_at
-    if due is None:
-        return None
-    if ticket.first_response_at is not None:
-        return ticket.first_response_at <= due
-    return False if due < as_of else None
 
 
 def waiting_since_at(ticket: TicketFacts, at: datetime) -> datetime | None:
@@ -240,40 +108,6 @@ def overdue_at(tickets: Iterable[TicketFacts], at: datetime) -> int:
         if due is not None and due < at:
             count += 1
     return count
-
-
-def hour_starts(period: Period) -> list[datetime]:
-    """The local hours of the period (UTC instants); a DST day has 23 or 25."""
-    first = period.since.astimezone(period.zone).replace(minute=0, second=0, microsecond=0)
-    start = first.astimezone(UTC)
-    hours = []
-    while start < period.until:
-        hours.append(start)
-        start += timedelta(hours=1)  # UTC arithmetic: real hours across DST changes
-    return hours
-
-
-@dataclass(frozen=True)
-class Rate:
-    part: int
-    whole: int
-
-    @property
-    def value(self) -> float | None:
-        return round(self.part / self.whole, 4) if self.whole else None
-
-
-@dataclass(frozen=True)
-class Spread:
-    """Nearest-rank p50/p90 of durations in seconds, and how many there were."""
-
-    count: int
-    p50: float | None
-    p90: float | None
-
-    @classmethod
-    def of(cls, seconds: Sequence[float]) -> Spread:
-        return cls(len(seconds), percentile(seconds, 50), percentile(seconds, 90))
 
 
 @dataclass(frozen=True)
@@ -364,11 +198,7 @@ def _rate_dict(rate: Rate) -> dict[str, Any]:
 def _channels_in(tickets: Iterable[TicketFacts]) -> list[str]:
     """Channels in a fixed order (known ones first), so tables and charts do not shuffle."""
     seen = {t.channel for t in tickets}
-    return [c for c in CHANNELS if c in seen] + sorted(seen - set(CHANNELS))
-
-
-def _seconds(later: datetime, earlier: datetime) -> float:
-    return (later - earlier).total_seconds()
+    return [c for c in channel_names() if c in seen] + sorted(seen - set(channel_names()))
 
 
 def compute_report(data: ReportData, period: Period, channel: str | None = None) -> Report:
@@ -376,23 +206,21 @@ def compute_report(data: ReportData, period: Period, channel: str | None = None)
     zone = period.zone
     opened = [t for t in data.tickets if period.since <= t.opened_at < period.until]
     events = [e for e in data.events if period.since <= e.at < period.until]
-    answered = [t for t in opened if t.first_response_at is not None]
-    judged = [k for k in (promise_kept(t, period.as_of) for t in opened) if k is not None]
-    first_response = {c: Spread.of([_seconds(t.first_response_at, t.opened_at)
-                                    for t in answered if t.channel == c])
+    judged = [k for k in (promise_kept(t.first_due_at, t.first_response_at, period.as_of)
+                          for t in opened) if k is not None]
+    first_response = {c: first_response_spread(_waits(t for t in opened if t.channel == c))
                       for c in _channels_in(opened)}
-    first_response["all"] = Spread.of([_seconds(t.first_response_at, t.opened_at)
-                                       for t in answered])
+    first_response["all"] = first_response_spread(_waits(opened))
     return Report(
         period=period,
         channel=channel,
-        same_day=_same_day(opened, zone),
-        same_day_by_channel={c: _same_day([t for t in opened if t.channel == c], zone)
+        same_day=same_day_rate(_waits(opened), zone),
+        same_day_by_channel={c: same_day_rate(_waits(t for t in opened if t.channel == c), zone)
                              for c in _channels_in(opened)},
         received=sum(1 for e in events if e.kind == "received"),
         opened=len(opened),
         acknowledged=sum(1 for t in opened if t.acked_at is not None),
-        ack_latency=Spread.of([_seconds(data.ack_sent[t.id], t.opened_at)
+        ack_latency=Spread.of([seconds_between(t.opened_at, data.ack_sent[t.id])
                                for t in opened if t.id in data.ack_sent]),
         first_response=first_response,
         promises=Rate(sum(judged), len(judged)),
@@ -404,8 +232,9 @@ def compute_report(data: ReportData, period: Period, channel: str | None = None)
     )
 
 
-def _same_day(opened: list[TicketFacts], zone: ZoneInfo) -> Rate:
-    return Rate(sum(1 for t in opened if answered_same_day(t, zone)), len(opened))
+def _waits(tickets: Iterable[TicketFacts]) -> list[tuple[datetime, datetime | None]]:
+    """(opened_at, first_response_at) of each ticket: what the kpi functions count."""
+    return [(t.opened_at, t.first_response_at) for t in tickets]
 
 
 def _hourly(tickets: list[TicketFacts], events: list[EventFacts], period: Period
@@ -426,17 +255,7 @@ def _hour_of(at: datetime, starts: list[datetime]) -> int:
     return int((at - starts[0]).total_seconds() // 3600)
 
 
-# --- reading the store ---------------------------------------------------------------------
-
-
-async def load_report_data(store: Store, period: Period, channel: str | None = None
-                           ) -> ReportData:
-    """Every fact the report needs, read in ONE transaction (a consistent snapshot)."""
-    async with store.session() as session, session.begin():
-        tickets = await _load_tickets(session, period, channel)
-        ack_sent = await _load_acks(session, period, channel)
-        events = await _load_events(session, period, channel)
-    return ReportData(tickets, ack_sent, events)
+# --- for callers ---------------------------------------------------------------------------
 
 
 async def report_for_period(store: Store, period: Period, channel: str | None = None
@@ -454,183 +273,5 @@ async def build_report(store: Store, settings: Settings, *, since: datetime | No
     names the end of its day, which may lie ahead of the wall clock.
     """
     zone = ZoneInfo(settings.calendar.timezone)
-    moment = now or until or datetime.now(UTC)
-    end = until.astimezone(UTC) if until else \
-        local_midnight(moment.astimezone(zone).date() + timedelta(days=1), zone)
-    start = since.astimezone(UTC) if since else \
-        local_midnight((end - timedelta(microseconds=1)).astimezone(zone).date(), zone)
-    period = Period(since=start, until=end, zone=zone, as_of=min(end, moment))
+    period = period_of(zone, now or until or datetime.now(UTC), since, until)
     return await report_for_period(store, period, channel)
-
-
-async def _load_tickets(session: AsyncSession, period: Period, channel: str | None
-                        ) -> list[TicketFacts]:
-    """Tickets opened in the period, plus any that may have waited during it (backlog,
-    overdue line): opened before its end and neither closed nor answered before its start."""
-    query = sa.select(Ticket).where(
-        Ticket.opened_at < period.until,
-        sa.or_(Ticket.closed_at.is_(None), Ticket.closed_at >= period.since),
-        sa.or_(Ticket.first_response_at.is_(None), Ticket.first_response_at >= period.since,
-               Ticket.status.in_(WAITING)))
-    if channel:
-        query = query.where(Ticket.channel == channel)
-    rows = list(await session.scalars(query.order_by(Ticket.id)))
-    first_due = await _first_promises(session, [t.id for t in rows if t.cycle > 1])
-    return [TicketFacts(id=t.id, channel=t.channel, status=t.status, opened_at=t.opened_at,
-                        first_due_at=first_due.get(t.id, t.due_at), due_at=t.due_at,
-                        waiting_since=t.waiting_since, acked_at=t.acked_at,
-                        first_response_at=t.first_response_at, closed_at=t.closed_at)
-            for t in rows]
-
-
-async def _first_promises(session: AsyncSession, ticket_ids: list[int]) -> dict[int, datetime]:
-    """The promise made at opening, for tickets whose ``due_at`` moved to a later cycle."""
-    if not ticket_ids:
-        return {}
-    rows = await session.execute(sa.select(Event.ticket_id, Event.data).where(
-        Event.kind == "opened", Event.ticket_id.in_(ticket_ids)))
-    promises = {}
-    for ticket_id, data in rows:
-        if data and data.get("due_at"):
-            promises[ticket_id] = datetime.fromisoformat(data["due_at"]).astimezone(UTC)
-    return promises
-
-
-async def _load_acks(session: AsyncSession, period: Period, channel: str | None
-                     ) -> dict[int, datetime]:
-    """When each acknowledgement of a ticket opened in the period was delivered."""
-    query = (sa.select(Outbox.ticket_id, Outbox.sent_at)
-             .join(Ticket, Ticket.id == Outbox.ticket_id)
-             .where(Outbox.kind == OutboxKind.ACK, Outbox.state == OutboxState.SENT,
-                    Outbox.sent_at.is_not(None), Ticket.opened_at >= period.since,
-                    Ticket.opened_at < period.until))
-    if channel:
-        query = query.where(Ticket.channel == channel)
-    result: dict[int, datetime] = {}
-    for ticket_id, sent_at in await session.execute(query):
-        # One acknowledgement per ticket today; the earliest wins should that change.
-        result[ticket_id] = min(sent_at, result.get(ticket_id, sent_at))
-    return result
-
-
-async def _load_events(session: AsyncSession, period: Period, channel: str | None
-                       ) -> list[EventFacts]:
-    query = sa.select(Event.kind, Event.channel, Event.at, Event.data).where(
-        Event.kind.in_(EVENT_KINDS), Event.at >= period.since, Event.at < period.until)
-    if channel:
-        query = query.where(Event.channel == channel)
-    return [EventFacts(kind, ch, at, data or {})
-            for kind, ch, at, data in await session.execute(query.order_by(Event.at))]
-
-
-# --- output --------------------------------------------------------------------------------
-
-
-def report_csv(report: Report) -> str:
-    """The figures as CSV (name,channel,value), one row per figure; empty value = none."""
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\n")
-    writer.writerow(["name", "channel", "value"])
-    for name, channel, value in report.figures():
-        writer.writerow([name, channel, "" if value is None else value])
-    return buffer.getvalue()
-
-
-def report_json(report: Report) -> str:
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
-
-
-def human_duration(seconds: float | None) -> str:
-    """"45s", "12m", "2h5m", "1d3h": minutes are exact enough for waits over ten minutes."""
-    if seconds is None:
-        return "—"
-    seconds = round(seconds)
-    if seconds >= 600:
-        seconds = round(seconds / 60) * 60
-    if seconds >= 86400:
-        seconds = round(seconds / 3600) * 3600
-    return format_duration(timedelta(seconds=seconds))
-
-
-def _percent(rate: Rate) -> str:
-    return "—" if rate.value is None else f"{rate.value:.0%} ({rate.part} of {rate.whole})"
-
-
-def print_report(report: Report, console: Console) -> None:
-    """The report as rich tables: the headline first, big, then the figures behind it."""
-    console.print(_headline_panel(report))
-    console.print(_summary_table(report))
-    console.print(_channel_table(report))
-    console.print(_counts_table("Escalations by rule", "rule", report.escalations,
-                                empty="no escalation fired"))
-    zone = report.period.zone
-    console.print(_counts_table(
-        f"Backlog at {report.period.as_of.astimezone(zone):%d.%m %H:%M} (waiting for staff)",
-        "waiting", report.backlog))
-
-
-def _period_words(report: Report) -> str:
-    zone = report.period.zone
-    since = report.period.since.astimezone(zone)
-    until = report.period.until.astimezone(zone)
-    if until - since == timedelta(days=1) and since.time() == time(0):
-        words = f"{since:%a %d %b %Y}"
-    else:
-        words = f"{since:%d.%m.%Y %H:%M} – {until:%d.%m.%Y %H:%M}"
-    scope = f" · {report.channel} only" if report.channel else ""
-    return f"{words} ({zone.key}){scope}"
-
-
-def _headline_panel(report: Report) -> Panel:
-    rate = report.same_day
-    big = "—" if rate.value is None else f"{rate.value:.0%}"
-    color = "grey50" if rate.value is None else \
-        "green" if rate.value >= 0.8 else "yellow" if rate.value >= 0.5 else "red"
-    text = Text.assemble(("Answered the same day: ", "bold"), (big, f"bold {color}"),
-                         (f"   {rate.part} of {rate.whole} tickets opened", ""))
-    return Panel(text, title="sameday report", subtitle=_period_words(report),
-                 expand=False, padding=(1, 4))
-
-
-def _summary_table(report: Report) -> Table:
-    table = Table(title="The period", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column(justify="right")
-    acked = Rate(report.acknowledged, report.opened)
-    for label, value in [
-        ("messages received", str(report.received)),
-        ("tickets opened", str(report.opened)),
-        ("acknowledged", _percent(acked)),
-        ("acknowledgement delivered after (p50 / p90)",
-         f"{human_duration(report.ack_latency.p50)} / {human_duration(report.ack_latency.p90)}"),
-        ("first response (p50 / p90)", f"{human_duration(report.first_response['all'].p50)} / "
-                                       f"{human_duration(report.first_response['all'].p90)}"),
-        ("promises kept", _percent(report.promises)),
-        ("dead letters", str(report.dead_letters)),
-    ]:
-        table.add_row(label, value)
-    return table
-
-
-def _channel_table(report: Report) -> Table:
-    table = Table(title="By channel", title_justify="left")
-    for name in ("channel", "opened", "answered the same day", "first response p50", "p90"):
-        table.add_column(name, justify="left" if name == "channel" else "right")
-    for channel, rate in report.same_day_by_channel.items():
-        spread = report.first_response[channel]
-        table.add_row(channel, str(rate.whole), _percent(rate), human_duration(spread.p50),
-                      human_duration(spread.p90))
-    if not report.same_day_by_channel:
-        table.add_row("—", "0", "—", "—", "—")
-    return table
-
-
-def _counts_table(title: str, what: str, counts: dict[str, int], empty: str = "") -> Table:
-    table = Table(title=title, title_justify="left")
-    table.add_column(what)
-    table.add_column("tickets" if what == "waiting" else "times", justify="right")
-    for name, count in counts.items():
-        table.add_row(name, str(count))
-    if not counts:
-        table.add_row(empty, "0")
-    return table

@@ -11,10 +11,10 @@ import re
 from datetime import datetime
 from zoneinfo import ZoneInfo
 
+from core.config.channels import channel_label
 from core.domain.records import Priority, TicketStatus
 
 MAX_QUOTE = 1500  # characters of customer text on a card (the card stays readable)
-CHANNEL_NAMES = {"telegram": "Telegram", "vk": "VK", "twitter": "X"}
 PRIORITY_MARKS = {Priority.LOW: "▫ low", Priority.HIGH: "🔸 high", Priority.URGENT: "🔴 urgent"}
 
 
@@ -47,7 +47,7 @@ def state_line(status: str, assignee: str | None, snoozed_until: datetime | None
 def card_text(*, ticket_id: int, channel: str, customer: str, promise: str,
               opened_at: datetime, zone: ZoneInfo, state: str, priority: str,
               first_text: str, note: str | None = None) -> str:
-    lines = [f"<b>#{ticket_id}</b> · {CHANNEL_NAMES.get(channel, esc(channel))} · "
+    lines = [f"<b>#{ticket_id}</b> · {esc(channel_label(channel))} · "
              f"{esc(customer)}",
              f"⏰ {esc(promise)} · {opened_at.astimezone(zone):%d.%m %H:%M}",
              f"{state}{' · ' + PRIORITY_MARKS[priority] if priority in PRIORITY_MARKS else ''}"]

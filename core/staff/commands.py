@@ -20,12 +20,15 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
+from core.config.channels import channel_label, channel_names
 from core.config.durations import DURATION_HELP, format_duration, parse_duration
 from core.config.settings import Settings
 from core.delivery.contract import STAFF_CHANNEL
+from core.domain import lifecycle
+from core.domain.kpi import Rate, local_day
 from core.domain.policy import Policy
 from core.domain.records import Direction, OutboxKind, Priority, TicketStatus
-from core.staff.cards import CHANNEL_NAMES, card_buttons, card_text, esc, state_line, who
+from core.staff.cards import card_buttons, card_text, esc, state_line, who
 from core.store.engine import Store
 from core.store.tables import Customer, Event, Message, Outbox, Ticket
 
@@ -49,7 +52,7 @@ class Spec:
 
 SPECS: dict[str, Spec] = {
     "help": Spec("/help", "this list"),
-    "queue": Spec("/queue [telegram|vk|twitter|mine|overdue]", "waiting tickets, due first"),
+    "queue": Spec("/queue [<channel>|mine|overdue]", "waiting tickets, due first"),
     "show": Spec("/show N", "a ticket with its messages", needs_ticket=True),
     "take": Spec("/take N", "assign a ticket to yourself", needs_ticket=True),
     "assign": Spec("/assign N <agent>", "assign a ticket to a colleague", needs_ticket=True,
@@ -69,7 +72,12 @@ SPECS: dict[str, Spec] = {
     "whoami": Spec("/whoami", "who the bot thinks you are"),
     "reload": Spec("/reload", "re-read the config file (admins)", admin=True),
 }
-QUEUE_FILTERS = ("telegram", "vk", "twitter", "mine", "overdue")
+QUEUE_OWN_FILTERS = ("mine", "overdue")
+
+
+def queue_filters() -> tuple[str, ...]:
+    """/queue narrows to a channel (any installed one), to mine, or to overdue."""
+    return (*channel_names(), *QUEUE_OWN_FILTERS)
 
 
 @dataclass(frozen=True)
@@ -96,8 +104,8 @@ def parse(line: str, bot_username: str | None = None) -> Command:
         hint = f" Did you mean /{close[0]}?" if close else ""
         raise UsageError(f"Unknown command /{name}.{hint} Send /help for the list.")
     if not spec.needs_ticket:
-        if name == "queue" and rest and rest.lower() not in QUEUE_FILTERS:
-            raise UsageError(f"Usage: {spec.usage}")
+        if name == "queue" and rest and rest.lower() not in queue_filters():
+            raise UsageError(f"Usage: /queue [{'|'.join(queue_filters())}]")
         return Command(name, arg=rest.lower() if name == "queue" else rest)
     number, arg = _split_word(rest)
     ticket = _ticket_number(number)
@@ -241,7 +249,7 @@ class StaffDesk:
         now = self.clock.now()
         query = (sa.select(Ticket, Customer).join(Customer)
                  .where(Ticket.status.in_(WAITING)).order_by(Ticket.due_at, Ticket.id))
-        if command.arg in ("telegram", "vk", "twitter"):
+        if command.arg in channel_names():
             query = query.where(Ticket.channel == command.arg)
         elif command.arg == "mine":
             query = query.where(Ticket.assignee == actor.name)
@@ -259,7 +267,7 @@ class StaffDesk:
     def _queue_line(self, ticket: Ticket, customer: Customer, now: datetime) -> str:
         late = " ⚠ overdue" if ticket.due_at and ticket.due_at < now else ""
         owner = f" · {ticket.assignee}" if ticket.assignee else ""
-        return (f"<b>#{ticket.id}</b> {CHANNEL_NAMES[ticket.channel]} · "
+        return (f"<b>#{ticket.id}</b> {channel_label(ticket.channel)} · "
                 f"{esc(_customer_name(customer))} · ⏰ "
                 f"{esc(self.policy.promise_for_staff(ticket.due_at, now))}{owner}{late}")
 
@@ -275,14 +283,14 @@ class StaffDesk:
             left = ticket.due_at - now
             when = (f"{_minutes(left)} left" if left > timedelta()
                     else f"overdue by {_minutes(-left)}")
-            lines.append(f"<b>#{ticket.id}</b> {CHANNEL_NAMES[ticket.channel]} · "
+            lines.append(f"<b>#{ticket.id}</b> {channel_label(ticket.channel)} · "
                          f"{esc(_customer_name(customer))} · {when}")
         return Reply("\n".join(lines))
 
     async def _stats(self, session: AsyncSession, actor: Actor, command: Command) -> Reply:
         now = self.clock.now()
         local_now = now.astimezone(self.policy.zone)
-        start = local_now.replace(hour=0, minute=0, second=0, microsecond=0)
+        start, end = local_day(now, self.policy.zone)
         received = await _count_events(session, "received", start)
         answered = await _count_events(session, "answered", start)
         opened = await session.scalar(sa.select(sa.func.count()).select_from(Ticket)
@@ -290,16 +298,18 @@ class StaffDesk:
         acknowledged = await session.scalar(sa.select(sa.func.count()).select_from(Ticket)
                                             .where(Ticket.opened_at >= start,
                                                    Ticket.acked_at.is_not(None)))
+        # kpi.answered_same_day as a query: first answered before the local day ends.
         same_day = await session.scalar(sa.select(sa.func.count()).select_from(Ticket).where(
             Ticket.opened_at >= start, Ticket.first_response_at.is_not(None),
-            Ticket.first_response_at < start + timedelta(days=1)))
+            Ticket.first_response_at < end))
         overdue = await session.scalar(sa.select(sa.func.count()).select_from(Ticket)
                                        .where(Ticket.status == TicketStatus.OPEN,
                                               Ticket.due_at < now))
-        rate = f"{same_day / opened:.0%}" if opened else "—"
+        rate = Rate(same_day, opened)
+        percent = "—" if rate.fraction is None else f"{rate.fraction:.0%}"
         return Reply(f"Today ({local_now:%d.%m}): received {received}, new tickets {opened}, "
                      f"acknowledged {acknowledged}, answered {answered}.\n"
-                     f"Same-day answer rate: {rate} ({same_day} of {opened}). "
+                     f"Same-day answer rate: {percent} ({rate.part} of {rate.whole}). "
                      f"Overdue now: {overdue}.")
 
     async def _show(self, session: AsyncSession, actor: Actor, command: Command,
@@ -364,19 +374,13 @@ class StaffDesk:
                            target=target, text=command.arg, idempotency_key=key,
                            deadline_at=now, next_attempt_at=now, created_at=now))
         await session.flush()  # a repeat fails here, before anything else changes
-        first = ticket.first_response_at is None
-        if first:
-            ticket.first_response_at = now
-        ticket.status = TicketStatus.ANSWERED
-        ticket.assignee = ticket.assignee or actor.name
-        ticket.next_escalation_at = None  # a staff answer stops the clock
-        ticket.snoozed_until = None
+        first = lifecycle.answered(ticket, actor.name, now)
         await self._changed(session, ticket, "answered", actor, {
             "first": first, "message_id": message.id,
             "response_seconds": (now - ticket.last_customer_at).total_seconds()})
         customer = await session.get(Customer, ticket.customer_id)
         return Reply(f"Queued to {esc(_customer_name(customer))} on "
-                     f"{CHANNEL_NAMES[ticket.channel]} (#{ticket.id}); you will see when it is "
+                     f"{channel_label(ticket.channel)} (#{ticket.id}); you will see when it is "
                      f"delivered.")
 
     async def _note(self, session: AsyncSession, actor: Actor, command: Command,
@@ -392,9 +396,7 @@ class StaffDesk:
                      ticket: Ticket) -> Reply:
         if ticket.status == TicketStatus.CLOSED:
             return Reply(f"#{ticket.id} is already closed.", ok=False)
-        ticket.status = TicketStatus.CLOSED
-        ticket.closed_at = self.clock.now()
-        ticket.next_escalation_at = None
+        lifecycle.closed(ticket, self.clock.now())
         await self._changed(session, ticket, "closed", actor)
         return Reply(f"#{ticket.id} closed.")
 
@@ -403,14 +405,12 @@ class StaffDesk:
         if ticket.status != TicketStatus.CLOSED:
             return Reply(f"#{ticket.id} is not closed.", ok=False)
         now = self.clock.now()
-        ticket.status = TicketStatus.OPEN
-        ticket.closed_at = None
-        ticket.cycle += 1
-        ticket.escalation_level = 0
-        ticket.waiting_since = now
-        ticket.due_at = self.policy.calendar.deadline(now)
-        ticket.next_escalation_at = now  # the sweep plans the new cycle's escalations
-        await self._changed(session, ticket, "reopened", actor)
+        customer = await session.get(Customer, ticket.customer_id)
+        # The same promise and escalation rules as when the customer reopens it by writing.
+        changes = lifecycle.wait_again(self.policy, ticket, await customer_texts(
+            session, ticket.id), list(customer.tags or []), now)
+        await self._changed(session, ticket, "reopened", actor,
+                            next(c.data for c in changes if c.kind == "cycle"))
         return Reply(f"#{ticket.id} reopened; due "
                      f"{esc(self.policy.promise_for_staff(ticket.due_at, now))}.")
 
@@ -420,9 +420,7 @@ class StaffDesk:
             state = "closed" if ticket.status == TicketStatus.CLOSED else "answered"
             return Reply(f"#{ticket.id} is {state}: there is nothing to snooze.", ok=False)
         until = self.clock.now() + parse_duration(command.arg)
-        ticket.status = TicketStatus.SNOOZED
-        ticket.snoozed_until = until
-        ticket.next_escalation_at = until  # snooze moves the escalation clock
+        lifecycle.snoozed(ticket, until)
         await self._changed(session, ticket, "snoozed", actor, {"until": until.isoformat()})
         local = until.astimezone(self.policy.zone)
         return Reply(f"#{ticket.id} snoozed until {local:%d.%m %H:%M}.")
@@ -477,7 +475,7 @@ class StaffDesk:
         if row is None:
             return f"#{ticket_id}"
         ticket, customer = row
-        return f"#{ticket.id} {CHANNEL_NAMES[ticket.channel]} {_customer_name(customer)}"[:128]
+        return f"#{ticket.id} {channel_label(ticket.channel)} {_customer_name(customer)}"[:128]
 
 
 def ticket_card(policy: Policy, ticket: Ticket, customer: Customer | None, first_text: str,
@@ -510,6 +508,14 @@ async def queue_card_edit(session: AsyncSession, policy: Policy, ticket: Ticket,
         text=ticket_card(policy, ticket, customer, first_text, now, note),
         idempotency_key=f"edit:{ticket.id}:{change_id}", deadline_at=ticket.due_at or now,
         next_attempt_at=now, created_at=now))
+
+
+async def customer_texts(session: AsyncSession, ticket_id: int) -> list[str]:
+    """The customer's messages of a ticket, oldest first, as many as rules look at."""
+    return list(await session.scalars(
+        sa.select(Message.text).where(Message.ticket_id == ticket_id,
+                                      Message.direction == Direction.IN)
+        .order_by(Message.id).limit(lifecycle.RULE_TEXTS)))
 
 
 async def _first_text(session: AsyncSession, ticket_id: int) -> str:

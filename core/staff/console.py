@@ -27,12 +27,13 @@ from rich.panel import Panel
 from rich.text import Text
 
 from core.clock import Clock, SystemClock
-from core.config.settings import ConfigError, Settings, load_settings
-from core.delivery.contract import STAFF_CHANNEL, AdapterContext
+from core.config.load import ConfigError, load_settings
+from core.config.settings import Settings
+from core.delivery.contract import STAFF_CHANNEL, AdapterContext, ChannelAdapter
 from core.delivery.dispatcher import Dispatcher
 from core.domain.records import Delivered, Outbound, OutboxKind
 from core.staff.cards import plain
-from core.staff.commands import QUEUE_FILTERS, SPECS, Actor, Reply, StaffDesk
+from core.staff.commands import SPECS, Actor, Reply, StaffDesk, queue_filters
 from core.store.engine import Store
 
 try:  # readline gives history and completion; Windows and some builds lack it
@@ -106,7 +107,7 @@ def card_update_line(outbound: Outbound) -> Text:
 # --- the staff chat sink -----------------------------------------------------------------
 
 
-class ConsoleStaffChannel:
+class ConsoleStaffChannel(ChannelAdapter):
     """A channel adapter for the "staff" outbox rows that prints them.
 
     Printing cannot fail or be rate limited, so ``rate_keys`` is empty and every row is
@@ -244,7 +245,7 @@ class Completer:
             return [name for name in names if name.startswith(word)]
         command = words[0].lstrip("/").lower()
         if command == "queue":
-            options = list(QUEUE_FILTERS)
+            options = list(queue_filters())
         elif command == "assign" and len(words) >= 2:
             options = sorted(self.desk.settings.staff.names())
         else:

@@ -1,0 +1,40 @@
+"""What the X channel adds to config.toml, and the shape of its addresses."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from pydantic import BaseModel, ConfigDict, field_validator
+
+from core.config.channels import ChannelSettings
+from core.config.settings import Duration
+
+
+class TwitterSettings(ChannelSettings):
+    """``[channels.twitter]``"""
+
+    bearer_token_env: str = "SAMEDAY_X_BEARER_TOKEN"
+    consumer_key_env: str = "SAMEDAY_X_CONSUMER_KEY"
+    consumer_secret_env: str = "SAMEDAY_X_CONSUMER_SECRET"
+    access_token_env: str = "SAMEDAY_X_ACCESS_TOKEN"
+    access_token_secret_env: str = "SAMEDAY_X_ACCESS_TOKEN_SECRET"
+    user_id: str = ""
+    base_url: str = "https://api.twitter.com"
+    # Every mentions read is billed on X's pay-per-use API: see docs/channels.md.
+    poll_interval: Duration = timedelta(seconds=60)
+
+    @field_validator("poll_interval")
+    @classmethod
+    def _not_too_fast(cls, value: timedelta) -> timedelta:
+        if value < timedelta(seconds=5):
+            raise ValueError("poll_interval must be at least 5s (each read is billed by X)")
+        return value
+
+
+class XTarget(BaseModel):
+    """An answer on X is a reply to the customer's tweet."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    in_reply_to_tweet_id: str
+    username: str | None = None

@@ -1,0 +1,137 @@
+"""What each installed channel declares about itself, and the registry that finds them.
+
+A channel package (``bots/<platform>/``) exports one ``ChannelDescription`` and names it
+in the ``sameday.channels`` entry-point group (pyproject.toml)::
+
+    [project.entry-points."sameday.channels"]
+    telegram = "bots.telegram:CHANNEL"
+
+Everything in core that differs per channel reads it from here: the ``[channels.<name>]``
+settings model, the label staff read, default rate limits, the text limit and how the
+platform counts characters, the setting that bounds the time between two polls (health),
+the shape of a reply target, and the extra staff keys a staff-chat channel needs. Adding a
+channel therefore touches no file in ``core/`` (docs/architecture.md has the recipe).
+
+Loading a description must be cheap and must not import the platform SDK: the adapter and
+the emulator are factories that import their modules when called.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from functools import cache
+from importlib.metadata import entry_points
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "sameday.channels"
+# The staff chat that needs no platform: `sameday console` prints cards and notices.
+CONSOLE = "console"
+
+
+class ChannelSettings(BaseModel):
+    """The base of every ``[channels.<name>]`` table. Unknown keys are errors; keys ending
+    in ``_env`` name environment variables holding secrets (never the secret itself)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    enabled: bool = False
+
+    def secret(self, field_name: str) -> str:
+        """The token named by ``<field_name>`` (an env var name), read at call time."""
+        env_name = getattr(self, field_name)
+        value = os.environ.get(env_name)
+        if not value:
+            raise KeyError(f"environment variable {env_name} is not set")
+        return value
+
+    def secret_fields(self) -> list[str]:
+        return [name for name in type(self).model_fields if name.endswith("_env")]
+
+    def secret_values(self) -> list[str]:
+        """The secrets that are set (for masking them in logs)."""
+        return [value for name in self.secret_fields()
+                if (value := os.environ.get(getattr(self, name)))]
+
+
+# A cross-check of a channel over the whole config: (key path, bad value, message) each.
+Check = Callable[[Any], list[tuple[str, Any, str]]]
+
+
+@dataclass(frozen=True, eq=False)  # compared and hashed by identity: one per channel
+class ChannelDescription:
+    """One channel, as it describes itself to the core."""
+
+    name: str  # the config section, the channel column, the /queue filter
+    label: str  # what staff read ("X" for twitter)
+    settings: type[ChannelSettings]  # the model of [channels.<name>]
+    adapter: Callable[[Any], Any]  # Settings -> ChannelAdapter (imports the SDK when called)
+    limits: Mapping[str, str]  # default rate limits per bucket, e.g. {"per_bot": "30/1s"}
+    text_limit: int  # the longest text one message may carry
+    measure: Callable[[str], int] = len  # how the platform counts a text's length
+    # The setting (a duration) that bounds the time between two successful polls of a
+    # healthy channel; None: health uses a minute.
+    poll_setting: str | None = None
+    # The typed address of an answer (Inbound.reply_target / Outbound.target).
+    reply_target: type[BaseModel] | None = None
+    emulator: Callable[[], Any] | None = None  # -> the emulator class (tests, demo)
+    # A channel that can carry the staff chat (staff.chat = name), and the keys it adds to
+    # [staff] and to each [[staff.members]] (e.g. the staff group id, members' user ids).
+    staff_chat: bool = False
+    staff_settings: type[BaseModel] | None = None
+    staff_member_settings: type[BaseModel] | None = None
+    check: Check | None = None
+    # The built-in acknowledgement for this channel by language, when it differs from the
+    # default one (placeholders as in [ack.texts]).
+    ack_texts: Mapping[str, str] = field(default_factory=dict)
+
+
+@cache
+def installed_channels() -> dict[str, ChannelDescription]:
+    """The channels installed in this environment, by name (entry points, loaded once)."""
+    found: dict[str, ChannelDescription] = {}
+    for entry in sorted(entry_points(group=ENTRY_POINT_GROUP), key=lambda e: e.name):
+        try:
+            description = entry.load()
+        except Exception as error:  # a broken plugin must not take the others down
+            log.error("channel %s (%s) cannot be loaded: %s", entry.name, entry.value, error)
+            continue
+        if not isinstance(description, ChannelDescription) or description.name != entry.name:
+            log.error("channel %s (%s) is not a ChannelDescription named %r; ignored",
+                      entry.name, entry.value, entry.name)
+            continue
+        found[entry.name] = description
+    return found
+
+
+def refresh_channels() -> None:
+    """Look for installed channels again (after installing one in a running process)."""
+    installed_channels.cache_clear()
+
+
+def channel_names() -> tuple[str, ...]:
+    return tuple(installed_channels())
+
+
+def channel_label(name: str) -> str:
+    description = installed_channels().get(name)
+    return description.label if description else name
+
+
+def text_rules(name: str) -> tuple[int, Callable[[str], int]]:
+    """(the text limit, how length is counted) of a channel; 4096 characters if unknown."""
+    description = installed_channels().get(name)
+    return (description.text_limit, description.measure) if description else (4096, len)
+
+
+def channel_ack_texts(name: str, language: str) -> dict[str, str]:
+    """The channel's own built-in acknowledgement in `language`, as {name: text}."""
+    description = installed_channels().get(name)
+    text = description.ack_texts.get(language) if description else None
+    return {name: text} if text else {}
