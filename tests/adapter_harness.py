@@ -14,7 +14,9 @@ from core.clock import SystemClock
 from core.config.settings import Settings
 from core.delivery.contract import STAFF_CHANNEL, AdapterContext, ChannelAdapter
 from core.delivery.dispatcher import Dispatcher
+from core.domain.policy import Policy
 from core.intake.inbox import Inbox
+from core.staff.board import StaffNotices
 from core.store.engine import Store
 
 
@@ -46,7 +48,8 @@ async def running(adapter: ChannelAdapter, store: Store, settings: Settings, *,
     """
     clock = SystemClock()
     adapters = {adapter.name: adapter, **({STAFF_CHANNEL: adapter} if staff else {})}
-    dispatcher = Dispatcher(store, clock, settings.outbox, adapters, idle_poll=0.2)
+    dispatcher = Dispatcher(store, clock, settings.outbox, adapters, idle_poll=0.2,
+                            listener=StaffNotices(lambda: Policy(settings)))
     inbox = Inbox(store, settings, clock, on_outbox=dispatcher.wake)
     await adapter.start(AdapterContext(settings=settings, clock=clock, ingest=inbox.ingest,
                                        load_cursor=inbox.load_cursor))
@@ -94,7 +97,8 @@ async def running_all(adapters: list[ChannelAdapter], store: Store, settings: Se
                              reload_config=reload_config)
     for adapter in adapters:
         await adapter.start(context)
-    dispatcher = Dispatcher(store, clock, settings.outbox, by_name, idle_poll=0.2)
+    dispatcher = Dispatcher(store, clock, settings.outbox, by_name, idle_poll=0.2,
+                            listener=StaffNotices(lambda: desk.policy))
     wake.append(dispatcher.wake)
     stopping = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(stopping))

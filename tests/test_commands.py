@@ -15,10 +15,12 @@ from hypothesis import strategies as st
 
 from core.config.settings import DatabaseSettings
 from core.delivery.contract import STAFF_CHANNEL
+from core.delivery.enqueue import Lane
 from core.domain.records import Direction, OutboxKind, OutboxState, TicketStatus
 from core.intake.inbox import Inbox
-from core.staff.cards import card_buttons
-from core.staff.commands import SPECS, Actor, Command, Reply, StaffDesk, UsageError, parse
+from core.staff.cards import Button, StaffMessage, card_buttons
+from core.staff.commands import Actor, Reply, StaffDesk
+from core.staff.language import SPECS, Command, UsageError, parse
 from core.store.engine import Store, upgrade
 from core.store.tables import Event, Message, Outbox, Ticket
 from tests.conftest import START, make_settings
@@ -100,7 +102,8 @@ async def refused(desk: StaffDesk, actor: Actor, line: str) -> Reply:
 
 
 def ticket_ids(text: str) -> list[int]:
-    return [int(n) for n in re.findall(r"<b>#(\d+)</b>", text)]
+    """The tickets a /queue or /sla reply lists, one a line."""
+    return [int(n) for n in re.findall(r"^#(\d+) ", text, re.M)]
 
 
 # --- parse (pure) --------------------------------------------------------------------------
@@ -196,15 +199,15 @@ def test_parse_raises_only_usage_errors_for_command_like_text(name, addressee, n
     assert (command.ticket == 12) == SPECS[name].needs_ticket
 
 
-def test_actor_for_telegram_maps_configured_ids_only(staff_settings, clock):
+def test_actor_named_maps_configured_members_only(staff_settings, clock):
     desk = StaffDesk(None, staff_settings, clock)  # no database needed to look people up
-    anna = desk.actor_for_telegram(1, {"chat": -100})
+    anna = desk.actor_named("anna", {"chat": -100})
     assert (anna.name, anna.role, anna.is_staff, anna.origin) == (
         "anna", "admin", True, {"chat": -100})
-    boris = desk.actor_for_telegram(2)
+    boris = desk.actor_named("boris")
     assert (boris.name, boris.role, boris.is_staff) == ("boris", "agent", True)
-    for stranger in (3, 0, -1):
-        actor = desk.actor_for_telegram(stranger)
+    for stranger in ("", "Anna", "nobody"):
+        actor = desk.actor_named(stranger)
         assert (actor.name, actor.is_staff) == (None, False)
 
 
@@ -245,7 +248,7 @@ async def test_help_lists_reload_for_admins_only(lite_desk):
         assert f"/{name}" in admin
         assert (f"/{name}" in agent) == (not spec.admin)
     assert "/reload" not in agent
-    assert "&lt;text&gt;" in admin and "<text>" not in admin  # usage is HTML-safe
+    assert "/reply N <text>" in admin  # plain text: the staff chat escapes it
 
 
 async def test_whoami(lite_desk):
@@ -270,7 +273,7 @@ async def test_reply_queues_the_answer_and_records_the_first_response(desk, inbo
     assert (row.channel, row.text, row.state) == ("telegram", "Hello, it is fixed.",
                                                   OutboxState.PENDING)
     assert row.target == {"chat_id": "u1",
-                          "confirm": {"ticket": ticket_id, "chat": -100, "message": 7}}
+                          "confirm": {"by": "anna", "origin": {"chat": -100, "message": 7}}}
     assert row.idempotency_key == f"reply:{message.id}"
 
     ticket = await load(store, ticket_id)
@@ -467,8 +470,8 @@ async def test_unknown_ticket_numbers(desk, inbox):
 
 
 @pytest.mark.parametrize(("line", "expected"), [
-    ("/reply 5", "Usage: /reply N &lt;text&gt;"),
-    ("/snooze 5 soon", "Usage: /snooze N &lt;duration&gt;"),
+    ("/reply 5", "Usage: /reply N <text>"),
+    ("/snooze 5 soon", "Usage: /snooze N <duration>"),
     ("/priority 5 max", "Usage: /priority N low|normal|high|urgent"),
     ("/take abc", "Usage: /take N"),
     ("/stast", "Did you mean /stats?"),
@@ -534,7 +537,7 @@ async def test_show_lists_the_messages(desk, inbox, clock):
     await ok(desk, BORIS, f"/reply {ticket_id} on its way")
     reply = await ok(desk, ANNA, f"/show #{ticket_id}")
     assert reply.ticket_id == ticket_id
-    assert reply.text.startswith(f"<b>#{ticket_id}</b> · Telegram · @kate")
+    assert reply.text.startswith(f"#{ticket_id} · Telegram · @kate")
     history = reply.text.split("\n\n", 1)[1].splitlines()[-3:]
     assert history == ["👤 24.11 09:59 @kate: where is it?",
                        "📝 24.11 10:05 boris: checking the warehouse",
@@ -605,15 +608,18 @@ async def test_take_edits_a_delivered_card(desk, inbox, store):
     await ok(desk, ANNA, f"/take {ticket_id}")
     [edit] = await outbox_of(store, ticket_id, OutboxKind.CARD_EDIT)
     assert edit.channel == STAFF_CHANNEL
-    assert edit.target["edit"] == "501" and edit.target["ticket"] == ticket_id
-    assert edit.target["buttons"] == card_buttons(ticket_id, TicketStatus.OPEN)
+    message = StaffMessage.from_target(edit.target)
+    assert message.edit == "501" and message.ticket_id == ticket_id
+    assert message.buttons == card_buttons(ticket_id, TicketStatus.OPEN)
+    assert edit.lane == Lane.CHATTER
     assert "👤 anna" in edit.text and "taken by anna" in edit.text
     assert "my order is late" in edit.text
 
     await ok(desk, ANNA, f"/close {ticket_id}")
     edits = await outbox_of(store, ticket_id, OutboxKind.CARD_EDIT)
     assert len(edits) == 2 and edits[1].target["edit"] == "501"
-    assert edits[1].target["buttons"] == [["Reopen", f"reopen:{ticket_id}"]]
+    assert StaffMessage.from_target(edits[1].target).buttons == (
+        Button("Reopen", f"/reopen {ticket_id}"),)
     assert "🔒 closed" in edits[1].text
 
 
@@ -629,14 +635,16 @@ async def test_no_card_edit_when_the_card_was_never_delivered(desk, inbox, store
 EVIL = "<b>bold</b> <a href='http://evil'>x</a>"
 
 
-async def test_customer_markup_is_escaped_on_the_card_and_in_show(desk, inbox, store):
+async def test_customer_markup_stays_data_on_the_card_and_in_show(desk, inbox, store):
+    """Core keeps the customer's text as it is (data, no markup of its own); the staff
+    chat escapes it when it renders (tests/test_staff_telegram.py checks Telegram's)."""
     ticket_id = await open_ticket(inbox, "m1", text=EVIL, handle="@<i>kate</i>")
     [card] = await outbox_of(store, ticket_id, OutboxKind.STAFF_CARD)
+    data = StaffMessage.from_target(card.target).card
+    assert data.quote == EVIL and data.customer == "@<i>kate</i>"
     show = (await ok(desk, ANNA, f"/show {ticket_id}")).text
     for text in (card.text, show):
-        assert "&lt;b&gt;bold&lt;/b&gt; &lt;a href='http://evil'&gt;x&lt;/a&gt;" in text
-        assert "@&lt;i&gt;kate&lt;/i&gt;" in text
-        assert "<b>bold" not in text and "<a " not in text and "<i>kate" not in text
+        assert EVIL in text and "@<i>kate</i>" in text and "&lt;" not in text
 
 
 # --- fuzzing the desk (SQLite only, to stay fast) -------------------------------------------------
@@ -673,7 +681,7 @@ async def test_a_redelivered_staff_message_answers_the_customer_once(desk, inbox
     """A chat may deliver the same staff message again after a crash; the customer must
     not get the answer twice."""
     ticket_id = await open_ticket(inbox, "m-redelivered")
-    staff = Actor("anna", "admin", {"chat_id": -100, "message_id": 42})
+    staff = Actor("anna", "admin", {"chat_id": -100, "message_id": 42, "key": "-100:42"})
     await ok(desk, staff, f"/reply {ticket_id} Your order ships today")
     again = await desk.execute(staff, f"/reply {ticket_id} Your order ships today")
     assert not again.ok and "Already done" in again.text

@@ -25,14 +25,10 @@ from core.domain.records import (
 )
 from core.intake.inbox import Inbox
 from core.staff import console as console_module
+from core.staff.board import StaffNotices
 from core.staff.commands import Reply, StaffDesk
-from core.staff.console import (
-    Completer,
-    ConsoleStaffChannel,
-    as_command,
-    render_reply,
-    run_console,
-)
+from core.staff.console import Completer, ConsoleStaffChannel, as_command, run_console
+from core.staff.terminal import render_reply
 from core.store.tables import Message, Outbox, Ticket
 from tests.conftest import make_settings
 from tests.helpers import inbound, rows
@@ -105,7 +101,7 @@ async def test_scripted_session_prints_replies_and_changes_the_database(store, c
     assert "/reload — re-read the config file (admins)" in text
     assert "<b>" not in text and "&lt;" not in text  # HTML stripped and unescaped
     assert "#1 Telegram · @kate · ⏰" in text  # "queue" without the slash
-    assert "Queued to @kate on Telegram (#1); you will see when it is delivered." in text
+    assert "Queued to @kate on Telegram (#1); the card shows when it is delivered." in text
     assert "💬" in text and "anna: hello" in text and "👤" in text  # /show: both messages
     assert "Unknown command /bogus" in text
 
@@ -126,8 +122,8 @@ async def test_scripted_session_prints_replies_and_changes_the_database(store, c
 async def test_errors_are_red_and_ticket_numbers_bold():
     error = render_reply(Reply("There is no ticket #7.", ok=False))
     assert error.style == "red"
-    ok = render_reply(Reply("<b>#12</b> closed &amp; done"))
-    assert ok.plain == "#12 closed & done"
+    ok = render_reply(Reply("#12 closed & <b>done</b>"))
+    assert ok.plain == "#12 closed & <b>done</b>"  # plain text, shown as it is
     assert [(s.start, s.end, s.style) for s in ok.spans] == [(0, 3, "bold")]
 
 
@@ -170,23 +166,27 @@ async def test_console_staff_chat_prints_new_card_and_card_updates(store, clock)
 async def test_console_staff_chat_shows_delivery_confirmation_and_follow_up(store, clock):
     desk = await desk_with_ticket(store, clock, chat="console")
     settings = desk.settings
-    daemon = Dispatcher(store, clock, settings.outbox, {"telegram": FakeTelegram()})
+    daemon = Dispatcher(store, clock, settings.outbox, {"telegram": FakeTelegram()},
+                        listener=StaffNotices(lambda: desk.policy))
     console = captured()
 
     async def session() -> AsyncIterator[str]:
         yield "/reply 1 it ships today"
         await daemon.dispatch_once()  # the running daemon delivers the answer
-        await wait_for_text(console, "✓ #1: sent to @kate on Telegram")
+        await wait_for_text(console, "(answered by anna · delivered")
         await Inbox(store, settings, clock).ingest([inbound("m2", handle="@kate",
                                                             text="thanks!")])
         await wait_for_text(console, "writes again")
 
     await run_console(desk, desk.actor_named("anna"), session(), console, idle_poll=0.05)
     text = output(console)
-    assert "✓ #1: sent to @kate on Telegram" in text
+    # One change in the staff chat per answer: the card, edited when it was delivered.
+    assert "#1 updated: ✅ answered · anna (answered by anna · delivered 10:00)" in text
     assert "#1 @kate writes again:" in text and "thanks!" in text
-    notices = await rows(store, sa.select(Outbox).where(Outbox.kind == OutboxKind.NOTICE))
-    assert len(notices) == 2 and all(n.state == OutboxState.SENT for n in notices)
+    [notice] = await rows(store, sa.select(Outbox).where(Outbox.kind == OutboxKind.NOTICE))
+    assert notice.state == OutboxState.SENT and "writes again" in notice.text
+    [edit] = await rows(store, sa.select(Outbox).where(Outbox.kind == OutboxKind.CARD_EDIT))
+    assert edit.state == OutboxState.SENT
 
 
 async def test_console_ignores_staff_rows_when_the_staff_chat_is_telegram(store, clock):

@@ -18,7 +18,9 @@ from bots.twitter.emulator import XEmulator
 from bots.vk.adapter import VKAdapter
 from bots.vk.emulator import VKEmulator
 from core.delivery.contract import STAFF_CHANNEL
+from core.delivery.enqueue import Lane, enqueue, outbox_row
 from core.domain.records import OutboxKind, OutboxState
+from core.staff.cards import notice
 from core.store.tables import Outbox, Ticket
 from tests.adapter_harness import eventually, running
 from tests.conftest import make_settings
@@ -60,6 +62,11 @@ async def queue(store, rows: list[dict]) -> list[int]:
         session.add_all(objects)
         await session.flush()
         return [o.id for o in objects]
+
+
+def staff_target(chat_id: int, text: str) -> dict:
+    """A staff-chat row's target: the message as data, next to a message in that chat."""
+    return notice(None, text, reply_to={"chat_id": chat_id}).to_target()
 
 
 def time_now():
@@ -321,6 +328,33 @@ async def _post_directly(emulator, reply_to: str, text: str) -> None:
             assert response.status == 201
 
 
+# --- lanes: new cards before staff chatter when the group's limit binds ----------------------
+
+
+async def test_new_cards_go_before_chatter_when_the_group_limit_binds(store):
+    """Answers to staff commands queued first, new tickets' cards after them (with later
+    deadlines): under the staff group's limit every card still arrives first."""
+    async with TelegramEmulator() as emulator:
+        settings = telegram_settings(emulator, limits={"telegram": {"per_group": "2/1s"}})
+        now = time_now()
+        chatter = [outbox_row(channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE,
+                              text=f"chatter {i}", key=f"chat-{i}", now=now, lane=Lane.CHATTER,
+                              target=notice(None, f"chatter {i}").to_target())
+                   for i in range(3)]
+        cards = [outbox_row(channel=STAFF_CHANNEL, kind=OutboxKind.STAFF_CARD,
+                            text=f"card {i}", key=f"card-{i}", now=now,
+                            deadline=now + timedelta(hours=2),
+                            target=notice(None, f"card {i}").to_target())
+                 for i in range(3)]
+        async with store.session() as session, session.begin():
+            await enqueue(session, *chatter, *cards)
+        async with running(TelegramAdapter(settings), store, settings, staff=True):
+            await eventually(lambda: len(emulator.sent) == 6, timeout=30, what="all six")
+        assert [m["text"] for m in emulator.sent] == [
+            "card 0", "card 1", "card 2", "chatter 0", "chatter 1", "chatter 2"]
+        assert emulator.violations == []
+
+
 # --- earliest deadline first under a binding limit ----------------------------------------
 
 
@@ -329,14 +363,16 @@ async def test_earliest_deadline_first_when_the_limit_binds(store):
         settings = telegram_settings(emulator, limits={"telegram": {"per_bot": "2/1s"}})
         now = time_now()
         rows = [  # queued in this order, deadlines out of order
-            {"channel": STAFF_CHANNEL, "target": {"chat_id": -1}, "text": "staff notice",
-             "deadline_at": now + timedelta(hours=5), "idempotency_key": "e1"},
+            {"channel": STAFF_CHANNEL, "target": staff_target(-1, "staff notice"),
+             "text": "staff notice", "deadline_at": now + timedelta(hours=5),
+             "idempotency_key": "e1"},
             {"channel": "telegram", "target": {"chat_id": 3}, "text": "ack C",
              "deadline_at": now + timedelta(seconds=3), "idempotency_key": "e2"},
             {"channel": "telegram", "target": {"chat_id": 1}, "text": "ack A",
              "deadline_at": now + timedelta(seconds=1), "idempotency_key": "e3"},
-            {"channel": STAFF_CHANNEL, "target": {"chat_id": -2}, "text": "staff card",
-             "deadline_at": now + timedelta(hours=2), "idempotency_key": "e4"},
+            {"channel": STAFF_CHANNEL, "target": staff_target(-2, "staff card"),
+             "text": "staff card", "deadline_at": now + timedelta(hours=2),
+             "idempotency_key": "e4"},
             {"channel": "telegram", "target": {"chat_id": 2}, "text": "ack B",
              "deadline_at": now + timedelta(seconds=2), "idempotency_key": "e5"},
         ]

@@ -13,6 +13,7 @@ from core.clock import VirtualClock
 from core.domain.records import OutboxKind, TicketStatus
 from core.escalation.sweep import Escalator
 from core.intake.inbox import Inbox
+from core.staff.cards import Button, StaffMessage
 from core.staff.commands import Actor, StaffDesk
 from core.store.tables import Escalation, Outbox, Ticket
 from tests.conftest import make_settings
@@ -179,10 +180,11 @@ async def test_the_notice_reposts_the_card_with_reason_and_mentions(store):
     await world.message(text="<b>where</b> is it?")
     await world.at(at(24, 12))
     [notice] = await rows(store, sa.select(Outbox).where(Outbox.kind == OutboxKind.NOTICE))
-    assert "⚠ <b>reminder</b>" in notice.text
-    assert '<a href="tg://user?id=111">@anna</a>' in notice.text
-    assert "&lt;b&gt;where&lt;/b&gt;" in notice.text  # the customer's text stays escaped
-    assert notice.target["buttons"][0] == ["Take", "take:1"]
+    message = StaffMessage.from_target(notice.target)
+    assert message.lines[0].startswith("⚠ reminder: no answer yet")
+    assert message.mentions == ("anna",)  # the staff chat links them (test_staff_telegram)
+    assert message.card.quote == "<b>where</b> is it?"  # data: the renderer escapes it
+    assert message.buttons[0] == Button("Take", "/take 1") and message.tone == "warning"
 
 
 async def test_the_delivered_card_is_edited_to_show_the_escalation(store):

@@ -56,22 +56,24 @@ async def test_rows_are_sent_and_marked_with_platform_id(inbox, store, clock):
     assert await dispatcher(store, clock, adapter).dispatch_once() == 0  # nothing twice
 
 
-async def test_earliest_deadline_goes_first(inbox, store, clock):
-    await inbox.ingest([inbound("m1")])
+async def test_earliest_deadline_goes_first_within_a_lane(inbox, store, clock):
+    await inbox.ingest([inbound("m1"), inbound("m2", author="u2")])
     await store_update_deadlines(store)
     adapter = RecordingAdapter()
     await dispatcher(store, clock, adapter).dispatch_once()
-    deadlines = [r.deadline_at for r in await rows(store, sa.select(Outbox))]
+    queued = await rows(store, sa.select(Outbox))
     assert [o.outbox_id for o in adapter.sent] == [
-        r.id for r in sorted(await rows(store, sa.select(Outbox)), key=lambda r: r.deadline_at)]
-    assert len(set(deadlines)) == 2
+        r.id for r in sorted(queued, key=lambda r: (r.lane, r.deadline_at))]
+    # Both acknowledgements (the customer lane) before both cards, each by deadline.
+    assert [o.kind for o in adapter.sent] == ["ack", "ack", "staff_card", "staff_card"]
+    assert [o.ticket_id for o in adapter.sent] == [2, 1, 2, 1]
 
 
 async def store_update_deadlines(store):
-    # The staff card gets the earlier deadline, so it must be sent first.
+    # The second ticket's rows get the earlier deadlines, so they must go first.
     async with store.session() as session, session.begin():
         for row in await session.scalars(sa.select(Outbox)):
-            row.deadline_at = row.deadline_at.replace(year=2030 if row.kind == "ack" else 2029)
+            row.deadline_at = row.deadline_at.replace(year=2030 if row.ticket_id == 1 else 2029)
 
 
 async def test_temporary_error_is_retried_later(inbox, store, clock):

@@ -6,8 +6,9 @@ from __future__ import annotations
 import pytest
 import sqlalchemy as sa
 
-from bots.telegram.adapter import TelegramAdapter, button_command
+from bots.telegram.adapter import TelegramAdapter
 from bots.telegram.emulator import BOT_USER, TelegramEmulator
+from bots.telegram.staff import button_command
 from bots.twitter.adapter import TwitterAdapter
 from bots.twitter.emulator import BOT_USER as X_BOT
 from bots.twitter.emulator import XEmulator
@@ -64,9 +65,11 @@ def staff_says(telegram, user_id: int, text: str, **kwargs) -> dict:
 
 async def card_of(telegram, ticket_id: int, h=None) -> dict:
     """The ticket's card, once delivered and recorded (staff can answer it then)."""
-    await eventually(lambda: any(m["text"].startswith(f"<b>#{ticket_id}</b>")
-                                 for m in telegram.sent_to(STAFF)), what=f"card #{ticket_id}")
-    card = next(m for m in telegram.sent_to(STAFF) if m["text"].startswith(f"<b>#{ticket_id}</b>"))
+    def is_card(m: dict) -> bool:
+        return m["text"].startswith(f"<b>#{ticket_id}</b> · ")
+    await eventually(lambda: any(is_card(m) for m in telegram.sent_to(STAFF)),
+                     what=f"card #{ticket_id}")
+    card = next(m for m in telegram.sent_to(STAFF) if is_card(m))
     if h is not None:
         await eventually(lambda: h.desk.ticket_for_staff_message(f"{STAFF}:{card['message_id']}"),
                          what="the card recorded as sent")
@@ -93,17 +96,18 @@ async def test_telegram_customer_answered_by_replying_to_the_card(telegram, stor
                          what="the answer in the customer's chat")
         answer = next(m for m in telegram.sent_to(501) if "в пути" in m["text"])
         assert answer["reply_to_message"]["message_id"] == question["message_id"]
-        # The bot confirms what was sent where, next to the staff member's message.
-        await eventually(lambda: any("sent to @kate" in m["text"] and "on Telegram" in m["text"]
-                                     for m in telegram.sent_to(STAFF)), what="confirmation")
-        confirmation = next(m for m in telegram.sent_to(STAFF) if "sent to" in m["text"])
-        assert confirmation["reply_to_message"]["message_id"] == command["message_id"]
+        # ONE change in the staff group for the answer: the card, edited once delivered
+        # (no "queued" reply, no separate confirmation: the group allows 20 a minute).
+        await eventually(lambda: any("delivered" in e["text"] for e in telegram.edits),
+                         what="the card edited to say the answer was delivered")
+        [edit] = telegram.edits
+        assert edit["message_id"] == card["message_id"]
+        assert "✅ answered · anna" in edit["text"] and "answered by anna" in edit["text"]
+        assert [m for m in telegram.sent_to(STAFF) if m["message_id"] != card["message_id"]
+                and command["message_id"] != m["message_id"]] == []
         answered = await ticket(h)
         assert answered.status == TicketStatus.ANSWERED and answered.first_response_at
         assert answered.assignee == "anna"
-        # The card shows the new state.
-        await eventually(lambda: any("answered" in e["text"] for e in telegram.edits),
-                         what="the card edit")
 
 
 async def test_vk_customer_answered_from_the_staff_group(telegram, store):
@@ -271,3 +275,51 @@ def test_button_data_maps_to_commands():
     assert button_command("snooze:12:1h") == "/snooze 12 1h"
     assert button_command("drop table:1") is None
     assert button_command("take:x") is None
+
+
+# --- rendering staff messages (pure) -----------------------------------------------------------
+
+
+def test_staff_messages_render_as_escaped_html_with_links_and_buttons():
+    from bots.telegram.staff import keyboard, render
+    from core.config.load import settings_from_dict
+    from core.staff.cards import Button, Card, StaffMessage
+
+    members = settings_from_dict({"staff": {"members": [
+        {"name": "anna", "telegram_id": 111}, {"name": "boris"}]}},
+        check_secrets=False).staff.members
+    card = Card(ticket_id=7, channel="VK", customer="@<i>kate</i>", promise="сегодня до 18:00",
+                opened="24.11 10:00", state="🆕 new", note="taken by <anna>",
+                quote="<b>where</b> & <a href='x'>")
+    message = StaffMessage(ticket_id=7, lines=("⚠ late: see #7",), card=card,
+                           mentions=("anna", "boris"),
+                           buttons=(Button("Take", "/take 7"),))
+    html = render(message, members)
+    assert html.splitlines()[:2] == [
+        "⚠ late: see <b>#7</b>",
+        '<a href="tg://user?id=111">@anna</a> @boris']  # a member without an id: plain
+    assert "<b>#7</b> · VK · @&lt;i&gt;kate&lt;/i&gt;" in html
+    assert "<i>taken by &lt;anna&gt;</i>" in html
+    assert "&lt;b&gt;where&lt;/b&gt; &amp; &lt;a href='x'&gt;" in html
+    assert "<a href='x'>" not in html
+    markup = keyboard(message.buttons).to_dict()
+    assert markup["inline_keyboard"][0][0] == {"text": "Take", "callback_data": "/take 7"}
+
+
+def test_staff_members_are_known_by_their_telegram_id():
+    from types import SimpleNamespace
+
+    from bots.telegram.staff import TelegramStaffChat
+    from core.config.load import settings_from_dict
+    from core.staff.commands import StaffDesk
+
+    settings = settings_from_dict({"staff": {"members": [
+        {"name": "anna", "telegram_id": 1, "role": "admin"}, {"name": "boris"}]}},
+        check_secrets=False)
+    desk = StaffDesk(None, settings, None)  # looking people up needs no database
+    chat = TelegramStaffChat(SimpleNamespace(
+        settings=settings, context=SimpleNamespace(staff_desk=desk)))
+    anna = chat.actor(1, {"chat_id": -100})
+    assert (anna.name, anna.role, anna.origin) == ("anna", "admin", {"chat_id": -100})
+    for stranger in (2, 3, 0):  # boris has no Telegram id: he cannot act from Telegram
+        assert not chat.actor(stranger, {}).is_staff

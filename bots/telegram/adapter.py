@@ -15,14 +15,13 @@ sends the updates again, and the inbox deduplicates them.
 from __future__ import annotations
 
 import asyncio
-import html
 import logging
 import os
 from datetime import UTC, timedelta
 from typing import Any
 
+from pydantic import ValidationError
 from telegram import (
-    InlineKeyboardButton,
     InlineKeyboardMarkup,
     LinkPreviewOptions,
     Message,
@@ -34,6 +33,8 @@ from telegram.ext import Application, ApplicationBuilder, ExtBot, TypeHandler
 from telegram.request import HTTPXRequest
 
 from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
+from bots.telegram.settings import TelegramTarget
+from bots.telegram.staff import TelegramStaffChat, Where, keyboard, render
 from core.config.settings import Settings
 from core.delivery.contract import (
     STAFF_CHANNEL,
@@ -45,8 +46,7 @@ from core.delivery.contract import (
 )
 from core.domain.records import Delivered, Inbound, Outbound
 from core.domain.text import split_text
-from core.staff.cards import plain as cards_plain
-from core.staff.commands import Reply
+from core.staff.cards import StaffMessage
 
 # Opt in to python-telegram-bot's coming behaviour (durations as timedelta); the code
 # below accepts both forms.
@@ -155,8 +155,7 @@ class TelegramAdapter(ChannelAdapter):
         self.stopping = asyncio.Event()
         self._runner: asyncio.Task | None = None
         self.connected = False
-        self._forum: bool | None = None  # does the staff group have forum topics?
-        self._topic_locks: dict[int, asyncio.Lock] = {}
+        self.staff = TelegramStaffChat(self)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -214,7 +213,7 @@ class TelegramAdapter(ChannelAdapter):
 
     async def _on_update(self, update: Update, _context: Any) -> None:
         try:
-            if await self._staff_update(update):
+            if await self.staff.handle(update):
                 self.gate.handled(update.update_id)
                 return
             inbound = self.to_inbound(update)
@@ -230,89 +229,7 @@ class TelegramAdapter(ChannelAdapter):
             log.exception("telegram: could not handle update %s; skipped", update.update_id)
         self.gate.handled(update.update_id)
 
-    # --- the staff group ---------------------------------------------------------------------
-
-    @property
-    def staff_chat(self) -> int | None:
-        return self.settings.staff.telegram_chat_id if self.settings.staff.chat == CHANNEL \
-            else None
-
-    async def _staff_update(self, update: Update) -> bool:
-        """Handle a staff-group message or a button press; False if it is neither."""
-        desk = self.context.staff_desk if self.context else None
-        if desk is None:
-            return False
-        if update.callback_query is not None:
-            await self._on_button(desk, update)
-            return True
-        message = update.message
-        if message is None or message.chat.id != self.staff_chat or message.from_user is None:
-            return False
-        text = (message.text or "").strip()
-        origin = {"chat_id": message.chat.id, "message_id": message.message_id,
-                  "thread_id": message.message_thread_id if message.is_topic_message else None}
-        actor = desk.actor_for_telegram(message.from_user.id, origin)
-        if text.startswith("/"):
-            await self._answer_staff(desk, message, await desk.execute(
-                actor, text, self.bot.username))
-            return True
-        if not actor.is_staff or not text:
-            return True  # chatter in the staff group is not an answer
-        ticket_id = await self._ticket_of(desk, message)
-        if ticket_id is not None:
-            await self._answer_staff(desk, message, await desk.execute(
-                actor, f"/reply {ticket_id} {text}"))
-        elif self._replies_to_bot(message):
-            await self._answer_staff(desk, message, Reply(
-                "I cannot tell which ticket this answers. Use /reply N text.", ok=False))
-        return True
-
-    def _replies_to_bot(self, message: Message) -> bool:
-        replied = message.reply_to_message
-        return bool(replied and replied.from_user and replied.from_user.id == self.bot.id)
-
-    async def _ticket_of(self, desk: Any, message: Message) -> int | None:
-        """The ticket a staff message answers: a reply to a card or notice, or a topic."""
-        if self._replies_to_bot(message):
-            ticket_id = await desk.ticket_for_staff_message(
-                f"{message.chat.id}:{message.reply_to_message.message_id}")
-            if ticket_id is not None:
-                return ticket_id
-        if message.is_topic_message and message.message_thread_id:
-            return await desk.ticket_for_topic(message.message_thread_id)
-        return None
-
-    async def _answer_staff(self, desk: Any, message: Message, reply: Any) -> None:
-        """Answer a staff member next to their message, through the outbox (the group's
-        rate limit applies, and a redelivered message is answered once)."""
-        text = reply.text
-        if reply.reload:
-            problems = self.context.reload_config() if self.context.reload_config else \
-                "reloading is not available here"
-            text = "Config reloaded." if problems is None else \
-                f"Config NOT reloaded; the old one stays in force:\n{html.escape(problems)}"
-        target = {"chat_id": message.chat.id, "reply_to_message_id": message.message_id,
-                  "parse_mode": "HTML"}
-        if message.is_topic_message and message.message_thread_id:
-            target["message_thread_id"] = message.message_thread_id
-        await desk.tell_staff(text, target, f"answer:{message.chat.id}:{message.message_id}",
-                              reply.ticket_id)
-
-    async def _on_button(self, desk: Any, update: Update) -> None:
-        query = update.callback_query
-        command = button_command(query.data or "")
-        message = query.message
-        origin = {"chat_id": message.chat.id, "message_id": message.message_id} if message \
-            else {}
-        if command is None:
-            reply_text = "This button is no longer valid."
-        else:
-            actor = desk.actor_for_telegram(query.from_user.id, origin)
-            reply_text = cards_plain((await desk.execute(actor, command)).text)
-        try:
-            await query.answer(reply_text[:200])
-        except TelegramError as error:
-            log.warning("telegram: could not answer a button press: %s", error)
+    # --- customers ------------------------------------------------------------------------
 
     def to_inbound(self, update: Update) -> Inbound | None:
         """A customer's message as Inbound, or None (not for the inbox)."""
@@ -327,14 +244,15 @@ class TelegramAdapter(ChannelAdapter):
         user = message.from_user
         private = chat.type == chat.PRIVATE
         thread = f"chat:{chat.id}" if private else f"chat:{chat.id}:user:{user.id}"
-        target: dict[str, Any] = {"chat_id": chat.id, "reply_to_message_id": message.message_id}
-        if message.is_topic_message and message.message_thread_id:
-            target["message_thread_id"] = message.message_thread_id
+        target = TelegramTarget(
+            chat_id=chat.id, reply_to_message_id=message.message_id,
+            message_thread_id=message.message_thread_id if message.is_topic_message else None)
         return Inbound(
             channel=CHANNEL, external_id=f"{chat.id}:{message.message_id}", thread_key=thread,
             author_id=str(user.id), author_handle=f"@{user.username}" if user.username else None,
             author_name=user.full_name, text=_text_of(message),
-            sent_at=message.date.astimezone(UTC), reply_target=target,
+            sent_at=message.date.astimezone(UTC),
+            reply_target=target.model_dump(exclude_none=True),
             raw=update.to_dict())
 
     def _addressed_to_bot(self, message: Message) -> bool:
@@ -348,18 +266,22 @@ class TelegramAdapter(ChannelAdapter):
 
     # --- sending -------------------------------------------------------------------------------
 
-    def _chat_of(self, outbound: Outbound) -> int:
-        chat_id = outbound.target.get("chat_id") or self.settings.staff.telegram_chat_id
-        if chat_id is None:
-            raise DeliveryError("no chat to send to (staff.telegram_chat_id is not set)",
-                                permanent=True)
-        return int(chat_id)
+    def _where(self, outbound: Outbound) -> Where:
+        """The chat (and thread, and message to quote) a row goes to."""
+        if outbound.channel == STAFF_CHANNEL:
+            return self.staff.where(StaffMessage.from_target(outbound.target))
+        try:
+            target = TelegramTarget.model_validate(outbound.target)
+        except ValidationError:
+            raise DeliveryError(f"not a Telegram address: {outbound.target!r:.200}",
+                                permanent=True) from None
+        return Where(target.chat_id, target.message_thread_id, target.reply_to_message_id)
 
     def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
         try:
-            chat_id = self._chat_of(outbound)
+            chat_id = self._where(outbound).chat_id
         except DeliveryError:
-            return [("per_bot", "bot")]  # send() reports the missing chat
+            return [("per_bot", "bot")]  # send() reports the bad address
         # Telegram's group limit applies to groups and supergroups (negative ids).
         per_chat = ("per_group", str(chat_id)) if chat_id < 0 else ("per_chat", str(chat_id))
         return [("per_bot", "bot"), per_chat]
@@ -368,62 +290,49 @@ class TelegramAdapter(ChannelAdapter):
         return max(1, len(split_text(outbound.text, MAX_TEXT)))
 
     async def send(self, outbound: Outbound) -> Delivered:
-        target = outbound.target
-        chat_id = self._chat_of(outbound)
+        where = self._where(outbound)
         try:
-            if target.get("edit"):
-                return await self._edit(outbound)
-            thread_id = target.get("message_thread_id")
-            if thread_id is None and outbound.channel == STAFF_CHANNEL and target.get("ticket"):
-                thread_id = await self._topic_for(int(target["ticket"]))
-            reply_to = target.get("reply_to_message_id")
-            markup = _keyboard(target.get("buttons"))
-            first_id = None
-            parts = split_text(outbound.text, MAX_TEXT)
-            for index, part in enumerate(parts):
-                sent = await self.bot.send_message(
-                    chat_id=chat_id, text=part, message_thread_id=thread_id,
-                    parse_mode=target.get("parse_mode"), link_preview_options=NO_PREVIEW,
-                    reply_markup=markup if index == len(parts) - 1 else None,
-                    reply_parameters=ReplyParameters(message_id=reply_to,
-                                                     allow_sending_without_reply=True)
-                    if reply_to else None)
-                first_id = first_id or sent.message_id
-                reply_to = None  # only the first part quotes the customer's message
+            if outbound.channel != STAFF_CHANNEL:
+                return await self._post(where, outbound.text)
+            message = StaffMessage.from_target(outbound.target)
+            text = render(message, self.settings.staff.members)
+            if message.edit:
+                return await self._edit(message.edit, text, keyboard(message.buttons))
+            if where.thread_id is None and message.reply_to is None:
+                where = Where(where.chat_id, await self.staff.thread_for(message.ticket_id))
+            return await self._post(where, text, parse_mode="HTML",
+                                    markup=keyboard(message.buttons))
         except TelegramError as error:
             raise _delivery_error(error) from error
-        return Delivered(external_id=f"{chat_id}:{first_id}")
 
-    async def _edit(self, outbound: Outbound) -> Delivered:
-        chat_id, _, message_id = str(outbound.target["edit"]).rpartition(":")
+    async def _post(self, where: Where, text: str, *, parse_mode: str | None = None,
+                    markup: InlineKeyboardMarkup | None = None) -> Delivered:
+        """Send a text (in parts if it is long); the buttons go on the last part."""
+        reply_to, first_id = where.reply_to, None
+        parts = split_text(text, MAX_TEXT)
+        for index, part in enumerate(parts):
+            sent = await self.bot.send_message(
+                chat_id=where.chat_id, text=part, message_thread_id=where.thread_id,
+                parse_mode=parse_mode, link_preview_options=NO_PREVIEW,
+                reply_markup=markup if index == len(parts) - 1 else None,
+                reply_parameters=ReplyParameters(message_id=reply_to,
+                                                 allow_sending_without_reply=True)
+                if reply_to else None)
+            first_id = first_id or sent.message_id
+            reply_to = None  # only the first part quotes the message it answers
+        return Delivered(external_id=f"{where.chat_id}:{first_id}")
+
+    async def _edit(self, posted: str, text: str,
+                    markup: InlineKeyboardMarkup | None) -> Delivered:
+        chat_id, _, message_id = posted.rpartition(":")
         try:
             await self.bot.edit_message_text(
-                chat_id=int(chat_id), message_id=int(message_id), text=outbound.text[:MAX_TEXT],
-                parse_mode=outbound.target.get("parse_mode"), link_preview_options=NO_PREVIEW,
-                reply_markup=_keyboard(outbound.target.get("buttons")))
+                chat_id=int(chat_id), message_id=int(message_id), text=text[:MAX_TEXT],
+                parse_mode="HTML", link_preview_options=NO_PREVIEW, reply_markup=markup)
         except BadRequest as error:
             if "not modified" not in error.message:
                 raise
-        return Delivered(external_id=str(outbound.target["edit"]))
-
-    async def _topic_for(self, ticket_id: int) -> int | None:
-        """The ticket's own topic when the staff group has forum topics (made on first use)."""
-        desk = self.context.staff_desk if self.context else None
-        if desk is None or not await self._staff_is_forum():
-            return None
-        async with self._topic_locks.setdefault(ticket_id, asyncio.Lock()):
-            topic = await desk.topic_of(ticket_id)
-            if topic is None:
-                created = await self.bot.create_forum_topic(
-                    chat_id=self.staff_chat, name=await desk.ticket_title(ticket_id))
-                topic = created.message_thread_id
-                await desk.remember_topic(ticket_id, topic)
-            return topic
-
-    async def _staff_is_forum(self) -> bool:
-        if self._forum is None and self.staff_chat is not None:
-            self._forum = bool((await self.bot.get_chat(self.staff_chat)).is_forum)
-        return bool(self._forum)
+        return Delivered(external_id=posted)
 
 
 def _delivery_error(error: TelegramError) -> DeliveryError:
@@ -438,22 +347,6 @@ def _delivery_error(error: TelegramError) -> DeliveryError:
     if isinstance(error, NetworkError):  # includes timeouts and 5xx
         return DeliveryError(f"network error: {error.message}")
     return DeliveryError(f"telegram error: {error}")
-
-
-def _keyboard(buttons: list[list[str]] | None) -> InlineKeyboardMarkup | None:
-    if not buttons:
-        return None
-    return InlineKeyboardMarkup([[InlineKeyboardButton(label, callback_data=data)
-                                  for label, data in buttons]])
-
-
-def button_command(data: str) -> str | None:
-    """A card button's callback data ("snooze:12:1h") as the command it stands for."""
-    action, _, rest = data.partition(":")
-    number, _, arg = rest.partition(":")
-    if action not in ("take", "close", "snooze", "reopen") or not number.isdigit():
-        return None
-    return f"/{action} {number}{' ' + arg if arg else ''}"
 
 
 def _text_of(message: Message) -> str:

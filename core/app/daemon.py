@@ -30,6 +30,7 @@ from core.delivery.contract import (
 from core.delivery.dispatcher import Dispatcher
 from core.escalation.sweep import Escalator
 from core.intake.inbox import Inbox
+from core.staff.board import StaffNotices
 from core.staff.commands import StaffDesk
 from core.store.engine import Store
 
@@ -136,7 +137,8 @@ class Daemon:
             self.health = HealthServer(self.store, self.settings, self.clock, self.adapters)
             self.reload_listeners.append(self.health.reconfigure)
             await self.health.start()
-        self.dispatcher = Dispatcher(self.store, self.clock, self.settings.outbox, self.adapters)
+        self.dispatcher = Dispatcher(self.store, self.clock, self.settings.outbox, self.adapters,
+                                     listener=StaffNotices(lambda: self.desk.policy))
         self._dispatch_task = asyncio.create_task(self.dispatcher.run(self.stopping),
                                                   name="dispatcher")
         self.escalator = Escalator(self.store, self.settings, self.clock,

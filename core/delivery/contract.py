@@ -65,18 +65,39 @@ class StaffDeskPort(Protocol):
     async def execute(self, actor: Any, line: str, bot_username: str | None = None) -> Any:
         """Run one staff command line for an actor; returns a ``Reply``."""
 
-    def actor_named(self, name: str) -> Any:
-        """The staff member of that name (an ``Actor``; not staff if unknown)."""
+    def actor_named(self, name: str, origin: dict[str, Any] | None = None) -> Any:
+        """The staff member of that name (an ``Actor``; not staff if unknown); ``origin``
+        is the staff chat's own address of the member's message."""
 
-    async def tell_staff(self, text: str, target: dict[str, Any], key: str,
-                         ticket_id: int | None = None) -> None:
-        """Queue a message to the staff chat (rate limits and retries apply)."""
+    async def tell_staff(self, message: Any, key: str) -> None:
+        """Queue a ``StaffMessage`` to the staff chat (rate limits and retries apply)."""
 
     async def ticket_for_staff_message(self, external_id: str) -> int | None:
         """The ticket a staff-chat message (a card, a notice) belongs to."""
 
+    async def ticket_for_staff_thread(self, thread_id: int) -> int | None:
+        """The ticket whose own thread (a forum topic) in the staff chat this is."""
+
+    async def staff_thread_of(self, ticket_id: int) -> int | None:
+        """The ticket's own thread in the staff chat, if it has one."""
+
+    async def remember_staff_thread(self, ticket_id: int, thread_id: int) -> None:
+        """Remember the thread made for the ticket."""
+
     async def ticket_title(self, ticket_id: int) -> str:
         """A short title of the ticket (for a topic or a thread)."""
+
+
+class DeliveryListener(Protocol):
+    """Who hears of outcomes, inside the transaction that records them (the staff chat:
+    core.staff.board.StaffNotices)."""
+
+    async def delivered(self, session: Any, outbound: Outbound, now: datetime) -> None:
+        """A row was delivered."""
+
+    async def dead(self, session: Any, outbound: Outbound, reason: str,
+                   now: datetime) -> None:
+        """A row was given up (dead-lettered)."""
 
 
 @dataclass

@@ -3,15 +3,17 @@
 Rows are written in the same transaction as the change that causes them (a new ticket,
 a staff reply); the dispatcher delivers them afterwards through the channel's adapter.
 
-- One dispatch loop per adapter (the Telegram loop also carries the staff channel, so
-  both share the bot's limits). A loop claims due rows earliest-deadline-first, only as
-  many as the adapter's rate limits allow right now, and sends them concurrently.
+- One dispatch loop per adapter (the staff chat's adapter also carries the staff channel,
+  so both share the bot's limits). A loop claims due rows by lane (customers, staff
+  cards and alerts, staff chatter: core.delivery.enqueue), then earliest deadline, only
+  as many as the adapter's rate limits allow right now, and sends them concurrently.
 - Claiming is one transaction: ``SELECT ... FOR UPDATE SKIP LOCKED`` on PostgreSQL (other
   dispatchers skip the rows), a conditional ``UPDATE ... WHERE state IN (due)`` on SQLite
   (whose ``BEGIN IMMEDIATE`` already serializes writers). pending/retry -> sending.
 - Outcomes: sent (with the platform's message id); retry (temporary error: exponential
   backoff with jitter, never sooner than the platform's retry hint); dead (a permanent
-  error, or ``max_attempts`` reached) with a notice to the staff chat.
+  error, or ``max_attempts`` reached). The ``DeliveryListener`` hears of both in the
+  same transaction (the staff chat: a card edit on delivery, a notice on a dead row).
 - A row left in ``sending`` longer than the lease was abandoned by a crashed process:
   platforms whose sends are idempotent (VK) retry it; others are first checked where the
   platform allows (X), else retried once, and dead-lettered if that too is interrupted
@@ -31,14 +33,12 @@ from typing import Any
 import sqlalchemy as sa
 
 from core.clock import Clock
-from core.config.channels import channel_label
 from core.config.settings import OutboxSettings
-from core.delivery.contract import STAFF_CHANNEL, ChannelAdapter, DeliveryError
+from core.delivery.contract import ChannelAdapter, DeliveryError, DeliveryListener
 from core.delivery.ratelimit import Limiter, RateKey, Reservation
-from core.domain.records import Delivered, Outbound, OutboxKind, OutboxState
-from core.staff.cards import esc, who
+from core.domain.records import Delivered, Outbound, OutboxState
 from core.store.engine import Store
-from core.store.tables import Customer, Event, Outbox, Ticket
+from core.store.tables import Event, Outbox
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,10 @@ class Dispatcher:
     """Runs one dispatch loop per adapter."""
 
     def __init__(self, store: Store, clock: Clock, settings: OutboxSettings,
-                 adapters: dict[str, ChannelAdapter], *, idle_poll: float = 1.0):
+                 adapters: dict[str, ChannelAdapter], *, idle_poll: float = 1.0,
+                 listener: DeliveryListener | None = None):
         self.store = store
+        self.listener = listener
         self.clock = clock
         self.settings = settings
         self.idle_poll = idle_poll
@@ -98,6 +100,16 @@ class Dispatcher:
         counts = await asyncio.gather(*(loop.dispatch_once(wait=True)
                                         for loop in self.unique_loops))
         return sum(sent for sent, _ in counts)
+
+    async def dead_letter(self, session: Any, outbound: Outbound, reason: str,
+                          now: datetime) -> None:
+        """Record a dead row in the audit trail, and tell the listener (staff)."""
+        session.add(Event(ticket_id=outbound.ticket_id, channel=outbound.channel,
+                          kind="dead_letter", at=now,
+                          data={"outbox_id": outbound.outbox_id, "kind": outbound.kind,
+                                "reason": reason}))
+        if self.listener is not None:
+            await self.listener.dead(session, outbound, reason, now)
 
     def backoff(self, attempts: int, retry_after: float | None) -> float:
         """Exponential backoff with full jitter, never sooner than the platform asked."""
@@ -174,7 +186,8 @@ class ChannelLoop:
             query = (sa.select(*ROW_COLUMNS)
                      .where(Outbox.channel.in_(self.channels), Outbox.state.in_(DUE_STATES),
                             Outbox.next_attempt_at <= now)
-                     .order_by(Outbox.deadline_at.is_(None), Outbox.deadline_at, Outbox.id)
+                     .order_by(Outbox.lane, Outbox.deadline_at.is_(None), Outbox.deadline_at,
+                               Outbox.id)
                      .limit(CANDIDATES)
                      .with_for_update(skip_locked=True))
             rows = (await session.execute(query)).all()
@@ -247,7 +260,8 @@ class ChannelLoop:
         async def apply(session: Any) -> None:
             await _set(session, row.outbound.outbox_id, state=OutboxState.SENT,
                        sent_at=self.now, external_id=delivered.external_id, last_error=None)
-            await confirm_to_staff(session, row.outbound, self.now)
+            if self.dispatcher.listener is not None:
+                await self.dispatcher.listener.delivered(session, row.outbound, self.now)
         return apply
 
     def _failure(self, row: Claimed, error: DeliveryError):
@@ -261,7 +275,7 @@ class ChannelLoop:
                             error.reason)
                 await _set(session, outbound.outbox_id, state=OutboxState.DEAD,
                            last_error=error.reason)
-                await dead_letter(session, outbound, error.reason, self.now)
+                await self.dispatcher.dead_letter(session, outbound, error.reason, self.now)
                 return
             delay = self.dispatcher.backoff(row.attempts, error.retry_after)
             log.info("outbox %s: row %s failed (%s); retry in %.1fs", outbound.channel,
@@ -322,50 +336,9 @@ class ChannelLoop:
                 .where(Outbox.id == outbound.outbox_id, Outbox.state == OutboxState.SENDING)
                 .values(recovered=Outbox.recovered + 1, **values))
             if changed.rowcount and values["state"] == OutboxState.DEAD:
-                await dead_letter(session, outbound, values["last_error"], self.now)
+                await self.dispatcher.dead_letter(session, outbound, values["last_error"],
+                                                  self.now)
         self.wake.set()
-
-
-async def confirm_to_staff(session: Any, outbound: Outbound, now: datetime) -> None:
-    """A staff answer reached the customer: say so where the staff member asked."""
-    confirm = outbound.target.get("confirm")
-    if outbound.kind != OutboxKind.REPLY or not confirm:
-        return
-    ticket = await session.get(Ticket, outbound.ticket_id)
-    customer = await session.get(Customer, ticket.customer_id) if ticket else None
-    to = who(customer.handle, customer.name, customer.external_user_id) if customer else "?"
-    _notice(session, outbound, f"✓ #{outbound.ticket_id}: sent to {esc(to)} on "
-                               f"{channel_label(outbound.channel)}",
-            f"confirm:{outbound.outbox_id}", now)
-
-
-def _notice(session: Any, about: Outbound, text: str, key: str, now: datetime) -> None:
-    """A notice to the staff chat, next to the staff member's command when known."""
-    target: dict[str, Any] = {"ticket": about.ticket_id, "parse_mode": "HTML"}
-    confirm = about.target.get("confirm") or {}
-    if confirm.get("chat_id"):
-        target.update({"chat_id": confirm["chat_id"],
-                       "reply_to_message_id": confirm.get("message_id"),
-                       "message_thread_id": confirm.get("thread_id")})
-    session.add(Outbox(channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=about.ticket_id,
-                       target=target, text=text, idempotency_key=key, deadline_at=now,
-                       next_attempt_at=now, created_at=now))
-
-
-async def dead_letter(session: Any, outbound: Outbound, reason: str, now: datetime) -> None:
-    """Record a dead row and tell the staff chat, with the ticket number and the reason."""
-    session.add(Event(ticket_id=outbound.ticket_id, channel=outbound.channel,
-                      kind="dead_letter", at=now,
-                      data={"outbox_id": outbound.outbox_id, "kind": outbound.kind,
-                            "reason": reason}))
-    if outbound.channel == STAFF_CHANNEL:
-        return  # a notice about a failed notice would fail the same way
-    what = {OutboxKind.ACK: "the acknowledgement", OutboxKind.REPLY: "the answer"}.get(
-        outbound.kind, "a message")
-    number = f"#{outbound.ticket_id}: " if outbound.ticket_id else ""
-    text = (f"⚠ {number}{what} on {channel_label(outbound.channel)} "
-            f"could not be delivered: {esc(reason)}\nText: {esc(outbound.text[:300])}")
-    _notice(session, outbound, text, f"dead:{outbound.outbox_id}", now)
 
 
 async def _set(session: Any, row_id: int, **values: Any) -> None:

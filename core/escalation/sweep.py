@@ -30,15 +30,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.clock import Clock
 from core.config.settings import EscalationRule, Settings
-from core.delivery.contract import STAFF_CHANNEL
 from core.domain import lifecycle
 from core.domain.policy import Policy
-from core.domain.records import OutboxKind, TicketStatus
+from core.domain.records import TicketStatus
 from core.domain.rules import TicketFacts, plan
-from core.staff.cards import card_buttons, esc
-from core.staff.commands import customer_texts, queue_card_edit, ticket_card
+from core.staff.board import customer_texts, queue_card_edit, tell_staff, ticket_card
+from core.staff.cards import card_message
 from core.store.engine import Store
-from core.store.tables import Customer, Escalation, Event, Outbox, Ticket
+from core.store.tables import Customer, Escalation, Event, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -154,21 +153,17 @@ class Escalator:
 
     async def _notice(self, session: AsyncSession, ticket: Ticket, rule: EscalationRule,
                       facts: TicketFacts, now: datetime, event_id: int) -> None:
-        """Re-post the ticket's card to the staff chat with the reason and mentions."""
+        """Re-post the ticket's card to the staff chat with the reason and mentions (the
+        staff chat renders the mentions its own way: a link to the member's account)."""
         customer = await session.get(Customer, ticket.customer_id)
         first_text = facts.texts[0] if facts.texts else ""
-        reason = f"⚠ <b>{esc(rule.name)}</b>: {esc(self._reason(rule, ticket, now))}"
-        mentions = " ".join(self._mention(name) for name in rule.mention)
         card = ticket_card(self.policy, ticket, customer, first_text, now)
-        text = "\n".join([reason] + ([mentions] if mentions else []) + ["", card])
-        session.add(Outbox(
-            channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=ticket.id,
-            target={"ticket": ticket.id, "parse_mode": "HTML",
-                    "buttons": card_buttons(ticket.id, ticket.status)},
-            text=text, idempotency_key=f"escalation:{event_id}", deadline_at=now,
-            next_attempt_at=now, created_at=now))
+        message = card_message(card, ticket.status, tone="warning",
+                               lines=(f"⚠ {rule.name}: {self._reason(rule, ticket, now)}",),
+                               mentions=tuple(rule.mention))
+        await tell_staff(session, message, f"escalation:{event_id}", now)
         await queue_card_edit(session, self.policy, ticket, f"escalated: {rule.name}",
-                              event_id, now)
+                              str(event_id), now)
 
     def _reason(self, rule: EscalationRule, ticket: Ticket, now: datetime) -> str:
         promise = self.policy.promise_for_staff(ticket.due_at, now)
@@ -177,12 +172,6 @@ class Escalator:
         if rule.before_due is not None:
             return f"the promise ({promise}) is due soon"
         return f"no answer yet; promised {promise}"
-
-    def _mention(self, name: str) -> str:
-        member = next((m for m in self.settings.staff.members if m.name == name), None)
-        if member is not None and member.telegram_id:
-            return f'<a href="tg://user?id={member.telegram_id}">@{esc(name)}</a>'
-        return f"@{esc(name)}"
 
     async def recompute_open_tickets(self) -> int:
         """After a reload: new calendar and promise rules for every waiting ticket, and the

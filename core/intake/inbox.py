@@ -28,13 +28,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import Clock
 from core.config.settings import Settings
 from core.delivery.contract import STAFF_CHANNEL, Cursor
+from core.delivery.enqueue import enqueue, outbox_row
 from core.domain import lifecycle
 from core.domain.policy import Policy
-from core.domain.records import Direction, Inbound, OutboxKind, OutboxState, Priority, TicketStatus
-from core.staff.cards import card_buttons, card_text, follow_up_text, state_line, who
+from core.domain.records import Direction, Inbound, OutboxKind, Priority, TicketStatus
+from core.staff.cards import Card, card_message, follow_up, make_card, who
 from core.store.engine import Store
 from core.store.tables import Cursor as CursorRow
-from core.store.tables import Customer, Event, Message, Outbox, Ticket
+from core.store.tables import Customer, Event, Message, Ticket
 
 log = logging.getLogger(__name__)
 
@@ -162,15 +163,18 @@ class Inbox:
                 handle=customer.handle, language=ticket.language,
                 last_acked_at=customer.last_acked_at, now=now)
             if ack is not None:
-                outbox.append(_outbox(inbound.channel, OutboxKind.ACK, ticket, ack,
-                                      inbound.reply_target, f"ack:{ticket.id}", now))
+                outbox.append(outbox_row(
+                    channel=inbound.channel, kind=OutboxKind.ACK, ticket_id=ticket.id,
+                    text=ack, target=dict(inbound.reply_target), key=f"ack:{ticket.id}",
+                    now=now))
                 ticket.acked_at = customer.last_acked_at = now
                 acked_customers.add(customer.id)
-            outbox.append(_outbox(STAFF_CHANNEL, OutboxKind.STAFF_CARD, ticket,
-                                  self._staff_card(ticket, customer, inbound, now),
-                                  {"ticket": ticket.id, "parse_mode": "HTML",
-                                   "buttons": card_buttons(ticket.id, TicketStatus.OPEN)},
-                                  f"card:{ticket.id}", now))
+            card = card_message(self._staff_card(ticket, customer, inbound, now),
+                                TicketStatus.OPEN)
+            outbox.append(outbox_row(
+                channel=STAFF_CHANNEL, kind=OutboxKind.STAFF_CARD, ticket_id=ticket.id,
+                text=card.text(), target=card.to_target(), key=f"card:{ticket.id}", now=now,
+                deadline=ticket.due_at))
         await self._mark_acked(session, [t for _, _, t in new_tickets if t.acked_at],
                                acked_customers, now)
         result.opened = [ticket.id for _, _, ticket in new_tickets]
@@ -185,26 +189,26 @@ class Inbox:
             events.append(_event(ticket, "received", now, {"external_id": inbound.external_id},
                                  actor=inbound.author_id))
             if not isinstance(ticket, NewTicket):
-                outbox.append(_outbox(STAFF_CHANNEL, OutboxKind.NOTICE, ticket,
-                                      follow_up_text(ticket.id, _who(customer), inbound.text),
-                                      {"ticket": ticket.id, "parse_mode": "HTML"},
-                                      f"msg:{inbound.channel}:{inbound.external_id}", now))
+                notice = follow_up(ticket.id, _who(customer), inbound.text)
+                outbox.append(outbox_row(
+                    channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=ticket.id,
+                    text=notice.text(), target=notice.to_target(),
+                    key=f"msg:{inbound.channel}:{inbound.external_id}", now=now,
+                    deadline=ticket.due_at))
         # Core inserts of plain rows: one executemany each, no ORM bookkeeping.
         await session.execute(sa.insert(Message.__table__), messages)
         await session.execute(sa.insert(Event.__table__), events)
-        if outbox:
-            await session.execute(sa.insert(Outbox.__table__), outbox)
+        await enqueue(session, *outbox)
         result.received = len(fresh)
         result.appended = sorted({row["ticket_id"] for row in messages} - set(result.opened))
         return result
 
     def _staff_card(self, ticket: NewTicket, customer: CustomerView, inbound: Inbound,
-                    now: datetime) -> str:
-        zone = self.policy.zone
-        return card_text(ticket_id=ticket.id, channel=ticket.channel, customer=_who(customer),
+                    now: datetime) -> Card:
+        return make_card(ticket_id=ticket.id, channel=ticket.channel, customer=_who(customer),
                          promise=self.policy.promise_for_staff(ticket.due_at, now),
-                         opened_at=ticket.opened_at, zone=zone,
-                         state=state_line(TicketStatus.OPEN, None, None, zone),
+                         opened_at=ticket.opened_at, zone=self.policy.zone,
+                         status=TicketStatus.OPEN, assignee=None, snoozed_until=None,
                          priority=Priority.NORMAL, first_text=inbound.text)
 
     async def _mark_acked(self, session: AsyncSession, tickets: list[NewTicket],
@@ -392,16 +396,6 @@ def _event(ticket: Ticket | NewTicket, kind: str, at: datetime, data: dict,
            actor: str | None = None) -> dict:
     return {"ticket_id": ticket.id, "channel": ticket.channel, "kind": kind, "actor": actor,
             "at": at, "data": data}
-
-
-def _outbox(channel: str, kind: str, ticket: Ticket | NewTicket, text: str, target: dict, key: str,
-            now: datetime) -> dict:
-    # The deadline orders delivery when rate limits bind: what the customer waits for
-    # (acknowledgements) is due now; staff cards and notices by the ticket's promise.
-    deadline = now if channel != STAFF_CHANNEL else ticket.due_at
-    return {"channel": channel, "kind": kind, "ticket_id": ticket.id, "target": target,
-            "text": text, "idempotency_key": key, "state": OutboxState.PENDING, "attempts": 0,
-            "deadline_at": deadline, "next_attempt_at": now, "created_at": now}
 
 
 def _storable(inbound: Inbound) -> Inbound:

@@ -110,13 +110,7 @@ class Replayer:
         if reply.ok:
             self.run.answered += 1
         else:
-            self.run.answer_skips[f"refused by /reply: {_plain(reply.text)}"] += 1
-
-
-def _plain(html: str) -> str:
-    for tag in ("<b>", "</b>", "<i>", "</i>"):
-        html = html.replace(tag, "")
-    return html[:80]
+            self.run.answer_skips[f"refused by /reply: {reply.text[:80]}"] += 1
 
 
 def _batches(events: list[CustomerMessage | StaffAnswer]

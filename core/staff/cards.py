@@ -1,14 +1,17 @@
-"""What staff see: ticket cards and notices, rendered as Telegram HTML.
+"""What staff see, as data: ticket cards, notices and their buttons.
 
-Customer text is always escaped: a customer can never inject markup or links into the
-staff chat. The console strips the tags again (``plain``).
+Core writes no markup. A staff-chat message is a ``StaffMessage`` stored in the outbox
+row's target (``to_target`` / ``from_target``) with a plain-text rendering as the row's
+text; the staff chat renders it its own way (the Telegram staff group as escaped HTML with
+links and buttons, ``sameday console`` as terminal panels). Customer text is data here, so
+a customer can never inject markup into the staff chat: the renderer escapes it.
 """
 
 from __future__ import annotations
 
-import html
-import re
+from dataclasses import asdict, dataclass
 from datetime import datetime
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.config.channels import channel_label
@@ -18,13 +21,75 @@ MAX_QUOTE = 1500  # characters of customer text on a card (the card stays readab
 PRIORITY_MARKS = {Priority.LOW: "▫ low", Priority.HIGH: "🔸 high", Priority.URGENT: "🔴 urgent"}
 
 
-def esc(text: str | None) -> str:
-    return html.escape(text or "", quote=False)
+@dataclass(frozen=True)
+class Button:
+    label: str
+    command: str  # the staff command it runs, e.g. "/take 12"
+
+
+@dataclass(frozen=True)
+class Card:
+    """A ticket as its card shows it."""
+
+    ticket_id: int
+    channel: str  # the channel's label ("Telegram", "X")
+    customer: str
+    promise: str
+    opened: str  # local time the ticket was opened, "24.11 10:00"
+    state: str
+    priority: str = ""  # a mark like "🔸 high"; "" for normal
+    note: str = ""  # what just changed ("taken by anna")
+    quote: str = ""  # the customer's first message
+
+    def head(self) -> str:
+        return f"#{self.ticket_id} · {self.channel} · {self.customer}"
+
+    def lines(self) -> list[str]:
+        """The lines after the head: promise, state, note."""
+        state = f"{self.state}{' · ' + self.priority if self.priority else ''}"
+        return [f"⏰ {self.promise} · {self.opened}", state] + ([self.note] if self.note else [])
+
+
+@dataclass(frozen=True)
+class StaffMessage:
+    """One message to the staff chat: text lines, and/or a card, with buttons."""
+
+    ticket_id: int | None = None
+    lines: tuple[str, ...] = ()  # plain text before the card (a reason, a notice)
+    card: Card | None = None
+    mentions: tuple[str, ...] = ()  # staff names to call (the renderer links them)
+    buttons: tuple[Button, ...] = ()
+    tone: str = "info"  # info | warning | ok: how a renderer may colour it
+    edit: str | None = None  # edit this staff-chat message (a card) instead of posting
+    reply_to: dict[str, Any] | None = None  # next to a staff member's message (the UI's)
+
+    def text(self) -> str:
+        """Plain text: the outbox row's text, logs, and any renderer without markup."""
+        parts = list(self.lines)
+        if self.mentions:
+            parts.append(" ".join(f"@{name}" for name in self.mentions))
+        if self.card is not None:
+            parts += ([""] if parts else []) + [self.card.head(), *self.card.lines(), "",
+                                               self.card.quote]
+        return "\n".join(parts)
+
+    def to_target(self) -> dict[str, Any]:
+        return {key: value for key, value in asdict(self).items()
+                if value not in (None, (), [])}
+
+    @classmethod
+    def from_target(cls, target: dict[str, Any]) -> StaffMessage:
+        card = target.get("card")
+        return cls(ticket_id=target.get("ticket_id"), lines=tuple(target.get("lines", ())),
+                   card=Card(**card) if card else None,
+                   mentions=tuple(target.get("mentions", ())),
+                   buttons=tuple(Button(**b) for b in target.get("buttons", ())),
+                   tone=target.get("tone", "info"), edit=target.get("edit"),
+                   reply_to=target.get("reply_to"))
 
 
 def quote(text: str) -> str:
-    text = text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE] + "…"
-    return esc(text)
+    return text if len(text) <= MAX_QUOTE else text[:MAX_QUOTE] + "…"
 
 
 def who(handle: str | None, name: str | None, user_id: str) -> str:
@@ -44,31 +109,35 @@ def state_line(status: str, assignee: str | None, snoozed_until: datetime | None
     return f"👤 {assignee}" if assignee else "🆕 new"
 
 
-def card_text(*, ticket_id: int, channel: str, customer: str, promise: str,
-              opened_at: datetime, zone: ZoneInfo, state: str, priority: str,
-              first_text: str, note: str | None = None) -> str:
-    lines = [f"<b>#{ticket_id}</b> · {esc(channel_label(channel))} · "
-             f"{esc(customer)}",
-             f"⏰ {esc(promise)} · {opened_at.astimezone(zone):%d.%m %H:%M}",
-             f"{state}{' · ' + PRIORITY_MARKS[priority] if priority in PRIORITY_MARKS else ''}"]
-    if note:
-        lines.append(f"<i>{esc(note)}</i>")
-    lines += ["", quote(first_text)]
-    return "\n".join(lines)
+def make_card(*, ticket_id: int, channel: str, customer: str, promise: str,
+              opened_at: datetime, zone: ZoneInfo, status: str, assignee: str | None,
+              snoozed_until: datetime | None, priority: str, first_text: str,
+              note: str = "") -> Card:
+    return Card(ticket_id=ticket_id, channel=channel_label(channel), customer=customer,
+                promise=promise, opened=f"{opened_at.astimezone(zone):%d.%m %H:%M}",
+                state=state_line(status, assignee, snoozed_until, zone),
+                priority=PRIORITY_MARKS.get(priority, ""), note=note, quote=quote(first_text))
 
 
-def card_buttons(ticket_id: int, status: str) -> list[list[str]]:
-    """Inline buttons as [label, callback data] pairs (the adapter renders them)."""
+def card_buttons(ticket_id: int, status: str) -> tuple[Button, ...]:
+    """What can be done from the card: the commands its buttons run."""
     if status == TicketStatus.CLOSED:
-        return [["Reopen", f"reopen:{ticket_id}"]]
-    return [["Take", f"take:{ticket_id}"], ["Close", f"close:{ticket_id}"],
-            ["Snooze 1h", f"snooze:{ticket_id}:1h"]]
+        return (Button("Reopen", f"/reopen {ticket_id}"),)
+    return (Button("Take", f"/take {ticket_id}"), Button("Close", f"/close {ticket_id}"),
+            Button("Snooze 1h", f"/snooze {ticket_id} 1h"))
 
 
-def follow_up_text(ticket_id: int, customer: str, text: str) -> str:
-    return f"<b>#{ticket_id}</b> {esc(customer)} writes again:\n{quote(text)}"
+def card_message(card: Card, status: str, **more: Any) -> StaffMessage:
+    return StaffMessage(ticket_id=card.ticket_id, card=card,
+                        buttons=card_buttons(card.ticket_id, status), **more)
 
 
-def plain(text: str) -> str:
-    """A staff text without its HTML, for the console and logs."""
-    return html.unescape(re.sub(r"</?(b|i|code|pre|u|s|a)( [^>]*)?>", "", text))
+def follow_up(ticket_id: int, customer: str, text: str) -> StaffMessage:
+    return StaffMessage(ticket_id=ticket_id,
+                        lines=(f"#{ticket_id} {customer} writes again:", quote(text)))
+
+
+def notice(ticket_id: int | None, *lines: str, tone: str = "info",
+           reply_to: dict[str, Any] | None = None) -> StaffMessage:
+    return StaffMessage(ticket_id=ticket_id, lines=lines, tone=tone, reply_to=reply_to)
+

@@ -1,12 +1,12 @@
 """`sameday console`: the staff command line in a terminal, over the same database.
 
-For teams without a Telegram staff group, and for trying sameday locally. Every line goes
-through ``StaffDesk.execute`` -- the same commands, rules and transactions as in the
-Telegram group; only the rendering differs (HTML stripped, rich colours).
+For teams without a staff group on a chat platform, and for trying sameday locally. Every
+line goes through ``StaffDesk.execute`` -- the same commands, rules and transactions as in
+a staff group; only the rendering differs (core.staff.terminal: rich panels and colours).
 
 With ``staff.chat = "console"`` the console *is* the staff chat: it runs a dispatcher for
 the "staff" outbox channel whose adapter prints cards, follow-ups and delivery notices.
-With ``staff.chat = "telegram"`` it leaves those rows to the daemon's Telegram adapter.
+With a channel's staff group it leaves those rows to the daemon's adapter.
 Customer answers queued by /reply are always delivered by the running daemon: the console
 never talks to a platform.
 """
@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import re
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console, RenderableType
-from rich.panel import Panel
 from rich.text import Text
 
 from core.clock import Clock, SystemClock
@@ -31,9 +29,11 @@ from core.config.load import ConfigError, load_settings
 from core.config.settings import Settings
 from core.delivery.contract import STAFF_CHANNEL, AdapterContext, ChannelAdapter
 from core.delivery.dispatcher import Dispatcher
-from core.domain.records import Delivered, Outbound, OutboxKind
-from core.staff.cards import plain
-from core.staff.commands import SPECS, Actor, Reply, StaffDesk, queue_filters
+from core.domain.records import Delivered, Outbound
+from core.staff.board import StaffNotices
+from core.staff.commands import Actor, StaffDesk
+from core.staff.language import SPECS, queue_filters
+from core.staff.terminal import render_reply, render_staff_row
 from core.store.engine import Store
 
 try:  # readline gives history and completion; Windows and some builds lack it
@@ -46,62 +46,10 @@ HISTORY_LENGTH = 1000
 QUIT_WORDS = {"quit", "exit", "/quit", "/exit"}
 CONSOLE_HELP = ("In the console: the leading / is optional, /reply N <text> answers, "
                 "Tab completes, quit or Ctrl-D leaves.")
-TICKET_NUMBER = r"#\d+"
-NOTICE_STYLES = (("✓", "green"), ("⚠", "red"))  # first character of a notice -> border
 
 
 def prompt_for(actor: Actor) -> str:
     return f"sameday({actor.name})> "
-
-
-# --- rendering ---------------------------------------------------------------------------
-
-
-def staff_text(html: str, style: str = "") -> Text:
-    """Staff HTML as terminal text. ``Text`` (not markup) so a customer's "[red]" stays
-    literal; ticket numbers in bold so the eye finds them."""
-    text = Text(plain(html), style=style)
-    text.highlight_regex(TICKET_NUMBER, "bold")
-    return text
-
-
-def render_reply(reply: Reply) -> Text:
-    return staff_text(reply.text, "" if reply.ok else "red")
-
-
-def button_commands(buttons: list[list[str]] | None) -> str:
-    """The card's buttons as the commands that do the same ("take:12" -> "/take 12")."""
-    commands = ["/" + " ".join(data.split(":")) for _label, data in buttons or []]
-    return " · ".join(commands)
-
-
-def render_staff_row(outbound: Outbound) -> RenderableType:
-    """What the Telegram group would show for an outbox row of the staff channel."""
-    if outbound.kind == OutboxKind.CARD_EDIT:
-        return card_update_line(outbound)
-    if outbound.kind == OutboxKind.STAFF_CARD:
-        hint = button_commands(outbound.target.get("buttons"))
-        reply = f"/reply {outbound.ticket_id} <text>" if outbound.ticket_id else ""
-        subtitle = " · ".join(part for part in (hint, reply) if part) or None
-        return Panel(staff_text(outbound.text), title="new ticket", title_align="left",
-                     subtitle=subtitle, subtitle_align="left", border_style="cyan")
-    border = next((style for mark, style in NOTICE_STYLES if outbound.text.startswith(mark)),
-                  "yellow")
-    return Panel(staff_text(outbound.text), border_style=border, expand=False)
-
-
-def card_update_line(outbound: Outbound) -> Text:
-    """An edited card as one line: its state and what changed ("taken by anna").
-
-    A terminal cannot edit an earlier panel, and reprinting the whole card for every
-    /take would bury the conversation."""
-    lines = plain(outbound.text).splitlines()
-    state = lines[2] if len(lines) > 2 else ""
-    change = re.search(r"<i>(.*?)</i>", outbound.text, re.S)
-    why = f" ({plain(change.group(1))})" if change else ""
-    text = Text(f"#{outbound.ticket_id} updated: {state}{why}", style="dim")
-    text.highlight_regex(TICKET_NUMBER, "bold")
-    return text
 
 
 # --- the staff chat sink -----------------------------------------------------------------
@@ -146,7 +94,7 @@ class StaffSink:
                idle_poll: float = 1.0) -> StaffSink:
         adapters: dict[str, Any] = {STAFF_CHANNEL: ConsoleStaffChannel(show)}
         return cls(Dispatcher(desk.store, desk.clock, desk.settings.outbox, adapters,
-                              idle_poll=idle_poll))
+                              idle_poll=idle_poll, listener=StaffNotices(lambda: desk.policy)))
 
     def start(self) -> None:
         self.task = asyncio.create_task(self.dispatcher.run(self.stopping),

@@ -124,7 +124,9 @@ class Outbox(SQLModel, table=True):
     idempotency_key: str = Field(max_length=255, unique=True)
     state: str = Field(default=OutboxState.PENDING, max_length=16)
     attempts: int = Field(default=0)
-    # Earliest-deadline-first: rows with an earlier promise go out first under a binding limit.
+    # Under a binding limit rows go out by lane (customers, then new cards and alerts, then
+    # staff chatter: core.delivery.enqueue.Lane), then earliest deadline first.
+    lane: int = Field(default=1, sa_column_kwargs={"server_default": "1"})
     deadline_at: datetime | None = _time()
     next_attempt_at: datetime = _time(nullable=False)
     created_at: datetime = _time(nullable=False)

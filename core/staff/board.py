@@ -1,0 +1,133 @@
+"""The staff chat's messages about tickets, from the database: a ticket's card as it
+stands, card edits, and what staff hear about deliveries (``StaffNotices``).
+
+All of it is queued through the outbox in the caller's transaction, as ``StaffMessage``
+data (core.staff.cards) that the staff chat renders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import datetime
+
+import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from core.config.channels import channel_label
+from core.delivery.contract import STAFF_CHANNEL
+from core.delivery.enqueue import Lane, enqueue, outbox_row
+from core.domain import lifecycle
+from core.domain.policy import Policy
+from core.domain.records import Direction, Outbound, OutboxKind
+from core.staff.cards import Card, StaffMessage, card_message, make_card, notice, who
+from core.store.tables import Customer, Message, Outbox, Ticket
+
+
+def customer_name(customer: Customer | None) -> str:
+    if customer is None:
+        return "?"
+    return who(customer.handle, customer.name, customer.external_user_id)
+
+
+def ticket_card(policy: Policy, ticket: Ticket, customer: Customer | None, first_text: str,
+                now: datetime, note: str = "") -> Card:
+    """The ticket's card as it stands now (posted, edited, re-posted by escalations)."""
+    return make_card(ticket_id=ticket.id, channel=ticket.channel,
+                     customer=customer_name(customer),
+                     promise=policy.promise_for_staff(ticket.due_at, now),
+                     opened_at=ticket.opened_at, zone=policy.zone, status=ticket.status,
+                     assignee=ticket.assignee, snoozed_until=ticket.snoozed_until,
+                     priority=ticket.priority, first_text=first_text, note=note)
+
+
+async def current_card(session: AsyncSession, policy: Policy, ticket: Ticket, now: datetime,
+                       note: str = "") -> Card:
+    customer = await session.get(Customer, ticket.customer_id)
+    return ticket_card(policy, ticket, customer, await first_text(session, ticket.id), now,
+                       note)
+
+
+async def queue_card_edit(session: AsyncSession, policy: Policy, ticket: Ticket, note: str,
+                          key: str, now: datetime) -> bool:
+    """Edit the ticket's card to show its state; False if no card was delivered yet."""
+    posted = await session.scalar(
+        sa.select(Outbox.external_id).where(
+            Outbox.ticket_id == ticket.id, Outbox.kind == OutboxKind.STAFF_CARD,
+            Outbox.external_id.is_not(None)).limit(1))
+    if posted is None:
+        return False
+    message = card_message(await current_card(session, policy, ticket, now, note),
+                           ticket.status, edit=posted)
+    await enqueue(session, outbox_row(
+        channel=STAFF_CHANNEL, kind=OutboxKind.CARD_EDIT, ticket_id=ticket.id,
+        text=message.text(), target=message.to_target(), key=f"edit:{ticket.id}:{key}",
+        now=now))
+    return True
+
+
+async def customer_texts(session: AsyncSession, ticket_id: int) -> list[str]:
+    """The customer's messages of a ticket, oldest first, as many as rules look at."""
+    return list(await session.scalars(
+        sa.select(Message.text).where(Message.ticket_id == ticket_id,
+                                      Message.direction == Direction.IN)
+        .order_by(Message.id).limit(lifecycle.RULE_TEXTS)))
+
+
+async def first_text(session: AsyncSession, ticket_id: int) -> str:
+    """The customer's first message of the ticket: what its card quotes."""
+    texts = await customer_texts(session, ticket_id)
+    return texts[0] if texts else ""
+
+
+async def tell_staff(session: AsyncSession, message: StaffMessage, key: str, now: datetime,
+                     lane: Lane = Lane.STAFF) -> None:
+    await enqueue(session, outbox_row(
+        channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=message.ticket_id,
+        text=message.text(), target=message.to_target(), key=key, now=now, lane=lane))
+
+
+class StaffNotices:
+    """What the staff chat hears from the dispatcher (a ``DeliveryListener``)."""
+
+    def __init__(self, policy: Callable[[], Policy]):
+        self._policy = policy  # the staff desk's, which a reload replaces
+
+    @property
+    def policy(self) -> Policy:
+        return self._policy()
+
+    async def delivered(self, session: AsyncSession, outbound: Outbound, now: datetime) -> None:
+        """A staff answer reached the customer: ONE change in the staff chat -- the card
+        edited to say so, or (no card yet) one line next to the staff member's message."""
+        confirm = outbound.target.get("confirm")
+        if outbound.kind != OutboxKind.REPLY or confirm is None or outbound.ticket_id is None:
+            return
+        ticket = await session.get(Ticket, outbound.ticket_id)
+        if ticket is None:
+            return
+        by = confirm.get("by") or "staff"
+        note = f"answered by {by} · delivered {now.astimezone(self.policy.zone):%H:%M}"
+        if await queue_card_edit(session, self.policy, ticket, note,
+                                 f"delivered:{outbound.outbox_id}", now):
+            return
+        customer = await session.get(Customer, ticket.customer_id)
+        await tell_staff(session, notice(
+            ticket.id, f"✓ #{ticket.id}: sent to {customer_name(customer)} on "
+                       f"{channel_label(outbound.channel)}", tone="ok",
+            reply_to=confirm.get("origin")), f"confirm:{outbound.outbox_id}", now,
+            Lane.CHATTER)
+
+    async def dead(self, session: AsyncSession, outbound: Outbound, reason: str,
+                   now: datetime) -> None:
+        """A row given up: tell the staff chat, with the ticket number and the reason."""
+        if outbound.channel == STAFF_CHANNEL:
+            return  # a notice about a failed notice would fail the same way
+        what = {OutboxKind.ACK: "the acknowledgement", OutboxKind.REPLY: "the answer"}.get(
+            outbound.kind, "a message")
+        number = f"#{outbound.ticket_id}: " if outbound.ticket_id else ""
+        confirm = outbound.target.get("confirm") or {}
+        await tell_staff(session, notice(
+            outbound.ticket_id, f"⚠ {number}{what} on {channel_label(outbound.channel)} "
+                                f"could not be delivered: {reason}",
+            f"Text: {outbound.text[:300]}", tone="warning", reply_to=confirm.get("origin")),
+            f"dead:{outbound.outbox_id}", now)
