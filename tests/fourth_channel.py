@@ -13,7 +13,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 
-from core.config.channels import ChannelDescription, ChannelSettings
+from core.config.channels import ChannelDescription, ChannelSettings, lazy
 from core.config.settings import Duration, Settings
 from core.delivery.contract import (
     AdapterContext,
@@ -128,4 +128,4 @@ class EchoAdapter(ChannelAdapter):
 CHANNEL = ChannelDescription(
     name=NAME, label="Echo", settings=EchoSettings, adapter=EchoAdapter,
     limits={"per_room": "5/1s"}, text_limit=100, poll_setting="poll_wait",
-    reply_target=EchoTarget, emulator=lambda: EchoPlatform)
+    reply_target=EchoTarget, emulator=lazy("tests.fourth_channel:EchoPlatform"))

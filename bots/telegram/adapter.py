@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-from datetime import UTC, timedelta
+from datetime import UTC
 from typing import Any
 
 from pydantic import ValidationError
@@ -28,11 +28,12 @@ from telegram import (
     ReplyParameters,
     Update,
 )
-from telegram.error import BadRequest, Forbidden, NetworkError, RetryAfter, TelegramError
+from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ExtBot, TypeHandler
 from telegram.request import HTTPXRequest
 
 from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
+from bots.telegram.errors import delivery_error
 from bots.telegram.settings import TelegramTarget
 from bots.telegram.staff import TelegramStaffChat, Where, keyboard, render
 from core.config.settings import Settings
@@ -303,7 +304,7 @@ class TelegramAdapter(ChannelAdapter):
             return await self._post(where, text, parse_mode="HTML",
                                     markup=keyboard(message.buttons))
         except TelegramError as error:
-            raise _delivery_error(error) from error
+            raise delivery_error(error) from error
 
     async def _post(self, where: Where, text: str, *, parse_mode: str | None = None,
                     markup: InlineKeyboardMarkup | None = None) -> Delivered:
@@ -333,20 +334,6 @@ class TelegramAdapter(ChannelAdapter):
             if "not modified" not in error.message:
                 raise
         return Delivered(external_id=posted)
-
-
-def _delivery_error(error: TelegramError) -> DeliveryError:
-    if isinstance(error, RetryAfter):
-        wait = error.retry_after
-        seconds = wait.total_seconds() if isinstance(wait, timedelta) else float(wait)
-        return DeliveryError(f"rate limited by Telegram ({seconds:.0f}s)", retry_after=seconds)
-    if isinstance(error, Forbidden):
-        return DeliveryError(f"undeliverable: {error.message}", permanent=True)
-    if isinstance(error, BadRequest):
-        return DeliveryError(f"rejected by Telegram: {error.message}", permanent=True)
-    if isinstance(error, NetworkError):  # includes timeouts and 5xx
-        return DeliveryError(f"network error: {error.message}")
-    return DeliveryError(f"telegram error: {error}")
 
 
 def _text_of(message: Message) -> str:

@@ -27,10 +27,13 @@ from typing import Any
 
 import aiohttp
 import tweepy
+from pydantic import ValidationError
 from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
 from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
+from bots.twitter.errors import delivery_error, seconds_until
+from bots.twitter.settings import XTarget
 from bots.twitter.text import fit_tweet
 from core.config.settings import Settings
 from core.delivery.contract import (
@@ -51,7 +54,6 @@ MAX_RESULTS = 100  # the most X serves per page: fewest billed requests per poll
 TWEET_FIELDS = ["created_at", "conversation_id", "author_id", "in_reply_to_user_id"]
 USER_FIELDS = ["username", "name"]
 STOP_GRACE = 2.0  # seconds a poll in flight may take to finish when stopping
-RATE_LIMIT_FALLBACK = 60.0  # when a 429 carries no x-rate-limit-reset
 
 
 class MalformedPage(Exception):
@@ -265,7 +267,8 @@ class TwitterAdapter(ChannelAdapter):
             thread_key=f"conv:{conversation}:{author_id}",
             author_id=author_id, text=str(tweet["text"]), sent_at=self._sent_at(tweet),
             author_handle=f"@{username}" if username else None, author_name=user.get("name"),
-            reply_target={"in_reply_to_tweet_id": tweet_id, "username": username},
+            reply_target=XTarget(in_reply_to_tweet_id=tweet_id,
+                                 username=username).model_dump(exclude_none=True),
             raw=tweet)
 
     def _sent_at(self, tweet: dict[str, Any]) -> datetime:
@@ -283,10 +286,11 @@ class TwitterAdapter(ChannelAdapter):
     async def send(self, outbound: Outbound) -> Delivered:
         if self.client is None:
             raise DeliveryError("the X adapter is not running")
-        reply_to = outbound.target.get("in_reply_to_tweet_id")
-        if not reply_to:
+        try:
+            reply_to = XTarget.model_validate(outbound.target).in_reply_to_tweet_id
+        except ValidationError:
             raise DeliveryError(f"outbox target has no in_reply_to_tweet_id: "
-                                f"{outbound.target!r}", permanent=True)
+                                f"{outbound.target!r}", permanent=True) from None
         text = fit_tweet(outbound.text)
         try:
             response = await self.client.create_tweet(
@@ -331,48 +335,6 @@ def _rate_headers(headers: Any) -> tuple[int, float] | None:
     except (KeyError, ValueError):
         return None
     return remaining, max(0.0, reset_at - time.time())
-
-
-def delivery_error(error: Exception) -> DeliveryError:
-    """A tweepy/aiohttp failure of create_tweet as a DeliveryError the dispatcher handles."""
-    if isinstance(error, tweepy.TooManyRequests):
-        wait = seconds_until(error.reset_time)
-        return DeliveryError(f"X rate limit for posts reached; retry in {wait:.0f}s",
-                             retry_after=wait)
-    if isinstance(error, tweepy.Forbidden | tweepy.BadRequest | tweepy.NotFound):
-        # Deleted or invisible tweet, duplicate text, too long: a retry cannot succeed.
-        return DeliveryError(f"X refused the reply ({_status(error)}): {_api_message(error)}",
-                             permanent=True)
-    if isinstance(error, tweepy.Unauthorized):
-        # Wrong or revoked keys: retried, so answers survive until the admin fixes them.
-        return DeliveryError("X rejected the credentials (401): check the SAMEDAY_X_* "
-                             "tokens and the app's read+write permission")
-    if isinstance(error, tweepy.TwitterServerError):
-        return DeliveryError(f"X server error ({_status(error)}): {_api_message(error)}")
-    if isinstance(error, tweepy.HTTPException):
-        return DeliveryError(f"X refused the reply ({_status(error)}): {_api_message(error)}",
-                             permanent=True)
-    if isinstance(error, aiohttp.ClientError | TimeoutError):
-        return DeliveryError(f"network error talking to X: {type(error).__name__}: {error}")
-    if isinstance(error, ValueError):  # a 2xx body that is not JSON
-        return DeliveryError(f"X answered with an unreadable body: {error}")
-    return DeliveryError(f"unexpected error posting to X: {error!r}")
-
-
-def _status(error: tweepy.HTTPException) -> int:
-    return getattr(error.response, "status", 0)
-
-
-def _api_message(error: tweepy.HTTPException) -> str:
-    return "; ".join(str(m) for m in error.api_messages) or str(error)
-
-
-def seconds_until(reset_epoch: float | None, *, now: float | None = None) -> float:
-    """Seconds until X's x-rate-limit-reset (epoch seconds), at least 1 s."""
-    if reset_epoch is None:
-        return RATE_LIMIT_FALLBACK
-    now = time.time() if now is None else now
-    return max(1.0, float(reset_epoch) - now)
 
 
 def parse_created_at(value: Any) -> datetime:

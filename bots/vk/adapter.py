@@ -19,16 +19,14 @@ requests to ``channels.vk.base_url`` instead (the emulator in tests, a proxy if 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import hashlib
 import logging
-import threading
-from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
 import requests
 from jconfig import MemoryConfig
+from pydantic import ValidationError
 from vk_api import VkApi
 from vk_api.bot_longpoll import VkBotLongPoll
 from vk_api.exceptions import (
@@ -40,6 +38,9 @@ from vk_api.exceptions import (
 )
 
 from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
+from bots.vk.errors import api_delivery_error
+from bots.vk.settings import VKTarget
+from core.blocking import in_daemon_thread
 from core.config.settings import Settings
 from core.delivery.contract import (
     AdapterContext,
@@ -184,7 +185,7 @@ class VKAdapter(ChannelAdapter):
 
     async def _connect(self) -> None:
         """Get a long poll server and key, and resume from the saved ts if there is one."""
-        longpoll = await _in_daemon_thread(BotLongPoll, self.vk, self.group_id, self.wait)
+        longpoll = await in_daemon_thread(BotLongPoll, self.vk, self.group_id, self.wait)
         saved = await self.context.load_cursor(CHANNEL, "ts")
         if saved:
             longpoll.ts = saved
@@ -199,7 +200,7 @@ class VKAdapter(ChannelAdapter):
     async def _poll_once(self) -> None:
         if self.longpoll is None:
             await self._connect()
-        answer = await _in_daemon_thread(self.longpoll.fetch)
+        answer = await in_daemon_thread(self.longpoll.fetch)
         self.polls.succeeded()  # any answer, "failed" ones too: VK is reachable
         if "failed" in answer:
             await self._recover(answer)
@@ -232,11 +233,11 @@ class VKAdapter(ChannelAdapter):
             await self._save_ts(str(answer["ts"]))
         elif failed == 2:
             log.info("vk: the long poll key expired; getting a new one")
-            await _in_daemon_thread(self.longpoll.update_longpoll_server, False)
+            await in_daemon_thread(self.longpoll.update_longpoll_server, False)
         elif failed == 3:
             log.warning("vk: the long poll key and position were lost (failed=3); "
                         "continuing from VK's current position, later events only")
-            await _in_daemon_thread(self.longpoll.update_longpoll_server, True)
+            await in_daemon_thread(self.longpoll.update_longpoll_server, True)
             await self._save_ts(str(self.longpoll.ts))
         else:
             raise LongPollError(f"unknown long poll failure {failed!r}")
@@ -278,7 +279,8 @@ class VKAdapter(ChannelAdapter):
             channel=CHANNEL, external_id=external_id, thread_key=f"peer:{peer_id}",
             author_id=str(from_id), author_handle=_handle(from_id),
             text=_text(message), sent_at=_time(message["date"]),
-            reply_target={"type": "message", "peer_id": peer_id}, raw=raw)
+            reply_target=VKTarget(type="message", peer_id=peer_id).model_dump(exclude_none=True),
+            raw=raw)
 
     def _from_comment(self, raw: dict[str, Any], comment: dict[str, Any]) -> Inbound | None:
         from_id, comment_id = int(comment["from_id"]), int(comment["id"])
@@ -291,8 +293,9 @@ class VKAdapter(ChannelAdapter):
             channel=CHANNEL, external_id=f"wall:{post}_{comment_id}",
             thread_key=f"wall:{post}:{from_id}", author_id=str(from_id),
             author_handle=_handle(from_id), text=_text(comment), sent_at=_time(comment["date"]),
-            reply_target={"type": "wall", "owner_id": owner_id, "post_id": post_id,
-                          "reply_to_comment": comment_id}, raw=raw)
+            reply_target=VKTarget(type="wall", owner_id=owner_id, post_id=post_id,
+                                  reply_to_comment=comment_id).model_dump(exclude_none=True),
+            raw=raw)
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -314,20 +317,18 @@ class VKAdapter(ChannelAdapter):
         return Delivered(external_id=first_id)
 
     async def _send_part(self, target: dict[str, Any], text: str, key: str) -> str:
-        kind = target.get("type")
         try:
-            if kind == "message":
-                values = {"peer_id": int(target["peer_id"]), "message": text,
-                          "random_id": random_id(key)}
-            elif kind == "wall":
-                values = {"owner_id": int(target["owner_id"]), "post_id": int(target["post_id"]),
-                          "from_group": self.group_id, "message": text, "guid": key}
-                if target.get("reply_to_comment"):
-                    values["reply_to_comment"] = int(target["reply_to_comment"])
-            else:
-                raise KeyError("type")
-        except (KeyError, TypeError, ValueError):
+            address = VKTarget.model_validate(target)
+        except ValidationError:
             raise DeliveryError(f"not a VK address: {target!r}", permanent=True) from None
+        kind = address.type
+        if kind == "message":
+            values = {"peer_id": address.peer_id, "message": text, "random_id": random_id(key)}
+        else:
+            values = {"owner_id": address.owner_id, "post_id": address.post_id,
+                      "from_group": self.group_id, "message": text, "guid": key}
+            if address.reply_to_comment:
+                values["reply_to_comment"] = address.reply_to_comment
         method = "messages.send" if kind == "message" else "wall.createComment"
         response = await self._call(method, values)
         try:
@@ -354,37 +355,6 @@ class VKAdapter(ChannelAdapter):
 
 
 # --- pure helpers ----------------------------------------------------------------------------
-
-# What each VK error means for a send: (reason for a person, permanent, retry after seconds).
-API_ERRORS: dict[int, tuple[str, bool, float | None]] = {
-    1: ("VK reported an unknown error", False, None),
-    5: ("the community token is invalid or revoked: create a new one", True, None),
-    6: ("too many requests per second to VK", False, 1.0),
-    7: ("the community token lacks the right for this (messages or wall)", True, None),
-    9: ("VK flood control: too many similar messages", False, 60.0),
-    10: ("VK internal server error", False, None),
-    14: ("VK asks for a captcha (too many messages)", False, 60.0),
-    15: ("VK denied access (the community may not write there)", True, None),
-    29: ("the daily limit of this VK method is reached", False, 3600.0),
-    100: ("VK refused the request parameters", True, None),
-    212: ("comments on this post are closed", True, None),
-    213: ("comments on this post are closed", True, None),
-    222: ("VK does not allow links in this comment", True, None),
-    223: ("too many replies in this comment thread", True, None),
-    900: ("the user has blocked the community", True, None),
-    901: ("the user has not allowed messages from the community", True, None),
-    902: ("the user's privacy settings do not allow messages from the community", True, None),
-    914: ("the message is too long for VK", True, None),
-    917: ("the community has no access to this conversation", True, None),
-}
-
-
-def api_delivery_error(code: int, message: str) -> DeliveryError:
-    """The DeliveryError for a VK API error code (unknown codes are retried)."""
-    reason, permanent, retry_after = API_ERRORS.get(code, (f"VK error: {message}", False, None))
-    return DeliveryError(f"{reason} (VK error {code})", permanent=permanent,
-                         retry_after=retry_after)
-
 
 def random_id(key: str) -> int:
     """A stable positive 31-bit random_id for an idempotency key (0 would turn VK's
@@ -421,33 +391,3 @@ def _time(timestamp: Any) -> datetime:
 
 def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {str(error)[:200]}"
-
-
-async def _in_daemon_thread(function: Callable[..., T], *args: Any) -> T:
-    """Run a blocking call in a daemon thread and await its result.
-
-    Like asyncio.to_thread, except that a call left blocked in a long poll when the
-    daemon stops holds up neither the event loop's shutdown (which joins the default
-    executor's threads) nor the interpreter's exit.
-    """
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[T] = loop.create_future()
-
-    def settle(result: Any, error: BaseException | None) -> None:
-        if future.done():
-            return  # the caller was cancelled: the result is abandoned
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result)
-
-    def run() -> None:
-        try:
-            result, error = function(*args), None
-        except BaseException as exc:  # handed to the awaiting coroutine
-            result, error = None, exc
-        with contextlib.suppress(RuntimeError):  # a closed loop: nobody waits any more
-            loop.call_soon_threadsafe(settle, result, error)
-
-    threading.Thread(target=run, name="vk-long-poll", daemon=True).start()
-    return await future

@@ -108,7 +108,7 @@ def report(config: Path = ConfigOption,
                                      help="End (exclusive); a date means the end of that day. "
                                           "Default: the end of today."),
            channel: str = typer.Option(None, "--channel",
-                                       help="Only this channel: telegram, vk or twitter."),
+                                       help="Only this channel (an installed one, e.g. vk)."),
            format_: str = typer.Option("table", "--format",
                                        help="table (readable), csv (name,channel,value) or "
                                             "json."),

@@ -11,6 +11,7 @@ import logging
 import sys
 from datetime import UTC, datetime
 
+from core.config.channels import installed_channels
 from core.config.settings import Settings
 
 
@@ -58,10 +59,11 @@ def setup_logging(level: str = "info", fmt: str = "text",
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level.upper())
-    # The HTTP libraries log every request URL, and Telegram's URLs contain the token.
-    # tweepy and oauthlib log request headers (keys, tokens) at debug level.
-    for noisy in ("httpx", "httpcore", "urllib3", "telegram.ext", "aiosqlite",
-                  "tweepy", "oauthlib", "requests_oauthlib"):
-        logging.getLogger(noisy).setLevel(max(logging.WARNING, root.level))
+    # Platform libraries log request URLs and headers (tokens among them) at debug level:
+    # each channel names its loggers; aiosqlite logs every statement.
+    noisy = {"aiosqlite", *(name for channel in installed_channels().values()
+                            for name in channel.loggers)}
+    for name in noisy:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # "skipped: maximum number of running instances" is how a coalesced sweep looks.
     logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))

@@ -23,6 +23,7 @@ import os
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
+from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
@@ -90,6 +91,22 @@ class ChannelDescription:
     # The built-in acknowledgement for this channel by language, when it differs from the
     # default one (placeholders as in [ack.texts]).
     ack_texts: Mapping[str, str] = field(default_factory=dict)
+    # Loggers of its libraries that log request URLs or headers (tokens) at debug level:
+    # kept at warning, whatever the daemon's log level.
+    loggers: tuple[str, ...] = ()
+
+
+def lazy(target: str) -> Callable[..., Any]:
+    """A factory for "package.module:Name" that imports the module only when called, so
+    that describing a channel never imports its SDK. Called with arguments it makes one
+    (an adapter from the settings); called without, it returns the class (an emulator)."""
+    module_name, _, name = target.partition(":")
+
+    def make(*args: Any) -> Any:
+        found = getattr(import_module(module_name), name)
+        return found(*args) if args else found
+
+    return make
 
 
 @cache

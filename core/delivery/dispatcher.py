@@ -89,7 +89,7 @@ class Dispatcher:
 
     @property
     def unique_loops(self) -> list[ChannelLoop]:
-        """Each loop once (the staff channel shares the Telegram loop)."""
+        """Each loop once (the staff channel shares the loop of its chat's adapter)."""
         return list({id(loop): loop for loop in self.loops.values()}.values())
 
     async def run(self, stopping: asyncio.Event) -> None:

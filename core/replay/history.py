@@ -232,8 +232,7 @@ def _jsonl_inbound(item: dict[str, Any], at: datetime) -> Inbound | str:
         return f"channel is not one of {', '.join(channel_names())}"
     if not message_id or not author:
         return 'no "id" or "author"'
-    target = ({"in_reply_to_tweet_id": message_id} if channel == "twitter"
-              else {"reply_to_message_id": message_id})
+    target = {"replayed": message_id}  # never sent: a replay only counts outbox rows
     return Inbound(channel=channel, external_id=message_id,
                    thread_key=str(item.get("thread") or f"author:{author}"), author_id=author,
                    text=str(item.get("text") or ""), sent_at=at,

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,7 +23,9 @@ from typing import Any
 from rich.console import Console, RenderableType
 from rich.text import Text
 
+from core.blocking import in_daemon_thread
 from core.clock import Clock, SystemClock
+from core.config.channels import channel_label
 from core.config.load import ConfigError, load_settings
 from core.config.settings import Settings
 from core.delivery.contract import STAFF_CHANNEL, AdapterContext, ChannelAdapter
@@ -137,31 +138,9 @@ class PromptLine:
 
 
 async def read_line(prompt: str) -> str:
-    """``input(prompt)`` without blocking the event loop.
-
-    A daemon thread rather than ``asyncio.to_thread``: after Ctrl-C the thread is still
-    waiting in ``input`` and the default executor would hold the exit until Enter."""
-    loop = asyncio.get_running_loop()
-    future: asyncio.Future[str] = loop.create_future()
-
-    def settle(result: str | None, error: BaseException | None) -> None:
-        if future.done():
-            return
-        if error is not None:
-            future.set_exception(error)
-        else:
-            future.set_result(result or "")
-
-    def read() -> None:
-        try:
-            line, error = input(prompt), None
-        except BaseException as exc:  # EOFError (Ctrl-D) and the like end the session
-            line, error = None, exc
-        with contextlib.suppress(RuntimeError):  # the loop is gone: nobody is listening
-            loop.call_soon_threadsafe(settle, line, error)
-
-    threading.Thread(target=read, name="console-input", daemon=True).start()
-    return await future
+    """``input(prompt)`` without blocking the event loop (a daemon thread: after Ctrl-C
+    the thread is still waiting in ``input`` and must not hold the exit until Enter)."""
+    return await in_daemon_thread(input, prompt, name="console-input") or ""
 
 
 async def terminal_lines(prompt: PromptLine) -> AsyncIterator[str]:
@@ -361,7 +340,8 @@ async def open_console(config_path: Path, settings: Settings, actor_name: str, *
         desk = StaffDesk(store, settings, clock or SystemClock())
         actor = desk.actor_named(actor_name)
         where = ("cards and notices appear here" if settings.staff.chat == "console"
-                 else "cards and notices go to the Telegram staff group")
+                 else f"cards and notices go to the {channel_label(settings.staff.chat)} "
+                      f"staff group")
         console.print(Text(f"sameday console as {actor.name} ({actor.role}); {where}. "
                            "Type help, quit or Ctrl-D to leave.", style="dim"))
         with line_editing(desk), terminal_restored(console):
