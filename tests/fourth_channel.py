@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, model_validator
 
 from core.config.channels import ChannelDescription, ChannelSettings, lazy
 from core.config.settings import Duration, Settings
@@ -20,7 +20,6 @@ from core.delivery.contract import (
     ChannelAdapter,
     ChannelHealth,
     Cursor,
-    DeliveryError,
 )
 from core.domain.records import Delivered, Inbound, Outbound
 
@@ -111,11 +110,7 @@ class EchoAdapter(ChannelAdapter):
         return [("per_room", str(outbound.target.get("room")))]
 
     async def send(self, outbound: Outbound) -> Delivered:
-        try:
-            target = EchoTarget.model_validate(outbound.target)
-        except ValidationError:
-            raise DeliveryError(f"not an echo address: {outbound.target!r}",
-                                permanent=True) from None
+        target = self.reply_target(outbound)  # EchoTarget, from the description
         self.platform.sent.append({"room": target.room, "reply_to": target.reply_to,
                                    "text": outbound.text, "kind": outbound.kind})
         return Delivered(external_id=f"sent{len(self.platform.sent)}")

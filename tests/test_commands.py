@@ -358,8 +358,11 @@ async def test_a_reopened_ticket_gets_the_promise_and_escalation_rules(store, cl
     ticket = await load(store, ticket_id)
     assert ticket.due_at == clock.now() + timedelta(hours=1)  # the refund rule, not same day
     assert ticket.next_escalation_at == clock.now() + timedelta(minutes=30)
-    [cycle] = await events_of(store, ticket_id, "reopened")
-    assert cycle.data["cycle"] == 2 and cycle.actor == "boris"
+    # The same audit trail as when the customer reopens it: "reopened", then "cycle".
+    [reopened] = await events_of(store, ticket_id, "reopened")
+    [cycle] = await events_of(store, ticket_id, "cycle")
+    assert reopened.actor == cycle.actor == "boris" and reopened.id < cycle.id
+    assert cycle.data["cycle"] == 2
 
 
 async def test_assign_to_someone_who_is_not_staff(desk, inbox, store):
@@ -608,7 +611,7 @@ async def test_take_edits_a_delivered_card(desk, inbox, store):
     await ok(desk, ANNA, f"/take {ticket_id}")
     [edit] = await outbox_of(store, ticket_id, OutboxKind.CARD_EDIT)
     assert edit.channel == STAFF_CHANNEL
-    message = StaffMessage.from_target(edit.target)
+    message = StaffMessage.from_row(edit.target)
     assert message.edit == "501" and message.ticket_id == ticket_id
     assert message.buttons == card_buttons(ticket_id, TicketStatus.OPEN)
     assert edit.lane == Lane.CHATTER
@@ -618,7 +621,7 @@ async def test_take_edits_a_delivered_card(desk, inbox, store):
     await ok(desk, ANNA, f"/close {ticket_id}")
     edits = await outbox_of(store, ticket_id, OutboxKind.CARD_EDIT)
     assert len(edits) == 2 and edits[1].target["edit"] == "501"
-    assert StaffMessage.from_target(edits[1].target).buttons == (
+    assert StaffMessage.from_row(edits[1].target).buttons == (
         Button("Reopen", f"/reopen {ticket_id}"),)
     assert "🔒 closed" in edits[1].text
 
@@ -640,7 +643,7 @@ async def test_customer_markup_stays_data_on_the_card_and_in_show(desk, inbox, s
     chat escapes it when it renders (tests/test_staff_telegram.py checks Telegram's)."""
     ticket_id = await open_ticket(inbox, "m1", text=EVIL, handle="@<i>kate</i>")
     [card] = await outbox_of(store, ticket_id, OutboxKind.STAFF_CARD)
-    data = StaffMessage.from_target(card.target).card
+    data = StaffMessage.from_row(card.target).card
     assert data.quote == EVIL and data.customer == "@<i>kate</i>"
     show = (await ok(desk, ANNA, f"/show {ticket_id}")).text
     for text in (card.text, show):

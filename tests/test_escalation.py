@@ -180,7 +180,7 @@ async def test_the_notice_reposts_the_card_with_reason_and_mentions(store):
     await world.message(text="<b>where</b> is it?")
     await world.at(at(24, 12))
     [notice] = await rows(store, sa.select(Outbox).where(Outbox.kind == OutboxKind.NOTICE))
-    message = StaffMessage.from_target(notice.target)
+    message = StaffMessage.from_row(notice.target)
     assert message.lines[0].startswith("⚠ reminder: no answer yet")
     assert message.mentions == ("anna",)  # the staff chat links them (test_staff_telegram)
     assert message.card.quote == "<b>where</b> is it?"  # data: the renderer escapes it

@@ -96,3 +96,15 @@ async def test_rules_match_the_same_texts_at_ingest_reopen_and_reload(store, clo
     ticket = await load(store, ticket_id)
     assert ticket.due_at == clock.now() + timedelta(hours=1)
     assert ticket.next_escalation_at == clock.now() + timedelta(minutes=10)
+
+
+def test_the_message_that_starts_a_cycle_always_counts():
+    """Rules read the latest messages: a long conversation cannot hide a new keyword."""
+    policy = Policy(make_settings(**RULES))
+    ticket = Plain(status=TicketStatus.ANSWERED)
+    texts = [f"message {i}" for i in range(lifecycle.RULE_TEXTS)] + ["I want a refund"]
+    later = START + timedelta(hours=1)
+    lifecycle.customer_wrote(policy, ticket, texts, [], later, later)
+    assert ticket.due_at == later + timedelta(hours=1)  # the refund rule
+    assert lifecycle.texts_for_rules(texts)[-1] == "I want a refund"
+    assert len(lifecycle.texts_for_rules(texts)) == lifecycle.RULE_TEXTS

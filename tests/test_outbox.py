@@ -10,7 +10,7 @@ from core.config.settings import OutboxSettings
 from core.delivery.contract import ChannelAdapter, DeliveryError
 from core.delivery.dispatcher import Dispatcher
 from core.domain.records import Delivered, Outbound, OutboxState
-from core.store.tables import Outbox
+from core.store.tables import Event, Outbox
 from tests.helpers import inbound, rows
 
 
@@ -41,9 +41,9 @@ class RecordingAdapter(ChannelAdapter):
         """Nothing to stop."""
 
 
-def dispatcher(store, clock, adapter, **settings) -> Dispatcher:
+def dispatcher(store, clock, adapter, idle_poll: float = 1.0, **settings) -> Dispatcher:
     return Dispatcher(store, clock, OutboxSettings(**settings),
-                      {"telegram": adapter, "staff": adapter})
+                      {"telegram": adapter, "staff": adapter}, idle_poll=idle_poll)
 
 
 async def test_rows_are_sent_and_marked_with_platform_id(inbox, store, clock):
@@ -127,9 +127,12 @@ async def test_rows_without_an_adapter_wait(inbox, store, clock):
 
 async def test_two_dispatchers_never_send_a_row_twice(inbox, store, clock):
     await inbox.ingest([inbound(f"m{i}", author=f"u{i}") for i in range(20)])
-    first, second = RecordingAdapter(delay=0.001), RecordingAdapter(delay=0.001)
+    # Sends slow enough that one dispatcher cannot drain the queue before the other starts.
+    first, second = RecordingAdapter(delay=0.05), RecordingAdapter(delay=0.05)
     stopping = asyncio.Event()
-    runs = [asyncio.create_task(dispatcher(store, clock, a).run(stopping))
+    # A pass locks every candidate row it looks at (SKIP LOCKED makes the other skip
+    # them), so the other dispatcher must look again soon to find rows of its own.
+    runs = [asyncio.create_task(dispatcher(store, clock, a, idle_poll=0.02).run(stopping))
             for a in (first, second)]
     for _ in range(200):
         if len(first.sent) + len(second.sent) >= 40:
@@ -158,3 +161,27 @@ async def test_woken_dispatcher_sends_without_waiting_for_the_poll(inbox, store,
     assert len(adapter.sent) == 2
     stopping.set()
     await asyncio.wait_for(task, 5)
+
+
+class PickyAdapter(RecordingAdapter):
+    """Cannot address one row (a malformed target): rate_keys raises for it."""
+
+    def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
+        if outbound.kind == "ack":
+            raise ValueError("no chat in this target")
+        return super().rate_keys(outbound)
+
+
+async def test_a_row_the_adapter_cannot_address_is_dead_and_holds_up_nothing(inbox, store,
+                                                                             clock):
+    await inbox.ingest([inbound("m1")])
+    adapter = PickyAdapter()
+    d = dispatcher(store, clock, adapter)
+    await d.dispatch_once()
+    await d.dispatch_once()
+    states = {r.kind: r for r in await rows(store, sa.select(Outbox))}
+    assert states["ack"].state == OutboxState.DEAD
+    assert "no chat in this target" in states["ack"].last_error
+    assert states["staff_card"].state == OutboxState.SENT  # the row behind it went out
+    [event] = await rows(store, sa.select(Event).where(Event.kind == "dead_letter"))
+    assert event.data["outbox_id"] == states["ack"].id

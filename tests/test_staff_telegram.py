@@ -323,3 +323,18 @@ def test_staff_members_are_known_by_their_telegram_id():
     assert (anna.name, anna.role, anna.origin) == ("anna", "admin", {"chat_id": -100})
     for stranger in (2, 3, 0):  # boris has no Telegram id: he cannot act from Telegram
         assert not chat.actor(stranger, {}).is_staff
+
+
+def test_rows_queued_by_the_previous_version_are_still_delivered():
+    """An upgrade may find staff rows of sameday 0.1 pending: HTML text, [label, data]
+    buttons, the staff chat's address in the target."""
+    from bots.telegram.staff import render
+    from core.staff.cards import Button, StaffMessage
+
+    legacy = {"ticket": 3, "parse_mode": "HTML", "buttons": [["Snooze 1h", "snooze:3:1h"]],
+              "chat_id": -100, "reply_to_message_id": 5}
+    message = StaffMessage.from_row(legacy, "<b>#3</b> closed &amp; <i>done</i>")
+    assert message.lines == ("#3 closed & done",) and message.ticket_id == 3
+    assert message.buttons == (Button("Snooze 1h", "/snooze 3 1h"),)
+    assert message.reply_to == {"chat_id": -100, "message_id": 5, "thread_id": None}
+    assert render(message, []) == "<b>#3</b> closed &amp; done"

@@ -20,7 +20,6 @@ import os
 from datetime import UTC
 from typing import Any
 
-from pydantic import ValidationError
 from telegram import (
     InlineKeyboardMarkup,
     LinkPreviewOptions,
@@ -270,12 +269,8 @@ class TelegramAdapter(ChannelAdapter):
     def _where(self, outbound: Outbound) -> Where:
         """The chat (and thread, and message to quote) a row goes to."""
         if outbound.channel == STAFF_CHANNEL:
-            return self.staff.where(StaffMessage.from_target(outbound.target))
-        try:
-            target = TelegramTarget.model_validate(outbound.target)
-        except ValidationError:
-            raise DeliveryError(f"not a Telegram address: {outbound.target!r:.200}",
-                                permanent=True) from None
+            return self.staff.where(StaffMessage.from_row(outbound.target, outbound.text))
+        target = self.reply_target(outbound)
         return Where(target.chat_id, target.message_thread_id, target.reply_to_message_id)
 
     def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
@@ -295,8 +290,8 @@ class TelegramAdapter(ChannelAdapter):
         try:
             if outbound.channel != STAFF_CHANNEL:
                 return await self._post(where, outbound.text)
-            message = StaffMessage.from_target(outbound.target)
-            text = render(message, self.settings.staff.members)
+            message = StaffMessage.from_row(outbound.target, outbound.text)
+            text = render(message, self.staff.settings.staff.members)
             if message.edit:
                 return await self._edit(message.edit, text, keyboard(message.buttons))
             if where.thread_id is None and message.reply_to is None:

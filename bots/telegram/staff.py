@@ -14,7 +14,7 @@ import asyncio
 import html
 import logging
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from telegram import InlineKeyboardButton, InlineKeyboardMarkup, Message, Update
@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 TICKET_NUMBER = re.compile(r"#\d+")
 LEGACY_BUTTONS = ("take", "close", "snooze", "reopen")  # "take:12" on cards sent before 0.2
+MAX_TEXT = 4096  # Telegram's limit for one message
+TOPIC_NAME = 128  # and for a forum topic's name
 
 
 def esc(text: str | None) -> str:
@@ -39,12 +41,10 @@ def marked(text: str) -> str:
 
 
 def card_html(card: Card) -> list[str]:
-    state = f"{esc(card.state)}{' · ' + esc(card.priority) if card.priority else ''}"
-    lines = [f"<b>#{card.ticket_id}</b> · {esc(card.channel)} · {esc(card.customer)}",
-             f"⏰ {esc(card.promise)} · {esc(card.opened)}", state]
-    if card.note:
-        lines.append(f"<i>{esc(card.note)}</i>")
-    return lines + ["", esc(card.quote)]
+    promise, state, *note = card.lines()
+    return [f"<b>#{card.ticket_id}</b> · {esc(card.channel)} · {esc(card.customer)}",
+            esc(promise), esc(state), *(f"<i>{esc(line)}</i>" for line in note), "",
+            esc(card.quote)]
 
 
 def mention_html(name: str, members: list[Any]) -> str:
@@ -55,6 +55,20 @@ def mention_html(name: str, members: list[Any]) -> str:
 
 
 def render(message: StaffMessage, members: list[Any]) -> str:
+    """The message as Telegram HTML; a card's quote is shortened so that the escaped text
+    fits one message (escaping makes "<" five characters long)."""
+    text = _render(message, members)
+    card = message.card
+    for _ in range(5):  # each pass cuts the quote by the excess
+        if len(text) <= MAX_TEXT or card is None or not card.quote:
+            break
+        card = replace(card, quote=card.quote[:max(0, len(card.quote) - (len(text) - MAX_TEXT)
+                                                    - 10)] + "…")
+        text = _render(replace(message, card=card), members)
+    return text
+
+
+def _render(message: StaffMessage, members: list[Any]) -> str:
     parts = [marked(line) for line in message.lines]
     if message.mentions:
         parts.append(" ".join(mention_html(name, members) for name in message.mentions))
@@ -101,7 +115,9 @@ class TelegramStaffChat:
 
     @property
     def settings(self) -> Any:
-        return self.adapter.settings
+        """The staff desk's settings: a reload changes who is staff at once."""
+        desk = self.desk
+        return desk.settings if desk is not None else self.adapter.settings
 
     @property
     def chat_id(self) -> int | None:
@@ -220,7 +236,7 @@ class TelegramStaffChat:
             topic = await desk.staff_thread_of(ticket_id)
             if topic is None:
                 created = await self.adapter.bot.create_forum_topic(
-                    chat_id=self.chat_id, name=await desk.ticket_title(ticket_id))
+                    chat_id=self.chat_id, name=(await desk.ticket_title(ticket_id))[:TOPIC_NAME])
                 topic = created.message_thread_id
                 await desk.remember_staff_thread(ticket_id, topic)
             return topic

@@ -27,7 +27,6 @@ from typing import Any
 
 import aiohttp
 import tweepy
-from pydantic import ValidationError
 from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
@@ -286,11 +285,7 @@ class TwitterAdapter(ChannelAdapter):
     async def send(self, outbound: Outbound) -> Delivered:
         if self.client is None:
             raise DeliveryError("the X adapter is not running")
-        try:
-            reply_to = XTarget.model_validate(outbound.target).in_reply_to_tweet_id
-        except ValidationError:
-            raise DeliveryError(f"outbox target has no in_reply_to_tweet_id: "
-                                f"{outbound.target!r}", permanent=True) from None
+        reply_to = self.reply_target(outbound).in_reply_to_tweet_id
         text = fit_tweet(outbound.text)
         try:
             response = await self.client.create_tweet(

@@ -26,7 +26,6 @@ from typing import Any, TypeVar
 
 import requests
 from jconfig import MemoryConfig
-from pydantic import ValidationError
 from vk_api import VkApi
 from vk_api.bot_longpoll import VkBotLongPoll
 from vk_api.exceptions import (
@@ -306,21 +305,17 @@ class VKAdapter(ChannelAdapter):
         return max(1, len(split_text(outbound.text, MAX_TEXT)))
 
     async def send(self, outbound: Outbound) -> Delivered:
-        target = outbound.target
+        address = self.reply_target(outbound)
         first_id: str | None = None
         for index, part in enumerate(split_text(outbound.text, MAX_TEXT)):
             key = part_key(outbound.idempotency_key, index)
-            sent_id = await self._send_part(target, part, key)
+            sent_id = await self._send_part(address, part, key)
             first_id = first_id or sent_id
         if first_id is None:
             raise DeliveryError("empty text: nothing to send", permanent=True)
         return Delivered(external_id=first_id)
 
-    async def _send_part(self, target: dict[str, Any], text: str, key: str) -> str:
-        try:
-            address = VKTarget.model_validate(target)
-        except ValidationError:
-            raise DeliveryError(f"not a VK address: {target!r}", permanent=True) from None
+    async def _send_part(self, address: VKTarget, text: str, key: str) -> str:
         kind = address.type
         if kind == "message":
             values = {"peer_id": address.peer_id, "message": text, "random_id": random_id(key)}

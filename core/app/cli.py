@@ -79,9 +79,9 @@ def console(config: Path = ConfigOption,
             ) -> None:
     """Staff commands in a terminal, over the daemon's database.
 
-    The same commands as in the Telegram staff group: /queue, /reply, /take ...
+    The same commands as in a staff group: /queue, /reply, /take ...
     With staff.chat = "console" it is the staff chat too: new tickets, follow-ups
-    and delivery confirmations are printed as they arrive.
+    and card updates are printed as they arrive.
     Answers to customers are delivered by the running daemon (sameday run).
     Leave with quit, Ctrl-D or Ctrl-C.
     """

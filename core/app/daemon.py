@@ -155,6 +155,8 @@ class Daemon:
 
     async def _sweep(self) -> None:
         """Fire due escalations, then wake up again at the next due time."""
+        if self.stopping.is_set():
+            return
         if self._sweeping:  # asked again while running: run once more when done
             self._sweep_again = True
             return
@@ -200,14 +202,17 @@ class Daemon:
     async def _shutdown(self) -> None:
         grace = self.settings.daemon.shutdown_grace.total_seconds()
         if self.scheduler is not None:
-            self.scheduler.shutdown(wait=False)
+            self.scheduler.pause()  # no new sweep starts
         if self._sweeping and self._sweep_task is not None:
             # A sweep in flight finishes its transaction before the database closes (an
-            # abandoned connection would keep its thread, and the process, alive).
+            # abandoned connection would keep its thread, and the process, alive), and
+            # before the scheduler's shutdown, which would cancel it half-way.
             try:
                 await asyncio.wait_for(asyncio.shield(self._sweep_task), grace)
             except (TimeoutError, Exception):
                 log.warning("the escalation sweep did not finish within %.0fs", grace)
+        if self.scheduler is not None:
+            self.scheduler.shutdown(wait=False)
         for name, adapter in self.adapters.items():
             if name == STAFF_CHANNEL:
                 continue

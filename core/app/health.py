@@ -29,6 +29,7 @@ from core.clock import Clock
 from core.config.channels import installed_channels
 from core.config.settings import ChannelsSettings, Settings
 from core.delivery.contract import STAFF_CHANNEL, ChannelAdapter, ChannelHealth
+from core.delivery.dispatcher import DUE_STATES
 from core.domain.kpi import Rate, local_day
 from core.domain.records import Direction, OutboxState
 from core.store.engine import Store
@@ -39,7 +40,6 @@ log = logging.getLogger(__name__)
 STALE_FACTOR = 3  # missed polls before a channel counts as stale...
 STALE_FLOOR = 60.0  # ...but never sooner than this many seconds
 DATABASE_TIMEOUT = 5.0  # a probe must answer even when the database hangs
-WAITING = (OutboxState.PENDING, OutboxState.RETRY)
 
 # Per-channel figures: (name, counter or gauge, help), in the order /metrics lists them.
 CHANNEL_METRICS = [
@@ -187,7 +187,7 @@ class DatabaseCollector(Collector):
                 Ticket.channel, sa.func.count(sa.distinct(Escalation.ticket_id)))
             .join(Ticket, Ticket.id == Escalation.ticket_id).group_by(Ticket.channel),
             "sameday_dead_letters": _count(Outbox, Outbox.state == OutboxState.DEAD),
-            "sameday_outbox_depth": _count(Outbox, Outbox.state.in_(WAITING)),
+            "sameday_outbox_depth": _count(Outbox, Outbox.state.in_(DUE_STATES)),
             "sameday_tickets_opened_today": _count(
                 Ticket, Ticket.opened_at >= day_start, Ticket.opened_at < day_end),
             # kpi.answered_same_day as a query: first answered before the day ends.
@@ -196,7 +196,7 @@ class DatabaseCollector(Collector):
                 Ticket.first_response_at < day_end),
         }
         oldest_due = sa.select(Outbox.channel, sa.func.min(Outbox.next_attempt_at)).where(
-            Outbox.state.in_(WAITING), Outbox.next_attempt_at <= now).group_by(Outbox.channel)
+            Outbox.state.in_(DUE_STATES), Outbox.next_attempt_at <= now).group_by(Outbox.channel)
         figures: dict[str, dict[str, float]] = {}
         async with self.store.session() as session:
             for name, statement in counts.items():

@@ -106,25 +106,33 @@ def settings_model(channels: tuple[ChannelDescription, ...]) -> type[Settings]:
                           [c.staff_member_settings for c in channels])
     staff = _with_fields("StaffSettings", StaffSettings, [c.staff_settings for c in channels],
                          members=(list[member], []))
-    staff_chats = tuple(c.name for c in channels if c.staff_chat)
+    staff_chats = [c for c in channels if c.staff_chat]
 
     class InstalledSettings(Settings):
         @model_validator(mode="before")
         @classmethod
         def _default_staff_chat(cls, raw: Any) -> Any:
             """No staff.chat: the enabled staff-chat channel, else the console."""
-            if not isinstance(raw, dict) or not isinstance(raw.get("staff", {}), dict) \
-                    or "chat" in raw.get("staff", {}):
+            staff = raw.get("staff", {}) if isinstance(raw, dict) else None
+            if not isinstance(staff, dict) or "chat" in staff:
                 return raw
             tables = raw.get("channels") if isinstance(raw.get("channels"), dict) else {}
-            enabled = [name for name in staff_chats
-                       if isinstance(tables.get(name), dict) and tables[name].get("enabled")]
-            return {**raw, "staff": {**raw.get("staff", {}),
-                                     "chat": enabled[0] if enabled else CONSOLE}}
+            enabled = [c.name for c in staff_chats if _enabled(c, tables.get(c.name))]
+            return {**raw, "staff": {**staff, "chat": enabled[0] if enabled else CONSOLE}}
 
     return create_model("Settings", __base__=InstalledSettings,
                         channels=(channel_tables, channel_tables()), outbox=(outbox, outbox()),
                         staff=(staff, staff()))
+
+
+def _enabled(channel: ChannelDescription, table: Any) -> bool:
+    """Whether a [channels.<name>] table enables the channel, as its model reads it (a
+    broken table is reported by the validation itself)."""
+    try:
+        return channel.settings.model_validate(table).enabled if isinstance(table, dict) \
+            else False
+    except ValidationError:
+        return False
 
 
 def _limits_model(channel: ChannelDescription) -> type[Strict]:

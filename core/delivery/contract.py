@@ -15,8 +15,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, ClassVar, Protocol
 
+from pydantic import ValidationError
+
 from core.clock import Clock
-from core.config.channels import installed_channels
+from core.config.channels import channel_label, installed_channels
 from core.config.settings import Settings
 from core.domain.records import Delivered, Inbound, Outbound
 
@@ -139,6 +141,18 @@ class ChannelAdapter(ABC):
     def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
         """The rate-limit buckets a send spends from: (bucket name in
         ``[outbox.limits.<channel>]``, key), e.g. [("per_bot", "bot"), ("per_chat", "42")]."""
+
+    def reply_target(self, outbound: Outbound) -> Any:
+        """The row's address as the channel's typed reply target (the model its
+        description names); a row that is not one is refused for good."""
+        model = installed_channels()[self.name].reply_target
+        try:
+            return model.model_validate(outbound.target)
+        except ValidationError as error:
+            problem = "; ".join(f"{'.'.join(map(str, e['loc'])) or 'target'}: {e['msg']}"
+                                for e in error.errors())
+            raise DeliveryError(f"not a {channel_label(self.name)} address ({problem}): "
+                                f"{outbound.target!r:.200}", permanent=True) from None
 
     def send_cost(self, outbound: Outbound) -> int:
         """How many platform messages this row becomes (a long text split in parts)."""

@@ -35,6 +35,7 @@ import sqlalchemy as sa
 from core.clock import Clock
 from core.config.settings import OutboxSettings
 from core.delivery.contract import ChannelAdapter, DeliveryError, DeliveryListener
+from core.delivery.enqueue import Lane
 from core.delivery.ratelimit import Limiter, RateKey, Reservation
 from core.domain.records import Delivered, Outbound, OutboxState
 from core.store.engine import Store
@@ -43,6 +44,7 @@ from core.store.tables import Event, Outbox
 log = logging.getLogger(__name__)
 
 DUE_STATES = (OutboxState.PENDING, OutboxState.RETRY)
+CHATTER_PATIENCE = timedelta(minutes=5)
 CANDIDATES = 200  # rows looked at per pass: enough to find sendable ones past a busy chat
 ROW_COLUMNS = (Outbox.id, Outbox.channel, Outbox.kind, Outbox.ticket_id, Outbox.target,
                Outbox.text, Outbox.idempotency_key, Outbox.attempts, Outbox.recovered)
@@ -186,7 +188,7 @@ class ChannelLoop:
             query = (sa.select(*ROW_COLUMNS)
                      .where(Outbox.channel.in_(self.channels), Outbox.state.in_(DUE_STATES),
                             Outbox.next_attempt_at <= now)
-                     .order_by(Outbox.lane, Outbox.deadline_at.is_(None), Outbox.deadline_at,
+                     .order_by(_lane(now), Outbox.deadline_at.is_(None), Outbox.deadline_at,
                                Outbox.id)
                      .limit(CANDIDATES)
                      .with_for_update(skip_locked=True))
@@ -199,10 +201,14 @@ class ChannelLoop:
                     wait_until = self.limiter.now()  # more is sendable: come back at once
                     break
                 outbound = _outbound(row)
-                keys = self.adapter.rate_keys(outbound)
+                try:
+                    keys = self.adapter.rate_keys(outbound)
+                    cost = self.adapter.send_cost(outbound)
+                except Exception as error:  # a row the adapter cannot read: not this pass
+                    await self._refuse(session, outbound, error, now)
+                    continue
                 if exhausted.intersection(keys):
                     continue  # e.g. the bot-wide limit: no later row can go either
-                cost = self.adapter.send_cost(outbound)
                 reservation = self.limiter.try_acquire(keys, cost)
                 if reservation is not None:
                     claimed.append(Claimed(outbound, row.attempts + 1, row.recovered,
@@ -225,6 +231,16 @@ class ChannelLoop:
                 wait_until = min(wait_until, self.limiter.now() + await self._next_due(
                     session, now))
         return claimed, max(0.0, wait_until - self.limiter.now())
+
+    async def _refuse(self, session: Any, outbound: Outbound, error: Exception,
+                      now: datetime) -> None:
+        """A row the adapter cannot even address is dead at once: retrying cannot help,
+        and it must not hold up the rows behind it."""
+        log.error("outbox %s: row %s cannot be sent (%s: %s); dead", outbound.channel,
+                  outbound.outbox_id, type(error).__name__, error)
+        reason = f"not a valid {outbound.channel} row: {type(error).__name__}: {error}"
+        await _set(session, outbound.outbox_id, state=OutboxState.DEAD, last_error=reason)
+        await self.dispatcher.dead_letter(session, outbound, reason, now)
 
     async def _next_due(self, session: Any, now: datetime) -> float:
         """Seconds until the earliest row waiting for a retry falls due."""
@@ -343,6 +359,14 @@ class ChannelLoop:
 
 async def _set(session: Any, row_id: int, **values: Any) -> None:
     await session.execute(sa.update(Outbox).where(Outbox.id == row_id).values(**values))
+
+
+def _lane(now: datetime) -> Any:
+    """The lane a row is sent in: chatter that has waited CHATTER_PATIENCE joins the staff
+    lane, so steady new cards and alerts cannot hold it back for ever."""
+    return sa.case((sa.and_(Outbox.lane == Lane.CHATTER,
+                            Outbox.created_at <= now - CHATTER_PATIENCE), int(Lane.STAFF)),
+                   else_=Outbox.lane)
 
 
 def _outbound(row: Any) -> Outbound:

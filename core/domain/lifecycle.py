@@ -11,7 +11,7 @@ through these functions, so a ticket follows one set of rules whoever moves it:
 Whenever a ticket starts waiting (opened, a new cycle, reopened by staff, recomputed on
 reload) it gets its promise from the calendar and the first matching promise rule, and
 the time of its first escalation from the rules it matches. Rules are always matched on
-the same texts: the customer's messages of the ticket (``texts_for_rules``).
+the same texts: the customer's latest messages of the ticket (``texts_for_rules``).
 
 Pure: no database, no clock. Functions change the ticket object they are given (an ORM
 row or a ticket being built by ingest) and return the changes for the audit trail.
@@ -29,8 +29,8 @@ from core.domain.records import Priority, TicketStatus
 from core.domain.rules import PRIORITY_RANK
 
 WAITING = (TicketStatus.OPEN, TicketStatus.SNOOZED)
-# Rules look at this many of the customer's first messages of a ticket (a long
-# conversation must not make every sweep read all of it).
+# Rules look at this many of the customer's latest messages of a ticket: the message that
+# starts a new cycle always counts, and a long conversation is not read whole each sweep.
 RULE_TEXTS = 20
 
 
@@ -69,7 +69,8 @@ class Promise:
 
 
 def texts_for_rules(texts: list[str]) -> list[str]:
-    return texts[:RULE_TEXTS]
+    """The texts rules match, from the customer's messages of a ticket, oldest first."""
+    return texts[-RULE_TEXTS:]
 
 
 def promise(policy: Policy, channel: str, texts: list[str], tags: list[str],
@@ -106,9 +107,8 @@ def customer_wrote(policy: Policy, ticket: TicketState, texts: list[str], tags: 
     """A new customer message on an existing ticket."""
     if ticket.status in (TicketStatus.ANSWERED, TicketStatus.CLOSED):
         return wait_again(policy, ticket, texts, tags, at)
-    if ticket.status == TicketStatus.OPEN and policy.keyword_rules:
-        # The message may bring a keyword a rule waits for: the sweep plans again now.
-        ticket.next_escalation_at = min(ticket.next_escalation_at or now, now)
+    if policy.keyword_rules:  # the message may bring a keyword a rule waits for
+        _plan_again(ticket, now)
     return []
 
 
@@ -141,6 +141,25 @@ def snoozed(ticket: TicketState, until: datetime) -> None:
 def snooze_ended(ticket: TicketState) -> None:
     ticket.status = TicketStatus.OPEN
     ticket.snoozed_until = None
+
+
+def assigned(ticket: TicketState, assignee: str | None, now: datetime) -> None:
+    """Taken or assigned: rules that look at the assignee are planned again."""
+    ticket.assignee = assignee
+    _plan_again(ticket, now)
+
+
+def prioritized(ticket: TicketState, priority: str, now: datetime) -> None:
+    """A new priority: rules that look at it are planned again."""
+    ticket.priority = priority
+    _plan_again(ticket, now)
+
+
+def _plan_again(ticket: TicketState, now: datetime) -> None:
+    # The sweep plans a waiting ticket again now; rules already fired in this cycle stay
+    # fired (unique per ticket, rule and cycle).
+    if ticket.status == TicketStatus.OPEN:
+        ticket.next_escalation_at = min(ticket.next_escalation_at or now, now)
 
 
 def escalated(ticket: TicketState, rule: EscalationRule) -> None:

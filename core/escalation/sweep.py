@@ -34,7 +34,13 @@ from core.domain import lifecycle
 from core.domain.policy import Policy
 from core.domain.records import TicketStatus
 from core.domain.rules import TicketFacts, plan
-from core.staff.board import customer_texts, queue_card_edit, tell_staff, ticket_card
+from core.staff.board import (
+    customer_texts,
+    first_text,
+    queue_card_edit,
+    tell_staff,
+    ticket_card,
+)
 from core.staff.cards import card_message
 from core.store.engine import Store
 from core.store.tables import Customer, Escalation, Event, Ticket
@@ -72,7 +78,7 @@ class Escalator:
         async with self.store.session() as session:
             return await session.scalar(
                 sa.select(sa.func.min(Ticket.next_escalation_at))
-                .where(Ticket.status.in_((TicketStatus.OPEN, TicketStatus.SNOOZED))))
+                .where(Ticket.status.in_(lifecycle.WAITING)))
 
     async def sweep(self) -> list[Fired]:
         """Fire every escalation due now; return what fired."""
@@ -93,7 +99,7 @@ class Escalator:
         async with self.store.session() as session, session.begin():
             tickets = list(await session.scalars(
                 sa.select(Ticket)
-                .where(Ticket.status.in_((TicketStatus.OPEN, TicketStatus.SNOOZED)),
+                .where(Ticket.status.in_(lifecycle.WAITING),
                        Ticket.next_escalation_at <= now)
                 .order_by(Ticket.next_escalation_at).limit(SWEEP_BATCH)
                 .with_for_update(skip_locked=True)))
@@ -156,8 +162,8 @@ class Escalator:
         """Re-post the ticket's card to the staff chat with the reason and mentions (the
         staff chat renders the mentions its own way: a link to the member's account)."""
         customer = await session.get(Customer, ticket.customer_id)
-        first_text = facts.texts[0] if facts.texts else ""
-        card = ticket_card(self.policy, ticket, customer, first_text, now)
+        card = ticket_card(self.policy, ticket, customer, await first_text(session, ticket.id),
+                           now)
         message = card_message(card, ticket.status, tone="warning",
                                lines=(f"⚠ {rule.name}: {self._reason(rule, ticket, now)}",),
                                mentions=tuple(rule.mention))
@@ -180,7 +186,7 @@ class Escalator:
         async with self.store.session() as session, session.begin():
             tickets = list(await session.scalars(
                 sa.select(Ticket).where(Ticket.status.in_(
-                    (TicketStatus.OPEN, TicketStatus.SNOOZED)))))
+                    lifecycle.WAITING))))
             for ticket in tickets:
                 facts = await _facts(session, ticket)
                 lifecycle.replanned(self.policy, ticket, facts.texts, facts.tags, now)

@@ -145,8 +145,10 @@ class Inbox:
                 ticket.last_customer_at = max(ticket.last_customer_at, arrival)
                 ticket.reply_target = dict(inbound.reply_target)  # answer the latest message
                 texts.setdefault(id(ticket), []).append(inbound.text)
-                for change in lifecycle.customer_wrote(self.policy, ticket, texts[id(ticket)],
-                                                       customer.tags, arrival, now):
+                # A ticket opened by this batch was planned with its first text: no change.
+                changes = [] if isinstance(ticket, NewTicket) else lifecycle.customer_wrote(
+                    self.policy, ticket, texts[id(ticket)], customer.tags, arrival, now)
+                for change in changes:
                     events.append(_event(ticket, change.kind, now, change.data,
                                          actor=inbound.author_id))
                     if change.kind == "reopened":
@@ -361,14 +363,19 @@ class NewTicket:
 
 
 async def _customer_texts(session: AsyncSession, tickets: list[Ticket]) -> dict[int, list[str]]:
-    """The customer's stored messages of these tickets, oldest first, keyed by id(ticket)."""
+    """The customer's latest stored messages of these tickets (as many as rules read),
+    oldest first, keyed by id(ticket): one query, however many tickets."""
     if not tickets:
         return {}
     by_id = {ticket.id: ticket for ticket in tickets}
+    rank = sa.func.row_number().over(partition_by=Message.ticket_id,
+                                     order_by=Message.id.desc()).label("rank")
+    latest = (sa.select(Message.ticket_id, Message.id, Message.text, rank)
+              .where(Message.ticket_id.in_(by_id), Message.direction == Direction.IN)
+              .subquery())
     rows = await session.execute(
-        sa.select(Message.ticket_id, Message.text)
-        .where(Message.ticket_id.in_(by_id), Message.direction == Direction.IN)
-        .order_by(Message.id))
+        sa.select(latest.c.ticket_id, latest.c.text)
+        .where(latest.c.rank <= lifecycle.RULE_TEXTS).order_by(latest.c.id))
     texts: dict[int, list[str]] = {id(ticket): [] for ticket in tickets}
     for ticket_id, text in rows:
         texts[id(by_id[ticket_id])].append(text)

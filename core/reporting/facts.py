@@ -13,12 +13,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from core.domain.records import OutboxKind, OutboxState, TicketStatus
+from core.domain import lifecycle
+from core.domain.records import OutboxKind, OutboxState
 from core.reporting.period import Period
 from core.store.engine import Store
 from core.store.tables import Event, Outbox, Ticket
 
-WAITING = (TicketStatus.OPEN, TicketStatus.SNOOZED)
 EVENT_KINDS = ("received", "answered", "escalated", "dead_letter")
 
 
@@ -79,7 +79,7 @@ async def _load_tickets(session: AsyncSession, period: Period, channel: str | No
         Ticket.opened_at < period.until,
         sa.or_(Ticket.closed_at.is_(None), Ticket.closed_at >= period.since),
         sa.or_(Ticket.first_response_at.is_(None), Ticket.first_response_at >= period.since,
-               Ticket.status.in_(WAITING)))
+               Ticket.status.in_(lifecycle.WAITING)))
     if channel:
         query = query.where(Ticket.channel == channel)
     rows = list(await session.scalars(query.order_by(Ticket.id)))

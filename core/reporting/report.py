@@ -37,6 +37,7 @@ from zoneinfo import ZoneInfo
 
 from core.config.channels import channel_names
 from core.config.settings import Settings
+from core.domain import lifecycle
 from core.domain.kpi import (
     Rate,
     Spread,
@@ -45,7 +46,7 @@ from core.domain.kpi import (
     same_day_rate,
     seconds_between,
 )
-from core.reporting.facts import WAITING, EventFacts, ReportData, TicketFacts, load_report_data
+from core.reporting.facts import EventFacts, ReportData, TicketFacts, load_report_data
 from core.reporting.period import Period, hour_starts, period_of
 from core.store.engine import Store
 
@@ -69,7 +70,7 @@ def waiting_since_at(ticket: TicketFacts, at: datetime) -> datetime | None:
     """
     if ticket.opened_at > at or (ticket.closed_at is not None and ticket.closed_at <= at):
         return None
-    if ticket.status in WAITING and ticket.waiting_since is not None \
+    if ticket.status in lifecycle.WAITING and ticket.waiting_since is not None \
             and ticket.waiting_since > ticket.opened_at and ticket.waiting_since <= at:
         return ticket.waiting_since
     if ticket.first_response_at is None or ticket.first_response_at > at:

@@ -66,17 +66,20 @@ async def queue_card_edit(session: AsyncSession, policy: Policy, ticket: Ticket,
 
 
 async def customer_texts(session: AsyncSession, ticket_id: int) -> list[str]:
-    """The customer's messages of a ticket, oldest first, as many as rules look at."""
-    return list(await session.scalars(
+    """The customer's latest messages of a ticket, oldest first, as many as rules read."""
+    latest = list(await session.scalars(
         sa.select(Message.text).where(Message.ticket_id == ticket_id,
                                       Message.direction == Direction.IN)
-        .order_by(Message.id).limit(lifecycle.RULE_TEXTS)))
+        .order_by(Message.id.desc()).limit(lifecycle.RULE_TEXTS)))
+    return latest[::-1]
 
 
 async def first_text(session: AsyncSession, ticket_id: int) -> str:
     """The customer's first message of the ticket: what its card quotes."""
-    texts = await customer_texts(session, ticket_id)
-    return texts[0] if texts else ""
+    return await session.scalar(
+        sa.select(Message.text).where(Message.ticket_id == ticket_id,
+                                      Message.direction == Direction.IN)
+        .order_by(Message.id).limit(1)) or ""
 
 
 async def tell_staff(session: AsyncSession, message: StaffMessage, key: str, now: datetime,
@@ -105,7 +108,9 @@ class StaffNotices:
         ticket = await session.get(Ticket, outbound.ticket_id)
         if ticket is None:
             return
-        by = confirm.get("by") or "staff"
+        # Rows queued by sameday 0.1 carry the staff chat's address in `confirm` itself.
+        origin = confirm.get("origin", confirm)
+        by = confirm.get("by") or ticket.assignee or "staff"
         note = f"answered by {by} · delivered {now.astimezone(self.policy.zone):%H:%M}"
         if await queue_card_edit(session, self.policy, ticket, note,
                                  f"delivered:{outbound.outbox_id}", now):
@@ -114,7 +119,7 @@ class StaffNotices:
         await tell_staff(session, notice(
             ticket.id, f"✓ #{ticket.id}: sent to {customer_name(customer)} on "
                        f"{channel_label(outbound.channel)}", tone="ok",
-            reply_to=confirm.get("origin")), f"confirm:{outbound.outbox_id}", now,
+            reply_to=origin), f"confirm:{outbound.outbox_id}", now,
             Lane.CHATTER)
 
     async def dead(self, session: AsyncSession, outbound: Outbound, reason: str,
@@ -129,5 +134,6 @@ class StaffNotices:
         await tell_staff(session, notice(
             outbound.ticket_id, f"⚠ {number}{what} on {channel_label(outbound.channel)} "
                                 f"could not be delivered: {reason}",
-            f"Text: {outbound.text[:300]}", tone="warning", reply_to=confirm.get("origin")),
+            f"Text: {outbound.text[:300]}", tone="warning",
+            reply_to=confirm.get("origin", confirm or None)),
             f"dead:{outbound.outbox_id}", now)

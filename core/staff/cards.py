@@ -1,7 +1,7 @@
 """What staff see, as data: ticket cards, notices and their buttons.
 
 Core writes no markup. A staff-chat message is a ``StaffMessage`` stored in the outbox
-row's target (``to_target`` / ``from_target``) with a plain-text rendering as the row's
+row's target (``to_target`` / ``from_row``) with a plain-text rendering as the row's
 text; the staff chat renders it its own way (the Telegram staff group as escaped HTML with
 links and buttons, ``sameday console`` as terminal panels). Customer text is data here, so
 a customer can never inject markup into the staff chat: the renderer escapes it.
@@ -9,7 +9,9 @@ a customer can never inject markup into the staff chat: the renderer escapes it.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+import html
+import re
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -74,11 +76,21 @@ class StaffMessage:
         return "\n".join(parts)
 
     def to_target(self) -> dict[str, Any]:
-        return {key: value for key, value in asdict(self).items()
-                if value not in (None, (), [])}
+        """As JSON for the outbox row (flat copies: ingest makes one per new ticket)."""
+        target: dict[str, Any] = {"ticket_id": self.ticket_id, "lines": list(self.lines),
+                                  "card": dict(vars(self.card)) if self.card else None,
+                                  "mentions": list(self.mentions),
+                                  "buttons": [{"label": b.label, "command": b.command}
+                                              for b in self.buttons],
+                                  "tone": self.tone, "edit": self.edit,
+                                  "reply_to": self.reply_to}
+        return {key: value for key, value in target.items() if value not in (None, [])}
 
     @classmethod
-    def from_target(cls, target: dict[str, Any]) -> StaffMessage:
+    def from_row(cls, target: dict[str, Any], text: str = "") -> StaffMessage:
+        """The message of an outbox row (``to_target`` and the row's text)."""
+        if "parse_mode" in target:
+            return cls._from_legacy_row(target, text)
         card = target.get("card")
         return cls(ticket_id=target.get("ticket_id"), lines=tuple(target.get("lines", ())),
                    card=Card(**card) if card else None,
@@ -86,6 +98,19 @@ class StaffMessage:
                    buttons=tuple(Button(**b) for b in target.get("buttons", ())),
                    tone=target.get("tone", "info"), edit=target.get("edit"),
                    reply_to=target.get("reply_to"))
+
+    @classmethod
+    def _from_legacy_row(cls, target: dict[str, Any], text: str) -> StaffMessage:
+        """A row queued by sameday 0.1 (HTML text, buttons as [label, "take:12"] pairs,
+        the staff chat's address in the target) still pending after an upgrade."""
+        reply_to = {"chat_id": target["chat_id"], "message_id": target.get(
+            "reply_to_message_id"), "thread_id": target.get("message_thread_id")} \
+            if target.get("chat_id") else None
+        buttons = tuple(Button(label, "/" + " ".join(str(data).split(":")))
+                        for label, data in target.get("buttons") or ())
+        plain = html.unescape(re.sub(r"</?(b|i|code|pre|u|s|a)( [^>]*)?>", "", text))
+        return cls(ticket_id=target.get("ticket"), lines=(plain,), buttons=buttons,
+                   edit=target.get("edit"), reply_to=reply_to)
 
 
 def quote(text: str) -> str:

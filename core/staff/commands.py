@@ -41,7 +41,6 @@ from core.staff.language import SPECS, Command, UsageError, parse
 from core.store.engine import Store
 from core.store.tables import Customer, Event, Message, Outbox, Ticket
 
-WAITING = (TicketStatus.OPEN, TicketStatus.SNOOZED)
 QUEUE_LINES = 20
 
 
@@ -118,7 +117,9 @@ class StaffDesk:
         except IntegrityError:
             # The same staff message again (the chat redelivered it after a crash): its
             # answer is already queued under the message's idempotency key.
-            return Reply("Already done: this message was handled before.", ok=False)
+            # Quiet: a staff group must not get a second message for a redelivered one.
+            return Reply("Already done: this message was handled before.", ok=False,
+                         quiet=True)
         self.on_outbox()
         return reply
 
@@ -136,7 +137,8 @@ class StaffDesk:
     async def _help(self, session: AsyncSession, actor: Actor, command: Command) -> Reply:
         lines = [f"{s.usage} — {s.help}" for n, s in SPECS.items()
                  if not s.admin or actor.role == "admin"]
-        lines.append("Reply to a ticket card (or write in its topic) to answer the customer.")
+        lines.append("Reply to a ticket card (or write in the ticket's own thread, where the "
+                     "staff chat has them) to answer the customer.")
         return Reply("\n".join(lines))
 
     async def _whoami(self, session: AsyncSession, actor: Actor, command: Command) -> Reply:
@@ -148,7 +150,7 @@ class StaffDesk:
     async def _queue(self, session: AsyncSession, actor: Actor, command: Command) -> Reply:
         now = self.clock.now()
         query = (sa.select(Ticket, Customer).join(Customer)
-                 .where(Ticket.status.in_(WAITING)).order_by(Ticket.due_at, Ticket.id))
+                 .where(Ticket.status.in_(lifecycle.WAITING)).order_by(Ticket.due_at, Ticket.id))
         if command.arg in channel_names():
             query = query.where(Ticket.channel == command.arg)
         elif command.arg == "mine":
@@ -234,7 +236,7 @@ class StaffDesk:
         if closed := _closed(ticket):
             return closed
         previous = ticket.assignee
-        ticket.assignee = actor.name
+        lifecycle.assigned(ticket, actor.name, self.clock.now())
         await self._changed(session, ticket, "taken", actor, {"from": previous})
         taken_from = f" (taken over from {previous})" if previous and \
             previous != actor.name else ""
@@ -249,7 +251,7 @@ class StaffDesk:
             return Reply(f"No staff member {command.arg}. Staff: {listed}.", ok=False)
         if closed := _closed(ticket):
             return closed
-        ticket.assignee = agent
+        lifecycle.assigned(ticket, agent, self.clock.now())
         await self._changed(session, ticket, "assigned", actor, {"to": agent})
         return Reply(f"#{ticket.id} assigned to {agent}.")
 
@@ -311,14 +313,15 @@ class StaffDesk:
         # The same promise and escalation rules as when the customer reopens it by writing.
         changes = lifecycle.wait_again(self.policy, ticket, await customer_texts(
             session, ticket.id), list(customer.tags or []), now)
-        await self._changed(session, ticket, "reopened", actor,
-                            next(c.data for c in changes if c.kind == "cycle"))
+        for change in changes[:-1]:  # "reopened"; the card edit goes with the last change
+            session.add(_event(ticket, change.kind, actor, now, change.data))
+        await self._changed(session, ticket, changes[-1].kind, actor, changes[-1].data)
         return Reply(f"#{ticket.id} reopened; due "
                      f"{self.policy.promise_for_staff(ticket.due_at, now)}.")
 
     async def _snooze(self, session: AsyncSession, actor: Actor, command: Command,
                       ticket: Ticket) -> Reply:
-        if ticket.status not in WAITING:
+        if ticket.status not in lifecycle.WAITING:
             state = "closed" if ticket.status == TicketStatus.CLOSED else "answered"
             return Reply(f"#{ticket.id} is {state}: there is nothing to snooze.", ok=False)
         until = self.clock.now() + parse_duration(command.arg)
@@ -329,7 +332,7 @@ class StaffDesk:
 
     async def _priority(self, session: AsyncSession, actor: Actor, command: Command,
                         ticket: Ticket) -> Reply:
-        ticket.priority = command.arg
+        lifecycle.prioritized(ticket, command.arg, self.clock.now())
         await self._changed(session, ticket, "priority", actor, {"priority": command.arg})
         return Reply(f"#{ticket.id} priority: {command.arg}.")
 
@@ -378,7 +381,7 @@ class StaffDesk:
         if row is None:
             return f"#{ticket_id}"
         ticket, customer = row
-        return f"#{ticket.id} {channel_label(ticket.channel)} {customer_name(customer)}"[:128]
+        return f"#{ticket.id} {channel_label(ticket.channel)} {customer_name(customer)}"
 
 
 def _closed(ticket: Ticket) -> Reply | None:

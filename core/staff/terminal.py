@@ -35,7 +35,7 @@ def button_commands(buttons: tuple[Button, ...]) -> str:
 
 def render_staff_row(outbound: Outbound) -> RenderableType:
     """What a staff group would show for an outbox row of the staff channel."""
-    message = StaffMessage.from_target(outbound.target)
+    message = StaffMessage.from_row(outbound.target, outbound.text)
     if outbound.kind == OutboxKind.CARD_EDIT and message.card is not None:
         return card_update_line(message)
     if outbound.kind == OutboxKind.STAFF_CARD:

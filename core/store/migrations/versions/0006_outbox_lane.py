@@ -18,6 +18,9 @@ def upgrade() -> None:
     with op.batch_alter_table('outbox', schema=None) as batch_op:
         batch_op.add_column(sa.Column('lane', sa.Integer(), nullable=False,
                                       server_default='1'))
+    # Rows still queued keep their place: customers first, card edits with the chatter.
+    op.execute("UPDATE outbox SET lane = 0 WHERE kind IN ('ack', 'reply')")
+    op.execute("UPDATE outbox SET lane = 2 WHERE kind = 'card_edit'")
 
 
 def downgrade() -> None:
