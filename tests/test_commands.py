@@ -132,6 +132,7 @@ def test_parse_ticket_numbers_and_bot_addressing():
     ("/take", "Usage: /take N"),
     ("/close #x", "Usage: /close N"),
     ("/show 1234567890", "Usage: /show N"),
+    ("/close ٤", "Usage: /close N"),  # ASCII digits only (issue 12)
     ("/queue everything", "|vk|"),  # the installed channels, then mine and overdue
     ("hello", "Commands start with /"),
 ])

@@ -30,6 +30,12 @@ def problems(raw: dict) -> list[str]:
 
 
 MISTAKES = [
+    # Issue 12: huge, infinite and zero durations are one clear line, not a traceback.
+    ({"outbox": {"lease": "99999999999999999999d"}}, "outbox.lease", "too long; at most"),
+    ({"outbox": {"lease": float("inf")}}, "outbox.lease", "not a finite number of seconds"),
+    ({"outbox": {"lease": 1e300}}, "outbox.lease", "not a finite number of seconds"),
+    ({"outbox": {"lease": "0s"}}, "outbox.lease", "must be longer than 0s"),
+    ({"daemon": {"sweep_interval": "0s"}}, "daemon.sweep_interval", "must be longer than 0s"),
     # (config, key path, a word of the explanation)
     ({"databse": {}}, "databse", "did you mean 'database'"),
     ({"daemon": {"log_levle": "info"}}, "daemon.log_levle", "did you mean 'log_level'"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from datetime import timedelta
 
 import sqlalchemy as sa
@@ -162,3 +163,18 @@ async def test_nul_characters_do_not_poison_a_batch(inbox, store):
     assert result.received == 1
     [message] = await rows(store, sa.select(Message))
     assert message.text == "badbyte"
+
+
+async def test_lone_surrogates_and_non_strings_do_not_poison_a_batch(inbox, store):
+    """Issue 12: "\\ud800" is a legal JSON escape that no database driver can encode, and
+    a platform may send a number where a name belongs; the batch must still be stored."""
+    bad = dataclasses.replace(inbound("m1", text="где \ud800 мой заказ? \ud83d\ude00",
+                                      handle="@k\udfffate"), author_name=42)
+    fine = inbound("m2", author="u2", text="a normal one")
+    result = await inbox.ingest([bad, fine])
+    assert result.received == 2
+    messages = {m.external_id: m for m in await rows(store, sa.select(Message))}
+    assert messages["m1"].text == "где \ufffd мой заказ? 😀"
+    assert messages["m2"].text == "a normal one"
+    [customer] = await rows(store, sa.select(Customer).where(Customer.external_user_id == "u1"))
+    assert (customer.handle, customer.name) == ("@k\ufffdate", "42")

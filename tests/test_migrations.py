@@ -99,3 +99,24 @@ def test_migrations_match_the_models(tmp_path):
         differences = compare_metadata(context, SQLModel.metadata)
     engine.dispose()
     assert differences == []
+
+
+async def test_the_sqlite_files_are_private(tmp_path):
+    """Issue 12: customers' messages must not be readable by every user of the host."""
+    import os
+    import stat
+
+    from core.store.engine import Store
+
+    loose = tmp_path / "loose.db"
+    loose.touch(mode=0o644)
+    for path in (tmp_path / "new.db", loose):
+        settings = DatabaseSettings(url=f"sqlite+aiosqlite:///{path}")
+        upgrade(settings)
+        store = Store(settings)
+        async with store.engine.begin() as connection:  # a write: the WAL exists now
+            await connection.exec_driver_sql("CREATE TABLE probe (x INTEGER)")
+        for name in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            assert name.exists(), name
+            assert stat.S_IMODE(os.stat(name).st_mode) == 0o600, name
+        await store.close()

@@ -180,6 +180,11 @@ async def test_strangers_are_refused_and_customers_commands_are_messages(telegra
                                  data="close:1")
         await eventually(lambda: len(telegram.callback_answers) == 1, what="the toast")
         assert "only for the support team" in telegram.callback_answers[0]["text"]
+        # A staff member's press outside the staff group (issue 12) is refused too.
+        telegram.inject_callback(user_id=ANNA, chat_id=503, message_id=card["message_id"],
+                                 data="/close 1")
+        await eventually(lambda: len(telegram.callback_answers) == 2, what="the second toast")
+        assert "no longer valid" in telegram.callback_answers[1]["text"]
         # A customer typing a staff command in their own chat is just writing to us.
         telegram.inject_message(chat_id=503, user_id=503, text="/close 1")
         await eventually(lambda: h.count(Ticket), what="ticket")
@@ -275,6 +280,7 @@ def test_button_data_maps_to_commands():
     assert button_command("snooze:12:1h") == "/snooze 12 1h"
     assert button_command("drop table:1") is None
     assert button_command("take:x") is None
+    assert button_command("close:٤") is None  # an Arabic-Indic digit is not ticket #4
 
 
 # --- rendering staff messages (pure) -----------------------------------------------------------

@@ -91,7 +91,7 @@ def button_command(data: str) -> str | None:
         return data
     action, _, rest = data.partition(":")
     number, _, arg = rest.partition(":")
-    if action not in LEGACY_BUTTONS or not number.isdigit():
+    if action not in LEGACY_BUTTONS or not (number.isascii() and number.isdigit()):
         return None
     return f"/{action} {number}{' ' + arg if arg else ''}"
 
@@ -202,7 +202,10 @@ class TelegramStaffChat:
 
     async def _on_button(self, update: Update) -> None:
         query = update.callback_query
-        command = button_command(query.data or "")
+        # Only the staff group's own cards: a button pressed elsewhere (the bot's message
+        # forwarded to another chat) is not a staff action.
+        in_staff_chat = query.message is not None and query.message.chat.id == self.chat_id
+        command = button_command(query.data or "") if in_staff_chat else None
         origin = origin_of(query.message) if query.message else {}
         if command is None:
             reply_text = "This button is no longer valid."

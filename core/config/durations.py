@@ -8,6 +8,7 @@ from datetime import timedelta
 _PART = re.compile(r"(\d+)\s*(d|h|m|s)")
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 DURATION_HELP = 'a duration like "30s", "15m", "2h", "1h30m" or "1d"'
+MAX_DAYS = timedelta.max.days
 
 
 def parse_duration(text: str) -> timedelta:
@@ -17,8 +18,11 @@ def parse_duration(text: str) -> timedelta:
     if not cleaned or "".join(n + u for n, u in parts) != cleaned:
         raise ValueError(f"{text!r} is not {DURATION_HELP}")
     total = timedelta()
-    for number, unit in parts:
-        total += timedelta(**{_UNITS[unit]: int(number)})
+    try:
+        for number, unit in parts:
+            total += timedelta(**{_UNITS[unit]: int(number)})
+    except OverflowError:
+        raise ValueError(f"{text!r} is too long; at most {MAX_DAYS} days") from None
     return total
 
 

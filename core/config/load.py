@@ -160,6 +160,8 @@ def _problem(source: str, model: type[BaseModel], err: Any) -> ConfigProblem:
         message = message.replace("Input should be", "allowed:")
     elif err["type"] == "missing":
         message = "required key is missing"
+    elif err["type"] == "greater_than" and "timedelta(0)" in str(err["ctx"]["gt"]):
+        message = "must be longer than 0s"  # the daemon would spin
     if err["type"].startswith("time_"):
         message = f'{message}; allowed: a time like "17:00"'
     if "timedelta" in err["type"] or "duration" in err["msg"]:

@@ -33,11 +33,16 @@ def _duration(value: Any) -> Any:
     if isinstance(value, str):
         return parse_duration(value)
     if isinstance(value, int | float) and not isinstance(value, bool):
-        return timedelta(seconds=value)
+        try:
+            return timedelta(seconds=value)
+        except (OverflowError, ValueError):  # inf, nan, 1e300
+            raise ValueError(f"{value!r} is not a finite number of seconds") from None
     return value
 
 
 Duration = Annotated[timedelta, BeforeValidator(_duration)]
+# Intervals the daemon waits between rounds of work: zero would make it spin.
+PositiveDuration = Annotated[Duration, Field(gt=timedelta(0))]
 
 
 class Strict(BaseModel):
@@ -72,7 +77,7 @@ class DaemonSettings(Strict):
     log_format: Literal["text", "json"] = "text"
     shutdown_grace: Duration = timedelta(seconds=10)
     # How often the escalation sweep runs (it also wakes at the next due time).
-    sweep_interval: Duration = timedelta(seconds=1)
+    sweep_interval: PositiveDuration = timedelta(seconds=1)
 
 
 class InboxSettings(Strict):
@@ -364,12 +369,12 @@ class RateLimits(Strict):
 
 class OutboxSettings(Strict):
     max_attempts: int = Field(default=8, ge=1, le=100)
-    retry_base: Duration = timedelta(seconds=2)
-    retry_max: Duration = timedelta(minutes=10)
+    retry_base: PositiveDuration = timedelta(seconds=2)
+    retry_max: PositiveDuration = timedelta(minutes=10)
     # Sends in flight per platform (each waits for the platform's answer).
     concurrency: int = Field(default=8, ge=1, le=100)
     # A row left in "sending" this long was abandoned by a crashed process.
-    lease: Duration = timedelta(seconds=60)
+    lease: PositiveDuration = timedelta(seconds=60)
     # Widens each rate window by this share, for a platform that counts more strictly
     # than its published figure (windows already run from each send's answer).
     rate_margin: float = Field(default=0.0, ge=0, le=1)

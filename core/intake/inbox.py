@@ -406,13 +406,30 @@ def _event(ticket: Ticket | NewTicket, kind: str, at: datetime, data: dict,
 
 
 def _storable(inbound: Inbound) -> Inbound:
-    """PostgreSQL text cannot hold NUL; a customer's message must not become a poison
-    batch that is fetched and refused forever."""
-    fields = ("text", "author_handle", "author_name")
-    if not any("\x00" in (getattr(inbound, f) or "") for f in fields):
+    """A message every database can store: a customer's message must not become a poison
+    batch that is fetched and refused for ever. PostgreSQL text cannot hold NUL, no
+    database driver can encode a lone surrogate ("\\ud800" is legal in JSON), and a
+    platform may send a number or null where text belongs."""
+    cleaned = {name: storable_text(value) for name in ("text", "author_handle", "author_name")
+               if (value := getattr(inbound, name)) is not None}
+    cleaned["text"] = cleaned.get("text", "")
+    if all(cleaned[name] is getattr(inbound, name) for name in cleaned):
         return inbound
-    return dataclasses.replace(inbound, **{f: getattr(inbound, f).replace("\x00", "")
-                                           for f in fields if getattr(inbound, f)})
+    return dataclasses.replace(inbound, **cleaned)
+
+
+def storable_text(value: object) -> str:
+    """The text as any database stores it: a string, without NUL, lone surrogates
+    replaced by U+FFFD. A text that needs nothing is returned as it is."""
+    text = value if isinstance(value, str) else str(value)
+    if "\x00" in text:
+        text = text.replace("\x00", "")
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        # UTF-16 joins a valid surrogate pair into its character; a lone one becomes U+FFFD.
+        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _who(customer: CustomerView) -> str:

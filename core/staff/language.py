@@ -115,5 +115,6 @@ def _split_word(text: str) -> tuple[str, str]:
 
 
 def _ticket_number(text: str) -> int | None:
-    match = re.fullmatch(r"#?(\d{1,9})", text.strip())
+    # ASCII digits only: int() would read "٤" (Arabic-Indic four) as 4.
+    match = re.fullmatch(r"#?([0-9]{1,9})", text.strip())
     return int(match.group(1)) if match else None

@@ -9,6 +9,7 @@ tries to become a write one. PostgreSQL is chosen by URL and needs nothing speci
 from __future__ import annotations
 
 import asyncio
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -58,8 +59,20 @@ def _prepare_sqlite(engine: sa.Engine, settings: DatabaseSettings) -> None:
 def make_engine(settings: DatabaseSettings) -> AsyncEngine:
     engine = create_async_engine(settings.url, pool_pre_ping=not is_sqlite(settings.url))
     if is_sqlite(settings.url):
+        private_sqlite_file(settings.url)
         _prepare_sqlite(engine.sync_engine, settings)
     return engine
+
+
+def private_sqlite_file(url: str) -> None:
+    """Create the SQLite file readable by its owner only (0600), or make it so: it holds
+    customers' messages. SQLite gives its -wal and -shm files the same mode."""
+    path = sa.engine.make_url(sync_url(url)).database
+    if not path or path == ":memory:" or path.startswith("file:"):
+        return
+    descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    os.close(descriptor)
+    os.chmod(path, 0o600)
 
 
 def is_sqlite(url: str) -> bool:
@@ -102,6 +115,8 @@ def alembic_config(settings: DatabaseSettings) -> AlembicConfig:
 
 def upgrade(settings: DatabaseSettings, revision: str = "head") -> None:
     """Bring the schema to `revision` (the daemon does this at start)."""
+    if is_sqlite(settings.url):
+        private_sqlite_file(settings.url)
     command.upgrade(alembic_config(settings), revision)
 
 
