@@ -693,3 +693,14 @@ async def test_a_redelivered_staff_message_answers_the_customer_once(desk, inbox
     assert len(replies) == 1
     messages = await rows(store, sa.select(Message).where(Message.direction == "out"))
     assert len(messages) == 1
+
+
+
+async def test_a_reply_longer_than_the_limit_is_refused_with_the_limit_named(store, clock):
+    settings = make_settings(staff={**STAFF, "max_reply_chars": 50})
+    inbox, desk = Inbox(store, settings, clock), StaffDesk(store, settings, clock)
+    ticket_id = await open_ticket(inbox, "m1")
+    reply = await refused(desk, ANNA, f"/reply {ticket_id} " + "x" * 51)
+    assert "51 characters; the limit is 50 (staff.max_reply_chars)" in reply.text
+    assert await outbox_of(store, ticket_id, OutboxKind.REPLY) == []
+    await ok(desk, ANNA, f"/reply {ticket_id} " + "x" * 50)

@@ -36,6 +36,10 @@ MISTAKES = [
     ({"outbox": {"lease": 1e300}}, "outbox.lease", "not a finite number of seconds"),
     ({"outbox": {"lease": "0s"}}, "outbox.lease", "must be longer than 0s"),
     ({"daemon": {"sweep_interval": "0s"}}, "daemon.sweep_interval", "must be longer than 0s"),
+    ({"daemon": {"health_port": True}}, "daemon.health_port", "valid integer"),
+    ({"staff": {"members": [{"name": "anna", "telegram_id": 5},
+                            {"name": "boris", "telegram_id": 5}]}},
+     "staff.members[1].telegram_id", "already the Telegram id of anna"),
     # (config, key path, a word of the explanation)
     ({"databse": {}}, "databse", "did you mean 'database'"),
     ({"daemon": {"log_levle": "info"}}, "daemon.log_levle", "did you mean 'log_level'"),
@@ -151,3 +155,13 @@ def test_check_config_command_reports_problems_without_traceback(tmp_path):
 def test_every_command_has_help(command):
     result = CliRunner().invoke(app, [*command, "--help"])
     assert result.exit_code == 0 and len(result.output) > 100
+
+
+
+def test_a_token_pasted_into_an_env_key_is_refused_without_repeating_it():
+    """Issue 12: check-config must not print a secret it read from a *_env key."""
+    token = "123456:AAE-secret-bot-token"
+    found = problems({"channels": {"telegram": {"token_env": token}}})
+    assert len(found) == 1 and "channels.telegram" in found[0]
+    assert "must name an environment variable" in found[0]
+    assert token not in found[0] and "secret" not in found[0]

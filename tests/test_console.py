@@ -308,3 +308,13 @@ async def test_quit_words_end_the_session(store, clock, line):
     console = captured()
     await run_console(desk, desk.actor_named("anna"), scripted([line, "/whoami"]), console)
     assert "You are" not in output(console)
+
+
+
+def test_lines_the_terminal_could_not_decode_do_not_end_the_session():
+    """Issue 12: invalid UTF-8 typed at the console arrives as surrogate escapes, which
+    cannot be printed; the line is read with U+FFFD instead."""
+    typed = b"/note 1 \xd0\xb7\xff".decode("utf-8", "surrogateescape")
+    line = as_command(typed)
+    assert line == "/note 1 з\ufffd"
+    line.encode("utf-8")  # printable and storable

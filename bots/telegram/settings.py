@@ -47,9 +47,21 @@ class TelegramTarget(BaseModel):
 
 
 def check(settings: Any) -> list[tuple[str, Any, str]]:
-    """The staff group must be named when it is where cards go."""
+    """The staff group must be named when it is where cards go, and a Telegram user can
+    be only one staff member."""
+    problems = []
     if settings.staff.chat == "telegram" and settings.channels.telegram.enabled \
             and settings.staff.telegram_chat_id is None:
-        return [("staff.telegram_chat_id", None, 'required when staff.chat = "telegram": the '
-                 "id of the staff group (a negative number like -1001234567890)")]
-    return []
+        problems.append(("staff.telegram_chat_id", None, 'required when staff.chat = '
+                         '"telegram": the id of the staff group (a negative number like '
+                         "-1001234567890)"))
+    seen: dict[int, str] = {}
+    for i, member in enumerate(settings.staff.members):
+        if member.telegram_id is None:
+            continue
+        if member.telegram_id in seen:
+            problems.append((f"staff.members[{i}].telegram_id", member.telegram_id,
+                             f"already the Telegram id of {seen[member.telegram_id]}; each "
+                             f"staff member needs their own"))
+        seen.setdefault(member.telegram_id, member.name)
+    return problems

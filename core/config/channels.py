@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -27,13 +28,14 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, model_validator
 
 log = logging.getLogger(__name__)
 
 ENTRY_POINT_GROUP = "sameday.channels"
 # The staff chat that needs no platform: `sameday console` prints cards and notices.
 CONSOLE = "console"
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
 class ChannelSettings(BaseModel):
@@ -43,6 +45,17 @@ class ChannelSettings(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     enabled: bool = False
+
+    @model_validator(mode="after")
+    def _names_not_secrets(self) -> ChannelSettings:
+        """A key ending in _env names a variable. An admin who pasted the token itself
+        gets an error that does not repeat it."""
+        for name in self.secret_fields():
+            if not ENV_NAME.fullmatch(getattr(self, name)):
+                raise ValueError(f"{name} must name an environment variable (like "
+                                 f"SAMEDAY_TOKEN), not hold the token itself; export the "
+                                 f"token in a variable and name it here")
+        return self
 
     def secret(self, field_name: str) -> str:
         """The token named by ``<field_name>`` (an env var name), read at call time."""

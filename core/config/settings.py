@@ -72,7 +72,7 @@ class DatabaseSettings(Strict):
 
 class DaemonSettings(Strict):
     health_host: str = "127.0.0.1"
-    health_port: int = Field(default=8787, ge=0, le=65535)  # 0 turns the endpoint off
+    health_port: int = Field(default=8787, ge=0, le=65535, strict=True)  # 0: no endpoint
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
     shutdown_grace: Duration = timedelta(seconds=10)
@@ -111,6 +111,9 @@ class StaffSettings(Strict):
     # `sameday console`. Unset: the enabled staff-chat channel, else the console.
     chat: str = CONSOLE
     members: list[StaffMember] = []
+    # The longest answer /reply queues (a platform splits long texts into several
+    # messages); longer ones are refused with this limit named.
+    max_reply_chars: int = Field(default=4000, ge=1, le=100_000)
 
     @model_validator(mode="after")
     def _unique_members(self) -> StaffSettings:

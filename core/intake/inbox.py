@@ -32,6 +32,7 @@ from core.delivery.enqueue import enqueue, outbox_row
 from core.domain import lifecycle
 from core.domain.policy import Policy
 from core.domain.records import Direction, Inbound, OutboxKind, Priority, TicketStatus
+from core.domain.text import valid_unicode
 from core.staff.cards import Card, card_message, follow_up, make_card, who
 from core.store.engine import Store
 from core.store.tables import Cursor as CursorRow
@@ -421,15 +422,8 @@ def _storable(inbound: Inbound) -> Inbound:
 def storable_text(value: object) -> str:
     """The text as any database stores it: a string, without NUL, lone surrogates
     replaced by U+FFFD. A text that needs nothing is returned as it is."""
-    text = value if isinstance(value, str) else str(value)
-    if "\x00" in text:
-        text = text.replace("\x00", "")
-    try:
-        text.encode("utf-8")
-    except UnicodeEncodeError:
-        # UTF-16 joins a valid surrogate pair into its character; a lone one becomes U+FFFD.
-        text = text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
-    return text
+    text = valid_unicode(value if isinstance(value, str) else str(value))
+    return text.replace("\x00", "") if "\x00" in text else text
 
 
 def _who(customer: CustomerView) -> str:

@@ -261,6 +261,10 @@ class StaffDesk:
             return closed
         if not ticket.reply_target:
             return Reply(f"#{ticket.id} has no address to answer to.", ok=False)
+        limit = self.settings.staff.max_reply_chars
+        if len(command.arg) > limit:
+            return Reply(f"That answer has {len(command.arg)} characters; the limit is {limit} "
+                         f"(staff.max_reply_chars). Shorten it or send it in parts.", ok=False)
         now = self.clock.now()
         message = Message(ticket_id=ticket.id, channel=ticket.channel,
                           direction=Direction.OUT, author=actor.name, text=command.arg,

@@ -31,6 +31,7 @@ from core.config.settings import Settings
 from core.delivery.contract import STAFF_CHANNEL, AdapterContext, ChannelAdapter
 from core.delivery.dispatcher import Dispatcher
 from core.domain.records import Delivered, Outbound
+from core.domain.text import valid_unicode
 from core.staff.board import StaffNotices
 from core.staff.commands import Actor, StaffDesk
 from core.staff.language import SPECS, queue_filters
@@ -234,8 +235,9 @@ def terminal_restored(console: Console) -> Iterator[None]:
 
 
 def as_command(line: str) -> str | None:
-    """A typed line as a command ("queue" -> "/queue"); None for an empty line."""
-    line = line.strip()
+    """A typed line as a command ("queue" -> "/queue"); None for an empty line. Bytes the
+    terminal could not decode (invalid UTF-8) become U+FFFD instead of ending the session."""
+    line = valid_unicode(line).strip()
     if not line:
         return None
     return line if line.startswith("/") else "/" + line
