@@ -344,3 +344,35 @@ def test_rows_queued_by_the_previous_version_are_still_delivered():
     assert message.buttons == (Button("Snooze 1h", "/snooze 3 1h"),)
     assert message.reply_to == {"chat_id": -100, "message_id": 5, "thread_id": None}
     assert render(message, []) == "<b>#3</b> closed &amp; done"
+
+
+async def test_a_staff_answer_waits_out_a_database_outage(telegram, store, monkeypatch):
+    """Issue 12: an answer typed while the database fails was skipped and lost. Now the
+    update stays unconfirmed while the database is unavailable, runs once it is back, and
+    the staff member hears that it ran late."""
+    import sqlalchemy as sa_exc_module
+
+    from bots.telegram import adapter as telegram_adapter
+
+    monkeypatch.setattr(telegram_adapter, "DELAY_WORTH_SAYING", 0.0)
+    settings = settings_for(telegram)
+    async with running_all([TelegramAdapter(settings)], store, settings) as h:
+        telegram.inject_message(chat_id=507, user_id=507, text="where is it?")
+        card = await card_of(telegram, 1, h)
+        real_execute, failures = h.desk.execute, []
+
+        async def unavailable_twice(*args, **kwargs):
+            if len(failures) < 2:
+                failures.append(1)
+                raise sa_exc_module.exc.OperationalError("BEGIN", {}, OSError("disk full"))
+            return await real_execute(*args, **kwargs)
+
+        monkeypatch.setattr(h.desk, "execute", unavailable_twice)
+        staff_says(telegram, ANNA, "It ships today.", reply_to_message_id=card["message_id"])
+        await eventually(lambda: any(m["text"] == "It ships today."
+                                     for m in telegram.sent_to(507)), timeout=20,
+                         what="the answer, once the database is back")
+        await eventually(lambda: any("late: the database was unavailable" in m["text"]
+                                     for m in telegram.sent_to(STAFF)), what="the late notice")
+        assert len(failures) == 2
+        assert sum(m["text"] == "It ships today." for m in telegram.sent_to(507)) == 1

@@ -6,10 +6,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import random
+import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
+from typing import TypeVar
 
 from core.delivery.contract import ChannelHealth
+from core.store.engine import is_transient
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -106,5 +111,26 @@ async def ingest_until_stored(name: str, store: Callable[[], Awaitable[object]],
                 return False
             delay = backoff.next_delay()
             log.error("%s: could not store a batch (%s); retrying in %.1fs",
+                      name, _describe(error), delay)
+            await asyncio.sleep(delay)
+
+
+async def retry_while_unavailable(name: str, step: Callable[[], Awaitable[T]],
+                                  stopping: asyncio.Event) -> tuple[T, float] | None:
+    """Run `step`, waiting out a database that is unavailable for now; return its result
+    and the seconds it was held up, or None if the daemon stops first. Any other error is
+    raised to the caller: it will not go away by waiting."""
+    backoff = Backoff(base=0.5, ceiling=30)
+    started = time.monotonic()
+    while True:
+        try:
+            return await step(), time.monotonic() - started
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            if stopping.is_set():
+                return None
+            delay = backoff.next_delay()
+            log.error("%s: the database is unavailable (%s); retrying in %.1fs",
                       name, _describe(error), delay)
             await asyncio.sleep(delay)

@@ -31,7 +31,13 @@ from telegram.error import BadRequest, TelegramError
 from telegram.ext import Application, ApplicationBuilder, ExtBot, TypeHandler
 from telegram.request import HTTPXRequest
 
-from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
+from bots.common.polling import (
+    Backoff,
+    PollHealth,
+    ingest_until_stored,
+    retry_while_unavailable,
+    run_until_stopped,
+)
 from bots.telegram.errors import delivery_error
 from bots.telegram.settings import TelegramTarget
 from bots.telegram.staff import TelegramStaffChat, Where, keyboard, render
@@ -56,6 +62,7 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 MAX_TEXT = 4096
+DELAY_WORTH_SAYING = 5.0  # seconds a staff message waited for the database before it ran
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)  # links in customer text stay inert
 
 
@@ -213,7 +220,16 @@ class TelegramAdapter(ChannelAdapter):
 
     async def _on_update(self, update: Update, _context: Any) -> None:
         try:
-            if await self.staff.handle(update):
+            # A staff message has the customer's guarantee: while the database is
+            # unavailable it waits (the update stays unconfirmed), then applies once.
+            outcome = await retry_while_unavailable(
+                "telegram: a staff update", lambda: self.staff.handle(update), self.stopping)
+            if outcome is None:
+                return  # stopping: leave the update outstanding, Telegram resends it
+            staff, held_up = outcome
+            if staff:
+                if held_up >= DELAY_WORTH_SAYING:
+                    await self.staff.say_delayed(update, held_up)
                 self.gate.handled(update.update_id)
                 return
             inbound = self.to_inbound(update)

@@ -196,6 +196,16 @@ class TelegramStaffChat:
             return
         await self._say(message, text, reply.ticket_id)
 
+    async def say_delayed(self, update: Update, seconds: float) -> None:
+        """Tell the staff member their message ran late (the database was unavailable)."""
+        message = update.message or (update.callback_query.message
+                                     if update.callback_query else None)
+        if message is not None and message.chat.id == self.chat_id:
+            await self.desk.tell_staff(notice(None, f"Done {seconds:.0f}s late: the database "
+                                                    "was unavailable when you sent it.",
+                                              reply_to=origin_of(message)),
+                                       f"late:{message.chat.id}:{message.message_id}")
+
     async def _say(self, message: Message, text: str, ticket_id: int | None = None) -> None:
         await self.desk.tell_staff(notice(ticket_id, text, reply_to=origin_of(message)),
                                    f"answer:{message.chat.id}:{message.message_id}")

@@ -75,6 +75,15 @@ def private_sqlite_file(url: str) -> None:
     os.chmod(path, 0o600)
 
 
+def is_transient(error: BaseException) -> bool:
+    """A database that is unavailable for now (down, locked, disk full, connection lost):
+    worth waiting for -- unlike a statement it refuses (a constraint, bad data)."""
+    if isinstance(error, sa.exc.DBAPIError):
+        return isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError) \
+            or error.connection_invalidated
+    return isinstance(error, ConnectionError | TimeoutError)
+
+
 def is_sqlite(url: str) -> bool:
     return url.startswith("sqlite")
 
