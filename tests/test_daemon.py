@@ -111,3 +111,28 @@ def test_json_logs_never_contain_a_token(capsys, restore_logging):
     entry = json.loads(line)
     assert entry["level"] == "warning" and "SECRET" not in line
     assert entry["message"] == "calling https://api/bot***/x"
+
+
+def test_a_library_error_it_handled_is_one_warning_line(capsys):
+    """Issue 12: python-telegram-bot logs each network error it retries at ERROR with a
+    traceback; at info level that is one warning line, and our own errors keep theirs."""
+    import logging
+
+    from core.app.logs import setup_logging
+
+    setup_logging("info", "text", secrets=["123456:SECRET-token"])
+    try:
+        try:
+            raise ConnectionError("network down for 123456:SECRET-token")
+        except ConnectionError:
+            logging.getLogger("telegram.ext.Updater").exception("Network error in polling")
+            logging.getLogger("core.app.daemon").exception("our own failure")
+        err = capsys.readouterr().err.splitlines()
+    finally:
+        logging.getLogger().handlers[:] = []
+    library = [line for line in err if "telegram.ext.Updater" in line]
+    assert len(library) == 1 and "WARNING" in library[0]
+    assert "ConnectionError: network down for ***" in library[0]
+    assert any("ERROR" in line and "our own failure" in line for line in err)
+    assert any(line.startswith("Traceback") for line in err)  # ours keeps its traceback
+    assert all("SECRET-token" not in line for line in err)

@@ -24,10 +24,17 @@ class SecretFilter(logging.Filter):
         if self.secrets:
             message = record.getMessage()
             if any(secret in message for secret in self.secrets):
-                for secret in self.secrets:
-                    message = message.replace(secret, "***")
-                record.msg, record.args = message, None
+                record.msg, record.args = self.mask(message), None
+            if record.exc_info and not record.exc_text:
+                # A traceback may quote a URL or an error message holding a token.
+                record.exc_text = self.mask(logging.Formatter().formatException(
+                    record.exc_info))
         return True
+
+    def mask(self, text: str) -> str:
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 class JSONFormatter(logging.Formatter):
@@ -39,8 +46,30 @@ class JSONFormatter(logging.Formatter):
             "message": record.getMessage(),
         }
         if record.exc_info:
-            entry["error"] = self.formatException(record.exc_info)
+            entry["error"] = record.exc_text or self.formatException(record.exc_info)
         return json.dumps(entry, ensure_ascii=False)
+
+
+class LibraryErrorFilter(logging.Filter):
+    """A platform library's errors it handles itself (python-telegram-bot retries network
+    errors, logging each at ERROR with a traceback) as one WARNING line each: hundreds of
+    tracebacks in a network outage would drown the daemon's own errors. At debug level
+    they stay as they are."""
+
+    def __init__(self, libraries: set[str]):
+        super().__init__()
+        self.libraries = tuple(libraries)
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.levelno >= logging.ERROR and record.name.startswith(self.libraries) \
+                and logging.getLogger().level > logging.DEBUG:
+            if record.exc_info and record.exc_info[1] is not None:
+                error = record.exc_info[1]
+                record.msg = f"{record.getMessage()} ({type(error).__name__}: {error})"
+                record.args = None
+            record.exc_info = record.exc_text = None
+            record.levelno, record.levelname = logging.WARNING, "WARNING"
+        return True
 
 
 def configured_secrets(settings: Settings) -> list[str]:
@@ -55,14 +84,15 @@ def setup_logging(level: str = "info", fmt: str = "text",
     else:
         handler.setFormatter(logging.Formatter(
             "%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%Y-%m-%d %H:%M:%S"))
-    handler.addFilter(SecretFilter(secrets or []))
-    root = logging.getLogger()
-    root.handlers[:] = [handler]
-    root.setLevel(level.upper())
     # Platform libraries log request URLs and headers (tokens among them) at debug level:
     # each channel names its loggers; aiosqlite logs every statement.
     noisy = {"aiosqlite", *(name for channel in installed_channels().values()
                             for name in channel.loggers)}
+    handler.addFilter(LibraryErrorFilter(noisy))
+    handler.addFilter(SecretFilter(secrets or []))  # last: it masks the final message
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level.upper())
     for name in noisy:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
     # "skipped: maximum number of running instances" is how a coalesced sweep looks.
