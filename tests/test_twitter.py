@@ -405,3 +405,45 @@ def test_fit_tweet_property_any_text_fits(text, limit):
     fitted = fit_tweet(text, limit)
     assert weighted_length(fitted) <= limit
     assert fitted == text or text.startswith(fitted.removesuffix(ELLIPSIS))
+
+
+# --- a recorded real page ------------------------------------------------------------------
+
+# GET /2/users/783214/mentions as X answered it on 2022-10-07, recorded by tweepy's own test
+# suite (github.com/tweepy/tweepy, cassettes/test_client_get_users_mentions.yaml, the
+# gzip body decoded; two of its ten tweets kept verbatim). tweepy asked for no fields, so
+# the tweets carry no author_id: the shape our emulator must not be the only judge of.
+RECORDED_MENTIONS_PAGE = {
+    "data": [
+        {"edit_history_tweet_ids": ["1578516295611748353"], "id": "1578516295611748353",
+         "text": "@Twitter @TwitterSupport this is my ENTIRE feed, why do you think i want "
+                 "this. respond to my ticket. https://t.co/W5GxALkkZd"},
+        {"edit_history_tweet_ids": ["1578516273537118209"], "id": "1578516273537118209",
+         "text": "Good @WilliamCohan financial dissection of @elonmusk’s @Twitter  deal—saying "
+                 "his choice was to pay “$12 billion-or-so for nothing, or pay another $10 "
+                 "billion or so and own 78.8% of a private Twitter and control everything.” "
+                 "Also: nice headline, @PuckNews. https://t.co/jBgJzKrpZd"},
+    ],
+    "meta": {"next_token": "7140dibdnow9c7btw423i3sy3u5zupmkcpofxcsmxj48j",
+             "result_count": 10, "newest_id": "1578516295611748353",
+             "oldest_id": "1578516107798884353"},
+}
+
+
+def test_a_recorded_real_mentions_page_is_read_and_its_unusable_tweets_skipped(
+        x_settings, caplog):
+    from bots.twitter.adapter import _checked_page
+
+    data, meta = _checked_page(RECORDED_MENTIONS_PAGE)
+    assert [t["id"] for t in data] == ["1578516295611748353", "1578516273537118209"]
+    assert newest_id(meta["newest_id"], *(t["id"] for t in data)) == "1578516295611748353"
+    adapter = x_adapter(x_settings)
+    with caplog.at_level(logging.WARNING, logger="bots.twitter.adapter"):
+        assert [adapter.to_inbound(t, {}) for t in data] == [None, None]
+    assert caplog.text.count("no author_id") == 2  # skipped and said, the poll goes on
+    with_author = {**data[0], "author_id": "783214", "conversation_id": data[0]["id"],
+                   "created_at": "2022-10-07T22:43:00.000Z"}
+    inbound = adapter.to_inbound(with_author, {"783214": {"username": "Twitter"}})
+    assert inbound.reply_target == {"in_reply_to_tweet_id": "1578516295611748353",
+                                    "username": "Twitter"}
+    assert inbound.text.startswith("@Twitter @TwitterSupport this is my ENTIRE feed")

@@ -38,7 +38,7 @@ from core.staff.board import (
     customer_texts,
     first_text,
     queue_card_edit,
-    tell_staff,
+    queue_staff_message,
     ticket_card,
 )
 from core.staff.cards import card_message
@@ -167,7 +167,7 @@ class Escalator:
         message = card_message(card, ticket.status, tone="warning",
                                lines=(f"⚠ {rule.name}: {self._reason(rule, ticket, now)}",),
                                mentions=tuple(rule.mention))
-        await tell_staff(session, message, f"escalation:{event_id}", now)
+        await queue_staff_message(session, message, f"escalation:{event_id}", now)
         await queue_card_edit(session, self.policy, ticket, f"escalated: {rule.name}",
                               str(event_id), now)
 

@@ -33,7 +33,8 @@ from core.domain import lifecycle
 from core.domain.policy import Policy
 from core.domain.records import Direction, Inbound, OutboxKind, Priority, TicketStatus
 from core.domain.text import valid_unicode
-from core.staff.cards import Card, card_message, follow_up, make_card, who
+from core.staff.board import customer_name, latest_customer_texts
+from core.staff.cards import Card, card_message, follow_up, make_card
 from core.store.engine import Store
 from core.store.tables import Cursor as CursorRow
 from core.store.tables import Customer, Event, Message, Ticket
@@ -192,7 +193,7 @@ class Inbox:
             events.append(_event(ticket, "received", now, {"external_id": inbound.external_id},
                                  actor=inbound.author_id))
             if not isinstance(ticket, NewTicket):
-                notice = follow_up(ticket.id, _who(customer), inbound.text)
+                notice = follow_up(ticket.id, customer_name(customer), inbound.text)
                 outbox.append(outbox_row(
                     channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=ticket.id,
                     text=notice.text(), target=notice.to_target(),
@@ -208,7 +209,8 @@ class Inbox:
 
     def _staff_card(self, ticket: NewTicket, customer: CustomerView, inbound: Inbound,
                     now: datetime) -> Card:
-        return make_card(ticket_id=ticket.id, channel=ticket.channel, customer=_who(customer),
+        return make_card(ticket_id=ticket.id, channel=ticket.channel,
+                         customer=customer_name(customer),
                          promise=self.policy.promise_for_staff(ticket.due_at, now),
                          opened_at=ticket.opened_at, zone=self.policy.zone,
                          status=TicketStatus.OPEN, assignee=None, snoozed_until=None,
@@ -364,23 +366,10 @@ class NewTicket:
 
 
 async def _customer_texts(session: AsyncSession, tickets: list[Ticket]) -> dict[int, list[str]]:
-    """The customer's latest stored messages of these tickets (as many as rules read),
-    oldest first, keyed by id(ticket): one query, however many tickets."""
-    if not tickets:
-        return {}
-    by_id = {ticket.id: ticket for ticket in tickets}
-    rank = sa.func.row_number().over(partition_by=Message.ticket_id,
-                                     order_by=Message.id.desc()).label("rank")
-    latest = (sa.select(Message.ticket_id, Message.id, Message.text, rank)
-              .where(Message.ticket_id.in_(by_id), Message.direction == Direction.IN)
-              .subquery())
-    rows = await session.execute(
-        sa.select(latest.c.ticket_id, latest.c.text)
-        .where(latest.c.rank <= lifecycle.RULE_TEXTS).order_by(latest.c.id))
-    texts: dict[int, list[str]] = {id(ticket): [] for ticket in tickets}
-    for ticket_id, text in rows:
-        texts[id(by_id[ticket_id])].append(text)
-    return texts
+    """The customer's latest stored messages of these tickets, keyed by id(ticket) (new
+    tickets of the batch have no id yet)."""
+    stored = await latest_customer_texts(session, [ticket.id for ticket in tickets])
+    return {id(ticket): stored.get(ticket.id, []) for ticket in tickets}
 
 
 async def _insert_tickets(session: AsyncSession, tickets: list[NewTicket]) -> None:
@@ -424,7 +413,3 @@ def storable_text(value: object) -> str:
     replaced by U+FFFD. A text that needs nothing is returned as it is."""
     text = valid_unicode(value if isinstance(value, str) else str(value))
     return text.replace("\x00", "") if "\x00" in text else text
-
-
-def _who(customer: CustomerView) -> str:
-    return who(customer.handle, customer.name, customer.external_user_id)

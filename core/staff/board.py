@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -23,7 +24,8 @@ from core.staff.cards import Card, StaffMessage, card_message, make_card, notice
 from core.store.tables import Customer, Message, Outbox, Ticket
 
 
-def customer_name(customer: Customer | None) -> str:
+def customer_name(customer: Any) -> str:
+    """How staff read a customer (a Customer row, or ingest's lighter view of one)."""
     if customer is None:
         return "?"
     return who(customer.handle, customer.name, customer.external_user_id)
@@ -67,11 +69,27 @@ async def queue_card_edit(session: AsyncSession, policy: Policy, ticket: Ticket,
 
 async def customer_texts(session: AsyncSession, ticket_id: int) -> list[str]:
     """The customer's latest messages of a ticket, oldest first, as many as rules read."""
-    latest = list(await session.scalars(
-        sa.select(Message.text).where(Message.ticket_id == ticket_id,
-                                      Message.direction == Direction.IN)
-        .order_by(Message.id.desc()).limit(lifecycle.RULE_TEXTS)))
-    return latest[::-1]
+    return (await latest_customer_texts(session, [ticket_id])).get(ticket_id, [])
+
+
+async def latest_customer_texts(session: AsyncSession,
+                                ticket_ids: list[int]) -> dict[int, list[str]]:
+    """The customer's latest messages of each ticket (as many as rules read), oldest
+    first, by ticket id: one query, however many tickets."""
+    if not ticket_ids:
+        return {}
+    rank = sa.func.row_number().over(partition_by=Message.ticket_id,
+                                     order_by=Message.id.desc()).label("rank")
+    latest = (sa.select(Message.ticket_id, Message.id, Message.text, rank)
+              .where(Message.ticket_id.in_(ticket_ids), Message.direction == Direction.IN)
+              .subquery())
+    rows = await session.execute(
+        sa.select(latest.c.ticket_id, latest.c.text)
+        .where(latest.c.rank <= lifecycle.RULE_TEXTS).order_by(latest.c.id))
+    texts: dict[int, list[str]] = {}
+    for ticket_id, text in rows:
+        texts.setdefault(ticket_id, []).append(text)
+    return texts
 
 
 async def first_text(session: AsyncSession, ticket_id: int) -> str:
@@ -82,7 +100,7 @@ async def first_text(session: AsyncSession, ticket_id: int) -> str:
         .order_by(Message.id).limit(1)) or ""
 
 
-async def tell_staff(session: AsyncSession, message: StaffMessage, key: str, now: datetime,
+async def queue_staff_message(session: AsyncSession, message: StaffMessage, key: str, now: datetime,
                      lane: Lane = Lane.STAFF) -> None:
     await enqueue(session, outbox_row(
         channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=message.ticket_id,
@@ -116,7 +134,7 @@ class StaffNotices:
                                  f"delivered:{outbound.outbox_id}", now):
             return
         customer = await session.get(Customer, ticket.customer_id)
-        await tell_staff(session, notice(
+        await queue_staff_message(session, notice(
             ticket.id, f"✓ #{ticket.id}: sent to {customer_name(customer)} on "
                        f"{channel_label(outbound.channel)}", tone="ok",
             reply_to=origin), f"confirm:{outbound.outbox_id}", now,
@@ -131,7 +149,7 @@ class StaffNotices:
             outbound.kind, "a message")
         number = f"#{outbound.ticket_id}: " if outbound.ticket_id else ""
         confirm = outbound.target.get("confirm") or {}
-        await tell_staff(session, notice(
+        await queue_staff_message(session, notice(
             outbound.ticket_id, f"⚠ {number}{what} on {channel_label(outbound.channel)} "
                                 f"could not be delivered: {reason}",
             f"Text: {outbound.text[:300]}", tone="warning",

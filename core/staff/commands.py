@@ -33,7 +33,7 @@ from core.staff.board import (
     customer_texts,
     first_text,
     queue_card_edit,
-    tell_staff,
+    queue_staff_message,
     ticket_card,
 )
 from core.staff.cards import StaffMessage
@@ -131,7 +131,7 @@ class StaffDesk:
             exists = await session.scalar(sa.select(Outbox.id)
                                           .where(Outbox.idempotency_key == key))
             if exists is None:
-                await tell_staff(session, message, key, now, Lane.CHATTER)
+                await queue_staff_message(session, message, key, now, Lane.CHATTER)
         self.on_outbox()
 
     async def _help(self, session: AsyncSession, actor: Actor, command: Command) -> Reply:
