@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import signal
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -14,6 +14,8 @@ from functools import partial
 from zoneinfo import ZoneInfo
 
 import aiohttp
+import pytest
+import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 
 from bots.telegram.emulator import TelegramEmulator
@@ -223,3 +225,65 @@ async def test_outbox_depth_oldest_due_age_and_dead_letters_are_read_from_the_da
     assert 30 <= figures["sameday_outbox_oldest_due_age_seconds"]["vk"] < 40
     assert figures["sameday_dead_letters"] == {"vk": 1}
     assert figures["sameday_messages_received"] == {"vk": 0}  # enabled: listed at zero
+
+
+# --- health that sees writes ------------------------------------------------------------------
+
+
+async def refuse_writes(store: Store) -> Callable[[], Awaitable[None]]:
+    """Make the SQLite database refuse every write, as a full disk does: SELECT 1 still
+    answers, every transaction that writes fails with an OperationalError. Returns the
+    undo."""
+    engine = store.engine.sync_engine
+
+    def read_only(dbapi_connection, _record):  # noqa: ANN001
+        dbapi_connection.execute("PRAGMA query_only = ON")
+
+    sa.event.listen(engine, "connect", read_only)
+    await store.engine.dispose()  # new connections get the pragma
+
+    async def undo() -> None:
+        sa.event.remove(engine, "connect", read_only)
+        await store.engine.dispose()
+    return undo
+
+
+async def test_healthz_sees_a_database_that_refuses_writes_and_recovers(sqlite_url):
+    from core.domain.records import Unreadable
+    from core.intake.inbox import Inbox
+    from core.store.engine import upgrade
+    from tests.helpers import inbound
+
+    upgrade(DatabaseSettings(url=sqlite_url))
+    store = Store(DatabaseSettings(url=sqlite_url))
+    settings = make_settings(daemon={"health_port": free_port()},
+                             channels={"vk": {"enabled": True, "group_id": 1}})
+    inbox = Inbox(store, settings, SystemClock())
+    server = HealthServer(store, settings, SystemClock(), {})
+    assert await server.start()
+    url = f"http://127.0.0.1:{server.port}"
+    try:
+        await inbox.ingest([], None, [Unreadable("vk", {"x": 1}, "KeyError: 'type'", "e1")])
+        status, _, body = await get(f"{url}/healthz")
+        assert status == 200 and body["quarantined"] == {"vk": 1}
+        _, text, _ = await get(f"{url}/metrics")
+        assert samples(text)[("sameday_quarantined", "vk")] == 1
+        undo = await refuse_writes(store)
+        with pytest.raises(sa.exc.OperationalError):
+            await inbox.ingest([inbound("m1", channel="vk")])
+        status, _, body = await get(f"{url}/healthz")
+        assert status == 503 and body["database"].startswith("error: OperationalError")
+        assert any(r.startswith("vk: storing received messages fails") and "readonly" in r
+                   for r in body["reasons"]), body["reasons"]
+        _, text, _ = await get(f"{url}/metrics")
+        figures = {(s.name, s.labels.get("channel"), s.labels.get("activity")): s.value
+                   for f in text_string_to_metric_families(text) for s in f.samples}
+        assert figures[("sameday_writes_failing", "vk", "receive")] == 1
+        assert figures[("sameday_writes_failing", "vk", "send")] == 0
+        await undo()
+        await inbox.ingest([inbound("m1", channel="vk")])
+        status, _, body = await get(f"{url}/healthz")
+        assert status == 200 and body["database"] == "ok", body
+    finally:
+        await server.stop()
+        await store.close()

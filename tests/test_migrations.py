@@ -9,7 +9,8 @@ from core.app.cli import app
 from core.config.settings import DatabaseSettings
 from core.store.engine import current_revision, sync_url, upgrade
 
-TABLES = {"customer", "ticket", "message", "outbox", "escalation", "cursor", "event"}
+TABLES = {"customer", "ticket", "message", "outbox", "escalation", "cursor", "event",
+          "quarantine", "heartbeat"}
 
 
 def schema(url: str) -> tuple[set[str], dict[str, set[str]], dict[str, list]]:
@@ -39,16 +40,16 @@ def test_migrations_on_empty_sqlite_file(tmp_path):
     assert current_revision(settings) is None
     upgrade(settings)
     check_schema(settings.url)
-    assert current_revision(settings) == "0006"
+    assert current_revision(settings) == "0007"
     upgrade(settings)  # running again is a no-op
-    assert current_revision(settings) == "0006"
+    assert current_revision(settings) == "0007"
 
 
 def test_migrations_on_local_postgresql(postgres_url):
     settings = DatabaseSettings(url=postgres_url)
     upgrade(settings)
     check_schema(postgres_url)
-    assert current_revision(settings) == "0006"
+    assert current_revision(settings) == "0007"
 
 
 def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path):
@@ -79,7 +80,7 @@ def test_db_upgrade_command(tmp_path):
     config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n')
     result = CliRunner().invoke(app, ["db", "upgrade", "-c", str(config)])
     assert result.exit_code == 0, result.output
-    assert "0006" in result.output
+    assert "0007" in result.output
     check_schema(f"sqlite+aiosqlite:///{db}")
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 
 import pytest
 import sqlalchemy as sa
@@ -12,7 +13,7 @@ from bots.telegram.emulator import BOT_USER, TelegramEmulator
 from core.delivery.contract import DeliveryError
 from core.domain.records import Outbound, OutboxState
 from core.domain.text import split_text
-from core.store.tables import Message, Outbox, Ticket
+from core.store.tables import Message, Outbox, Quarantine, Ticket
 from tests.adapter_harness import eventually, running
 from tests.conftest import make_settings
 
@@ -98,7 +99,7 @@ async def test_updates_are_not_confirmed_before_they_are_stored(emulator, store,
     adapter = TelegramAdapter(tg_settings)
     crash = asyncio.Event()
 
-    async def failing_ingest(batch, cursor):
+    async def failing_ingest(batch, cursor, unreadable=()):
         await crash.wait()  # the transaction is under way ... and the process dies
         raise ConnectionError("simulated crash before commit")
 
@@ -126,13 +127,27 @@ async def test_receive_faults_are_survived(emulator, store, tg_settings, fault):
         assert emulator.requests["getUpdates"] >= 2  # the faulty answer, then more
 
 
-async def test_malformed_update_inside_a_batch_is_skipped(emulator, store, tg_settings):
-    emulator.inject_update({"message": {"message_id": 1, "text": "no chat"}})
+async def test_malformed_updates_are_quarantined_and_the_channel_goes_on(
+        emulator, store, tg_settings):
+    bad = emulator.inject_update({"message": {"message_id": 1, "text": "no chat"}})
+    # Readable by python-telegram-bot, not by the adapter: a sender that is not a user.
+    unreadable = emulator.inject_update({"message": {
+        "message_id": 2, "date": 1764000000, "chat": {"id": 9, "type": "private"},
+        "from": {"id": 9, "is_bot": False, "first_name": "Kate"}, "text": "hi",
+        "message_thread_id": "not a number", "is_topic_message": True}})
     emulator.inject_message(chat_id=8, user_id=8, text="good one")
     async with running(TelegramAdapter(tg_settings), store, tg_settings) as h:
         await eventually(lambda: _count_is(h, Message, 1), what="the good message")
         await eventually(lambda: emulator.confirmed > emulator.updates[-1]["update_id"],
                          what="the offset moving past both updates")
+        await eventually(lambda: _count_is(h, Quarantine, 2), what="both quarantined")
+        held = {row.external_id: row for row in await h.rows(sa.select(Quarantine))}
+    assert set(held) == {f"update:{bad['update_id']}", f"update:{unreadable['update_id']}"}
+    kept = json.loads(held[f"update:{bad['update_id']}"].payload)
+    assert kept == bad  # the whole update as Telegram sent it
+    notices = [row.text for row in await h.rows(sa.select(Outbox).where(
+        Outbox.idempotency_key.like("quarantine:%")))]
+    assert len(notices) == 2 and all("quarantined as Q" in text for text in notices)
 
 
 def outbound(text: str, chat_id: int = 501, **target) -> Outbound:

@@ -166,11 +166,11 @@ async def test_store_failure_retries_without_advancing_since_id(emulator, store,
     inbox = Inbox(store, x_settings, SystemClock())
     attempts = []
 
-    async def flaky_ingest(batch, cursor):
+    async def flaky_ingest(batch, cursor, unreadable=()):
         attempts.append(cursor)
         if len(attempts) <= 2:
             raise ConnectionError("database is down")
-        return await inbox.ingest(batch, cursor)
+        return await inbox.ingest(batch, cursor, unreadable)
 
     tweets = [mention(emulator, n)["id"] for n in range(2)]
     adapter = x_adapter(x_settings)
@@ -430,20 +430,23 @@ RECORDED_MENTIONS_PAGE = {
 }
 
 
-def test_a_recorded_real_mentions_page_is_read_and_its_unusable_tweets_skipped(
-        x_settings, caplog):
-    from bots.twitter.adapter import _checked_page
+def test_a_recorded_real_mentions_page_is_read_and_its_unusable_tweets_quarantined(
+        x_settings):
+    from bots.common.polling import read_payloads
+    from bots.twitter.adapter import _checked_page, _tweet_key
 
     data, meta = _checked_page(RECORDED_MENTIONS_PAGE)
     assert [t["id"] for t in data] == ["1578516295611748353", "1578516273537118209"]
     assert newest_id(meta["newest_id"], *(t["id"] for t in data)) == "1578516295611748353"
     adapter = x_adapter(x_settings)
-    with caplog.at_level(logging.WARNING, logger="bots.twitter.adapter"):
-        assert [adapter.to_inbound(t, {}) for t in data] == [None, None]
-    assert caplog.text.count("no author_id") == 2  # skipped and said, the poll goes on
+    batch, unreadable = read_payloads(adapter, [{"tweet": t} for t in data], _tweet_key)
+    # Kept whole with the reason, for the quarantine; the poll goes on.
+    assert batch == []
+    assert [(u.external_id, u.error) for u in unreadable] == [
+        (t["id"], "MalformedPage: a tweet without author_id") for t in data]
     with_author = {**data[0], "author_id": "783214", "conversation_id": data[0]["id"],
                    "created_at": "2022-10-07T22:43:00.000Z"}
-    inbound = adapter.to_inbound(with_author, {"783214": {"username": "Twitter"}})
+    inbound = adapter.read_payload({"tweet": with_author, "author": {"username": "Twitter"}})
     assert inbound.reply_target == {"in_reply_to_tweet_id": "1578516295611748353",
                                     "username": "Twitter"}
     assert inbound.text.startswith("@Twitter @TwitterSupport this is my ENTIRE feed")

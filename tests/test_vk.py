@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import time
 
@@ -15,7 +16,7 @@ from bots.vk.emulator import VKEmulator
 from core.delivery.contract import DeliveryError
 from core.domain.records import Outbound, OutboxState
 from core.domain.text import split_text
-from core.store.tables import Cursor, Message, Outbox, Ticket
+from core.store.tables import Cursor, Message, Outbox, Quarantine, Ticket
 from tests.adapter_harness import eventually, running
 from tests.conftest import make_settings
 
@@ -127,11 +128,11 @@ async def test_a_failed_commit_is_retried_before_the_poll_moves_on(emulator, sto
     async with running(adapter, store, settings) as h:
         real_ingest, failures = adapter.context.ingest, []
 
-        async def flaky_ingest(batch, cursor):
+        async def flaky_ingest(batch, cursor, unreadable=()):
             if batch and len(failures) < 2:
                 failures.append(cursor)
                 raise ConnectionError("database is down")
-            return await real_ingest(batch, cursor)
+            return await real_ingest(batch, cursor, unreadable)
 
         adapter.context.ingest = flaky_ingest
         emulator.inject_message(from_id=3, text="one")
@@ -181,13 +182,18 @@ async def test_failed_1_is_logged_as_skipped_events(emulator, store, settings, c
 
 
 @sqlite_only
-async def test_malformed_event_inside_a_batch_is_skipped(emulator, store, settings):
+async def test_malformed_events_are_quarantined_and_the_channel_goes_on(
+        emulator, store, settings):
     async with running(VKAdapter(settings), store, settings) as h:
-        emulator.inject_event("message_new", {"message": {"id": 50, "text": "no peer"}})
-        emulator.inject_event("wall_reply_new", {"id": 3})
+        bad = [emulator.inject_event("message_new", {"message": {"id": 50, "text": "no peer"}}),
+               emulator.inject_event("wall_reply_new", {"id": 3})]
         emulator.inject_message(from_id=8, text="good one")
         await eventually(lambda: count_is(h, Message, 1), what="the good message")
         await eventually(lambda: _cursor_is(h, emulator.ts), what="ts past the bad events")
+        held = await h.rows(sa.select(Quarantine).order_by(Quarantine.id))
+    assert [row.external_id for row in held] == [f"event:{e['event_id']}" for e in bad]
+    assert [json.loads(row.payload) for row in held] == bad
+    assert "KeyError" in held[0].error
 
 
 async def _cursor_is(h, ts: int) -> bool:

@@ -9,9 +9,11 @@ import random
 import time
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
-from typing import TypeVar
+from typing import Any, TypeVar
 
-from core.delivery.contract import ChannelHealth
+from core.delivery.contract import ChannelAdapter, ChannelHealth
+from core.domain.records import Inbound, Unreadable
+from core.intake.quarantine import describe
 from core.store.engine import is_transient
 
 T = TypeVar("T")
@@ -92,10 +94,32 @@ def _describe(error: BaseException) -> str:
     return f"{type(error).__name__}: {text[:300]}"
 
 
+def read_payloads(adapter: ChannelAdapter, payloads: list[Any],
+                  key: Callable[[Any], str | None]) -> tuple[list[Inbound], list[Unreadable]]:
+    """The customer messages among platform payloads, and the payloads the adapter cannot
+    read (to quarantine with the batch: one malformed event must not stop the channel).
+    ``key`` reads a payload's platform id where it has one."""
+    batch: list[Inbound] = []
+    unreadable: list[Unreadable] = []
+    for payload in payloads:
+        try:
+            inbound = adapter.read_payload(payload)
+        except Exception as error:
+            log.warning("%s: quarantining a payload it cannot read (%s): %.300r",
+                        adapter.name, _describe(error), payload)
+            unreadable.append(Unreadable(adapter.name, payload, describe(error), key(payload)))
+            continue
+        if inbound is not None:
+            batch.append(inbound)
+    return batch, unreadable
+
+
 async def ingest_until_stored(name: str, store: Callable[[], Awaitable[object]],
                               stopping: asyncio.Event) -> bool:
     """Store a received batch, retrying while the database is unavailable.
 
+    Poison messages never get here (the inbox quarantines them), so what is retried is a
+    database that refuses writes; the failed attempts turn /healthz red meanwhile.
     Returns False only if the daemon stops first: the platform cursor is then not
     advanced, so the batch is fetched again after the restart.
     """

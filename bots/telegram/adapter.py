@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any
 
@@ -34,7 +35,9 @@ from telegram.request import HTTPXRequest
 from bots.common.polling import (
     Backoff,
     PollHealth,
+    describe,
     ingest_until_stored,
+    read_payloads,
     retry_while_unavailable,
     run_until_stopped,
 )
@@ -50,7 +53,7 @@ from core.delivery.contract import (
     Cursor,
     DeliveryError,
 )
-from core.domain.records import Delivered, Inbound, Outbound
+from core.domain.records import Delivered, Inbound, Outbound, Unreadable
 from core.domain.text import split_text
 from core.staff.cards import StaffMessage
 
@@ -92,15 +95,18 @@ class UpdateGate:
 
 class GatedBot(ExtBot):
     """An ExtBot whose getUpdates waits for the previous updates to be committed and
-    skips malformed updates (logged) instead of failing the whole batch forever.
+    quarantines malformed updates instead of failing the whole batch forever.
 
     It also records each getUpdates in ``polls``: the Updater retries network errors by
     itself, so this is the only place that sees them."""
 
-    def __init__(self, *args: Any, gate: UpdateGate, polls: PollHealth, **kwargs: Any):
+    def __init__(self, *args: Any, gate: UpdateGate, polls: PollHealth,
+                 quarantine: Callable[[list[Unreadable]], Awaitable[None]], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._gate = gate
         self._polls = polls
+        self._quarantine = quarantine
+        self._unreadable: list[Unreadable] = []
 
     async def get_updates(self, offset: int | None = None, *args: Any,
                           **kwargs: Any) -> tuple[Update, ...]:
@@ -114,6 +120,9 @@ class GatedBot(ExtBot):
             self._polls.failed(error)
             raise
         self._polls.succeeded()  # empty answers too: the long poll is alive
+        if self._unreadable:
+            unreadable, self._unreadable = self._unreadable, []
+            await self._quarantine(unreadable)
         self._gate.delivered([u.update_id for u in updates])
         return updates
 
@@ -135,7 +144,9 @@ class GatedBot(ExtBot):
                     raise ValueError("no update_id")
                 Update.de_json(raw, self)
             except Exception as error:
-                log.warning("telegram: skipping a malformed update (%s): %.300r", error, raw)
+                log.warning("telegram: quarantining a malformed update (%s): %.300r",
+                            error, raw)
+                self._unreadable.append(unreadable_update(raw, error))
                 continue
             good.append(raw)
         return good
@@ -154,7 +165,8 @@ class TelegramAdapter(ChannelAdapter):
             token=config.secret("token_env"), base_url=config.base_url,
             base_file_url=config.base_file_url, gate=self.gate, polls=self.polls,
             request=HTTPXRequest(connection_pool_size=16, read_timeout=15),
-            get_updates_request=HTTPXRequest(read_timeout=self.poll_timeout + 10))
+            get_updates_request=HTTPXRequest(read_timeout=self.poll_timeout + 10),
+            quarantine=self._quarantine)
         self.application: Application = (
             ApplicationBuilder().bot(self.bot).concurrent_updates(False).build())
         self.application.add_handler(TypeHandler(Update, self._on_update))
@@ -232,11 +244,12 @@ class TelegramAdapter(ChannelAdapter):
                     await self.staff.say_delayed(update, held_up)
                 self.gate.handled(update.update_id)
                 return
-            inbound = self.to_inbound(update)
+            batch, unreadable = read_payloads(self, [update.to_dict()], _update_key)
             cursor = Cursor(CHANNEL, "offset", str(update.update_id + 1))
-            if inbound is not None:
+            if batch or unreadable:
                 stored = await ingest_until_stored(
-                    "telegram", lambda: self.context.ingest([inbound], cursor), self.stopping)
+                    "telegram", lambda: self.context.ingest(batch, cursor, unreadable),
+                    self.stopping)
                 if not stored:
                     return  # stopping: leave the update outstanding, Telegram resends it
             else:
@@ -245,7 +258,16 @@ class TelegramAdapter(ChannelAdapter):
             log.exception("telegram: could not handle update %s; skipped", update.update_id)
         self.gate.handled(update.update_id)
 
+    async def _quarantine(self, unreadable: list[Unreadable]) -> None:
+        """Keep updates python-telegram-bot cannot read (the gate already skips them)."""
+        await ingest_until_stored(
+            "telegram", lambda: self.context.ingest([], None, unreadable), self.stopping)
+
     # --- customers ------------------------------------------------------------------------
+
+    def read_payload(self, payload: Any) -> Inbound | None:
+        """An update as Telegram sent it (``Inbound.raw``) read again."""
+        return self.to_inbound(Update.de_json(payload, self.bot))
 
     def to_inbound(self, update: Update) -> Inbound | None:
         """A customer's message as Inbound, or None (not for the inbox)."""
@@ -345,6 +367,15 @@ class TelegramAdapter(ChannelAdapter):
             if "not modified" not in error.message:
                 raise
         return Delivered(external_id=posted)
+
+
+def _update_key(payload: Any) -> str | None:
+    update_id = payload.get("update_id") if isinstance(payload, dict) else None
+    return f"update:{update_id}" if isinstance(update_id, int) else None
+
+
+def unreadable_update(payload: Any, error: BaseException) -> Unreadable:
+    return Unreadable(CHANNEL, payload, describe(error), _update_key(payload))
 
 
 def _text_of(message: Message) -> str:

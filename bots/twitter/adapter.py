@@ -30,7 +30,13 @@ import tweepy
 from tweepy.asynchronous import AsyncClient
 from yarl import URL
 
-from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
+from bots.common.polling import (
+    Backoff,
+    PollHealth,
+    ingest_until_stored,
+    read_payloads,
+    run_until_stopped,
+)
 from bots.twitter.errors import delivery_error, seconds_until
 from bots.twitter.settings import XTarget
 from bots.twitter.text import fit_tweet
@@ -198,12 +204,14 @@ class TwitterAdapter(ChannelAdapter):
         newest = newest_id(newest, self.since_id)
         if newest is None or newest == self.since_id:
             return 0
-        batch = [inbound for tweet in sorted(tweets, key=_id_order)
-                 if (inbound := self.to_inbound(tweet, users)) is not None]
+        payloads = [{"tweet": tweet, "author": users.get(str(tweet.get("author_id")))
+                     if isinstance(tweet, dict) else None}
+                    for tweet in sorted(tweets, key=_id_order)]
+        batch, unreadable = read_payloads(self, payloads, _tweet_key)
         cursor = Cursor(CHANNEL, CURSOR_KEY, newest)
         context = self.context
         stored = await ingest_until_stored(
-            CHANNEL, lambda: context.ingest(batch, cursor), self.stopping)
+            CHANNEL, lambda: context.ingest(batch, cursor, unreadable), self.stopping)
         if stored:
             self.since_id = newest  # only after the commit that saved it
         return len(batch)
@@ -244,21 +252,24 @@ class TwitterAdapter(ChannelAdapter):
                 raise MalformedPage(f"pagination loops on next_token {token!r}")
             seen_tokens.add(token)
 
-    def to_inbound(self, tweet: Any, users: dict[str, dict[str, Any]]) -> Inbound | None:
-        """The tweet as an Inbound; None for our own tweets and malformed ones (logged)."""
+    def read_payload(self, payload: Any) -> Inbound | None:
+        """A mention as kept in ``Inbound.raw``: {"tweet": ..., "author": the user from
+        the page's includes, or None}."""
+        return self.to_inbound(payload["tweet"], payload.get("author"))
+
+    def to_inbound(self, tweet: Any, author: Any) -> Inbound | None:
+        """The tweet as an Inbound; None for our own tweets. A malformed tweet raises
+        MalformedPage (it is quarantined)."""
         if not isinstance(tweet, dict):
-            log.warning("twitter: skipping a tweet that is not an object: %.300r", tweet)
-            return None
+            raise MalformedPage(f"a tweet that is not an object: {tweet!r:.300}")
         missing = [f for f in ("id", "author_id", "text") if not _present(tweet.get(f))]
         if missing:
-            log.warning("twitter: skipping a malformed tweet (no %s): %.300r",
-                        ", ".join(missing), tweet)
-            return None
+            raise MalformedPage(f"a tweet without {', '.join(missing)}")
         tweet_id, author_id = str(tweet["id"]), str(tweet["author_id"])
         if author_id == self.user_id:
             log.debug("twitter: tweet %s is our own; skipped", tweet_id)
             return None
-        user = users.get(author_id) or {}
+        user = author if isinstance(author, dict) else {}
         username = user.get("username")
         conversation = tweet.get("conversation_id") or tweet_id
         return Inbound(
@@ -268,7 +279,7 @@ class TwitterAdapter(ChannelAdapter):
             author_handle=f"@{username}" if username else None, author_name=user.get("name"),
             reply_target=XTarget(in_reply_to_tweet_id=tweet_id,
                                  username=username).model_dump(exclude_none=True),
-            raw=tweet)
+            raw={"tweet": tweet, "author": author})
 
     def _sent_at(self, tweet: dict[str, Any]) -> datetime:
         """created_at ("2026-11-24T07:00:00.000Z") as aware UTC; arrival time if absent."""
@@ -366,3 +377,9 @@ def _checked_page(page: Any) -> tuple[list[Any], dict[str, Any]]:
     if not isinstance(data, list):
         raise MalformedPage(f"mentions data is not a list: {data!r:.300}")
     return data, page["meta"]
+
+
+def _tweet_key(payload: Any) -> str | None:
+    tweet = payload.get("tweet") if isinstance(payload, dict) else None
+    tweet_id = tweet.get("id") if isinstance(tweet, dict) else None
+    return str(tweet_id) if isinstance(tweet_id, str | int) and str(tweet_id) else None

@@ -36,7 +36,13 @@ from vk_api.exceptions import (
     VkApiError,
 )
 
-from bots.common.polling import Backoff, PollHealth, ingest_until_stored, run_until_stopped
+from bots.common.polling import (
+    Backoff,
+    PollHealth,
+    ingest_until_stored,
+    read_payloads,
+    run_until_stopped,
+)
 from bots.vk.errors import api_delivery_error
 from bots.vk.settings import VKTarget
 from core.blocking import in_daemon_thread
@@ -211,12 +217,12 @@ class VKAdapter(ChannelAdapter):
         ts, updates = answer.get("ts"), answer.get("updates")
         if ts is None or not isinstance(updates, list):
             raise LongPollError("long poll answer without ts or updates")
-        batch = [inbound for raw in updates if (inbound := self._inbound_or_skip(raw))]
-        if not batch and str(ts) == str(self.longpoll.ts):
+        batch, unreadable = read_payloads(self, updates, _event_key)
+        if not batch and not unreadable and str(ts) == str(self.longpoll.ts):
             return  # the wait ran out with nothing new
         cursor = Cursor(CHANNEL, "ts", str(ts))
         stored = await ingest_until_stored(
-            "vk", lambda: self.context.ingest(batch, cursor), self.stopping)
+            "vk", lambda: self.context.ingest(batch, cursor, unreadable), self.stopping)
         if stored:
             self.longpoll.ts = str(ts)
 
@@ -247,14 +253,9 @@ class VKAdapter(ChannelAdapter):
                                      self.stopping) and self.longpoll is not None:
             self.longpoll.ts = ts
 
-    def _inbound_or_skip(self, raw: Any) -> Inbound | None:
-        try:
-            return self.to_inbound(raw)
-        except (KeyError, TypeError, ValueError, AttributeError) as error:
-            kind = raw.get("type") if isinstance(raw, dict) else None
-            log.warning("vk: skipping a malformed %s event (%s: %s): %.300r",
-                        kind or "untyped", type(error).__name__, error, raw)
-            return None
+    def read_payload(self, payload: Any) -> Inbound | None:
+        """A long poll event as VK sent it (``Inbound.raw``) read again."""
+        return self.to_inbound(payload)
 
     def to_inbound(self, raw: dict[str, Any]) -> Inbound | None:
         """A customer's message or comment as Inbound, or None (not for the inbox)."""
@@ -373,6 +374,11 @@ def _text(item: dict[str, Any]) -> str:
     kinds = [a.get("type", "attachment") for a in item.get("attachments") or []
              if isinstance(a, dict)]
     return " ".join(f"[{kind}]" for kind in kinds) or "[message]"
+
+
+def _event_key(payload: Any) -> str | None:
+    event_id = payload.get("event_id") if isinstance(payload, dict) else None
+    return f"event:{event_id}" if isinstance(event_id, str) and event_id else None
 
 
 def _handle(from_id: int) -> str:

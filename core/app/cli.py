@@ -7,9 +7,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import typer
-from rich.console import Console
 
-from core.config.load import ConfigError, load_settings
+from core.app.options import ConfigOption, err, out, settings_or_exit
 from core.config.settings import Settings
 
 if TYPE_CHECKING:
@@ -21,23 +20,6 @@ app = typer.Typer(help="sameday: a self-hosted support inbox that answers the sa
 db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
-err = Console(stderr=True, soft_wrap=True)
-out = Console(soft_wrap=True)
-
-ConfigOption = typer.Option(Path("config.toml"), "--config", "-c",
-                            help="The config file (TOML).", show_default=True)
-
-
-def _settings_or_exit(path: Path, *, check_secrets: bool = True) -> Settings:
-    try:
-        return load_settings(path, check_secrets=check_secrets)
-    except ConfigError as error:
-        err.print(f"[bold red]{len(error.problems)} problem(s) in the config:[/]")
-        for problem in error.problems:
-            err.print(f"  - {problem}", markup=False, highlight=False)
-        raise typer.Exit(2) from None
-
-
 @app.command()
 def run(config: Path = ConfigOption,
         log_format: str = typer.Option(None, "--log-format",
@@ -46,7 +28,7 @@ def run(config: Path = ConfigOption,
     from core.app.daemon import Daemon
     from core.app.logs import configured_secrets, setup_logging
 
-    settings = _settings_or_exit(config)
+    settings = settings_or_exit(config)
     if log_format not in (None, "text", "json"):
         err.print(f"--log-format {log_format!r}: allowed: text, json")
         raise typer.Exit(2)
@@ -62,7 +44,7 @@ def check_config(file: Path = typer.Argument(..., help="The config file to check
                                                  help="Do not require the token variables.")
                  ) -> None:
     """Check a config file and explain it; exit 2 with one line per problem."""
-    settings = _settings_or_exit(file, check_secrets=not no_secrets)
+    settings = settings_or_exit(file, check_secrets=not no_secrets)
     channels = ", ".join(settings.channels.enabled()) or "none"
     out.print(f"[green]{file}: OK[/] (channels: {channels}; database: "
               f"{settings.database.url.split('://')[0]}; "
@@ -87,7 +69,7 @@ def console(config: Path = ConfigOption,
     """
     from core.staff.console import open_console
 
-    settings = _settings_or_exit(config, check_secrets=False)
+    settings = settings_or_exit(config, check_secrets=False)
     if as_ not in settings.staff.names():
         names = ", ".join(sorted(settings.staff.names())) or "none (add [[staff.members]])"
         err.print(f"--as {as_}: not a staff member in {config}; staff: {names}",
@@ -130,7 +112,7 @@ def report(config: Path = ConfigOption,
     from core.reporting.period import make_period
     from core.reporting.render import print_report, report_csv, report_json
 
-    settings = _settings_or_exit(config, check_secrets=False)
+    settings = settings_or_exit(config, check_secrets=False)
     problems = []
     if channel is not None and channel not in channel_names():
         problems.append(f"--channel {channel}: allowed: {', '.join(channel_names())}")
@@ -203,7 +185,7 @@ def replay(file: Path = typer.Argument(..., help="A TWCS CSV or a JSONL history.
     from core.replay.history import ReplayError, read_history
     from core.replay.runner import replay_history
 
-    settings = _settings_or_exit(config, check_secrets=False)
+    settings = settings_or_exit(config, check_secrets=False)
     if format_ not in ("table", "json"):
         err.print(f"--format {format_}: allowed: table, json", markup=False, highlight=False)
         raise typer.Exit(2)
@@ -238,9 +220,15 @@ def db_upgrade(config: Path = ConfigOption) -> None:
     """Apply pending schema migrations to the configured database."""
     from core.store.engine import current_revision, upgrade
 
-    settings = _settings_or_exit(config, check_secrets=False)
+    settings = settings_or_exit(config, check_secrets=False)
     upgrade(settings.database)
     out.print(f"database at revision {current_revision(settings.database)}")
+
+
+def _register_quarantine_commands() -> None:
+    from core.app.quarantine import quarantine_app
+
+    app.add_typer(quarantine_app, name="quarantine")
 
 
 def _register_plugin_commands() -> None:
@@ -252,6 +240,7 @@ def _register_plugin_commands() -> None:
         app.command(entry.name)(entry.load())
 
 
+_register_quarantine_commands()
 _register_plugin_commands()
 
 if __name__ == "__main__":

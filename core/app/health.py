@@ -1,7 +1,10 @@
 """Health and metrics over HTTP on ``[daemon] health_host:health_port`` (0 turns it off).
 
-``GET /healthz`` answers 200 when the database answers and every channel receives, else
-503 with the reasons: for a load balancer, a container probe or an uptime check.
+``GET /healthz`` answers 200 when the database takes a write (each check commits this
+process's heartbeat row), every channel receives, and no channel's intake or dispatch is
+failing to commit; else 503 with the reasons: for a load balancer, a container probe or
+an uptime check. Quarantined payloads are counted there, not judged: they are kept, and
+their channel goes on.
 ``GET /metrics`` is the Prometheus text format.
 
 The figures on /metrics are counted from the database at scrape time, not kept in
@@ -14,6 +17,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
+import socket
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -32,14 +37,17 @@ from core.delivery.contract import STAFF_CHANNEL, ChannelAdapter, ChannelHealth
 from core.delivery.dispatcher import DUE_STATES
 from core.domain.kpi import Rate, local_day
 from core.domain.records import Direction, OutboxState
+from core.intake import quarantine
 from core.store.engine import Store
-from core.store.tables import Escalation, Message, Outbox, Ticket
+from core.store.tables import Escalation, Message, Outbox, Quarantine, Ticket
+from core.store.writes import RECEIVE, SEND
 
 log = logging.getLogger(__name__)
 
 STALE_FACTOR = 3  # missed polls before a channel counts as stale...
 STALE_FLOOR = 60.0  # ...but never sooner than this many seconds
 DATABASE_TIMEOUT = 5.0  # a probe must answer even when the database hangs
+PROCESS = f"{socket.gethostname()}:{os.getpid()}"[:128]  # this process's heartbeat row
 
 # Per-channel figures: (name, counter or gauge, help), in the order /metrics lists them.
 CHANNEL_METRICS = [
@@ -56,6 +64,8 @@ CHANNEL_METRICS = [
      "Tickets opened today (the local day of calendar.timezone)."),
     ("sameday_tickets_answered_same_day_today", "gauge",
      "Tickets opened today and first answered the same local day."),
+    ("sameday_quarantined", "gauge",
+     "Payloads that could not be read or stored, held in quarantine (sameday quarantine)."),
     ("sameday_poll_errors", "counter", "Failed receive polls since this process started."),
     ("sameday_channel_connected", "gauge", "1 when the channel receives, else 0."),
     ("sameday_channel_last_poll_ok_timestamp_seconds", "gauge",
@@ -148,6 +158,16 @@ class DatabaseCollector(Collector):
         yield GaugeMetricFamily("sameday_database_up", "1 when the database answered this "
                                 "scrape, else 0 (the database figures are then absent).",
                                 value=1 if self.database_up else 0)
+        failing = GaugeMetricFamily(
+            "sameday_writes_failing", "1 while this process's latest commit of a channel's "
+            "receiving or sending failed (a full disk, a read-only database), else 0.",
+            labels=["channel", "activity"])
+        now_failing = self.store.writes.failing()
+        for channel in sorted(self.figures.get("sameday_outbox_depth", {})):
+            for activity in (RECEIVE, SEND):
+                failing.add_metric([channel, activity],
+                                   1 if (channel, activity) in now_failing else 0)
+        yield failing
         for name, kind, help_text in CHANNEL_METRICS:
             family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             family = family_type(name, help_text, labels=["channel"])
@@ -188,6 +208,7 @@ class DatabaseCollector(Collector):
             .join(Ticket, Ticket.id == Escalation.ticket_id).group_by(Ticket.channel),
             "sameday_dead_letters": _count(Outbox, Outbox.state == OutboxState.DEAD),
             "sameday_outbox_depth": _count(Outbox, Outbox.state.in_(DUE_STATES)),
+            "sameday_quarantined": _count(Quarantine, Quarantine.state == quarantine.HELD),
             "sameday_tickets_opened_today": _count(
                 Ticket, Ticket.opened_at >= day_start, Ticket.opened_at < day_end),
             # kpi.answered_same_day as a query: first answered before the day ends.
@@ -276,6 +297,10 @@ class HealthServer:
         database = await self._database_status()
         if database != "ok":
             reasons.append(f"database: {database}")
+        for (channel, activity), failure in sorted(self.store.writes.failing().items()):
+            what = "storing received messages" if activity == RECEIVE else "recording sends"
+            reasons.append(f"{channel}: {what} fails since {failure.since:%H:%M:%S}Z: "
+                           f"{failure.reason}")
         now = self.clock.now()
         channels = {}
         for name, adapter in self.channels().items():
@@ -284,18 +309,28 @@ class HealthServer:
                                                      stale, self.running_since)
             reasons += problems
         body: dict[str, Any] = {"status": "unhealthy" if reasons else "ok",
-                                "database": database, "channels": channels}
+                                "database": database, "channels": channels,
+                                "quarantined": await self._quarantined()}
         if reasons:
             body["reasons"] = reasons
         return not reasons, body
 
+    async def _quarantined(self) -> dict[str, int] | None:
+        """Held payloads by channel; None when the database cannot say."""
+        try:
+            async with self.store.session() as session:
+                return await asyncio.wait_for(quarantine.held_counts(session), DATABASE_TIMEOUT)
+        except Exception:
+            return None
+
     async def _database_status(self) -> str:
         try:
-            await asyncio.wait_for(self.store.ping(), DATABASE_TIMEOUT)
+            await asyncio.wait_for(self.store.beat(PROCESS, self.clock.now()),
+                                   DATABASE_TIMEOUT)
         except TimeoutError:
             return f"no answer within {DATABASE_TIMEOUT:.0f}s"
         except Exception as error:
-            log.warning("healthz: the database does not answer (%s: %s)",
+            log.warning("healthz: the database does not take a write (%s: %s)",
                         type(error).__name__, error)
             first_line = str(error).splitlines()[0][:200] if str(error) else ""
             return f"error: {type(error).__name__}: {first_line}".rstrip(": ")

@@ -20,7 +20,7 @@ from pydantic import ValidationError
 from core.clock import Clock
 from core.config.channels import channel_label, installed_channels
 from core.config.settings import Settings
-from core.domain.records import Delivered, Inbound, Outbound
+from core.domain.records import Delivered, Inbound, Outbound, Unreadable
 
 STAFF_CHANNEL = "staff"  # outbox rows for the staff chat (a channel's staff group, or console)
 
@@ -55,8 +55,13 @@ class ChannelHealth:
     poll_errors: int  # failed receive polls since start
 
 
-# ingest(batch, cursor): stores the batch and the cursor in one transaction.
-Ingest = Callable[[Sequence[Inbound], Cursor | None], Awaitable[object]]
+class Ingest(Protocol):
+    """Store a batch, its unreadable payloads (quarantined) and the cursor in one
+    transaction; a message that cannot be stored is quarantined instead of failing the
+    batch. Raises only while the database is unavailable (``is_transient``)."""
+
+    async def __call__(self, batch: Sequence[Inbound], cursor: Cursor | None = None,
+                       unreadable: Sequence[Unreadable] = ()) -> object: ...
 
 
 class StaffDeskPort(Protocol):
@@ -153,6 +158,12 @@ class ChannelAdapter(ABC):
                                 for e in error.errors())
             raise DeliveryError(f"not a {channel_label(self.name)} address ({problem}): "
                                 f"{outbound.target!r:.200}", permanent=True) from None
+
+    def read_payload(self, payload: Any) -> Inbound | None:
+        """The Inbound in one payload as kept in ``Inbound.raw`` (None: not for the
+        inbox); raises when the payload is malformed. ``sameday quarantine retry`` reads
+        quarantined payloads again with it, after an upgrade that can read them."""
+        raise NotImplementedError(f"{self.name} cannot read its payloads again")
 
     def send_cost(self, outbound: Outbound) -> int:
         """How many platform messages this row becomes (a long text split in parts)."""

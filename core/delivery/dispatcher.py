@@ -38,8 +38,9 @@ from core.delivery.contract import ChannelAdapter, DeliveryError, DeliveryListen
 from core.delivery.enqueue import Lane
 from core.delivery.ratelimit import Limiter, RateKey, Reservation
 from core.domain.records import Delivered, Outbound, OutboxState
-from core.store.engine import Store
+from core.store.engine import Store, is_transient
 from core.store.tables import Event, Outbox
+from core.store.writes import SEND
 
 log = logging.getLogger(__name__)
 
@@ -154,10 +155,16 @@ class ChannelLoop:
                     lease = self.dispatcher.settings.lease.total_seconds()
                     next_recovery = asyncio.get_running_loop().time() + lease / 2
                 sent, delay = await self.dispatch_once()
+                self._writes_ok()
                 if sent:
                     continue
-            except Exception:  # the database may be briefly unavailable; keep going
-                log.exception("outbox %s: dispatch failed; retrying", self.adapter.name)
+            except Exception as error:  # the database may be briefly unavailable; keep going
+                self._writes_failed(error)
+                if is_transient(error):
+                    log.error("outbox %s: the database is unavailable (%s); retrying",
+                              self.adapter.name, error)
+                else:
+                    log.exception("outbox %s: dispatch failed; retrying", self.adapter.name)
             self.wake.clear()
             await _wait_any([self.wake, stopping], max(0.0, delay))
         if self.in_flight:  # shutting down: let sends in flight record their outcome
@@ -303,8 +310,38 @@ class ChannelLoop:
 
     async def _record(self, apply) -> None:
         # Shielded: a shutdown must not leave a sent row looking unsent.
-        await asyncio.shield(self._in_transaction(apply))
+        await asyncio.shield(self._record_patiently(apply))
         self.wake.set()  # a slot is free: look for more
+
+    async def _record_patiently(self, apply) -> None:
+        """Record an outcome, waiting out a database that refuses writes for up to the
+        lease: a delivered row recorded late is not sent again. If the database stays
+        away longer the row stays in "sending" and is recovered like a crash's."""
+        patience = self.dispatcher.settings.lease.total_seconds()
+        started = asyncio.get_running_loop().time()
+        delay = 0.2
+        while True:
+            try:
+                await self._in_transaction(apply)
+                self._writes_ok()
+                return
+            except Exception as error:
+                self._writes_failed(error)
+                waited = asyncio.get_running_loop().time() - started
+                if not is_transient(error) or waited + delay > patience:
+                    log.error("outbox %s: could not record a send's outcome (%s); the row "
+                              "is recovered after the lease", self.adapter.name, error)
+                    return
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 5.0)
+
+    def _writes_ok(self) -> None:
+        for channel in self.channels:
+            self.store.writes.succeeded(channel, SEND)
+
+    def _writes_failed(self, error: BaseException) -> None:
+        for channel in self.channels:
+            self.store.writes.failed(channel, SEND, error)
 
     async def _in_transaction(self, apply) -> None:
         async with self.store.session() as session, session.begin():

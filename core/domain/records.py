@@ -66,7 +66,18 @@ class Inbound:
     author_handle: str | None = None
     author_name: str | None = None
     reply_target: dict[str, Any] = field(default_factory=dict)
-    raw: dict[str, Any] | None = None
+    raw: dict[str, Any] | None = None  # the platform payload, as read_payload reads it
+
+
+@dataclass(frozen=True, slots=True)
+class Unreadable:
+    """A platform payload an adapter could not read as an Inbound (or the core could not
+    store): it is quarantined whole with the error, and its channel moves on."""
+
+    channel: str
+    payload: Any  # the platform's JSON as received
+    error: str
+    external_id: str | None = None  # the platform's id of it, when one can be read
 
 
 @dataclass(frozen=True, slots=True)

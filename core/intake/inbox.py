@@ -31,13 +31,23 @@ from core.delivery.contract import STAFF_CHANNEL, Cursor
 from core.delivery.enqueue import enqueue, outbox_row
 from core.domain import lifecycle
 from core.domain.policy import Policy
-from core.domain.records import Direction, Inbound, OutboxKind, Priority, TicketStatus
+from core.domain.records import (
+    Direction,
+    Inbound,
+    OutboxKind,
+    Priority,
+    TicketStatus,
+    Unreadable,
+)
 from core.domain.text import valid_unicode
+from core.intake import quarantine
+from core.intake.quarantine import describe, unstorable
 from core.staff.board import customer_name, latest_customer_texts
 from core.staff.cards import Card, card_message, follow_up, make_card
-from core.store.engine import Store
+from core.store.engine import Store, is_transient
 from core.store.tables import Cursor as CursorRow
 from core.store.tables import Customer, Event, Message, Ticket
+from core.store.writes import RECEIVE
 
 log = logging.getLogger(__name__)
 
@@ -51,6 +61,13 @@ class IngestResult:
     opened: list[int] = field(default_factory=list)  # new ticket ids
     reopened: list[int] = field(default_factory=list)
     appended: list[int] = field(default_factory=list)  # ticket ids that got a message
+    quarantined: list[int] = field(default_factory=list)  # new quarantine row ids
+
+    def merge(self, other: IngestResult) -> None:
+        self.received += other.received
+        self.duplicates += other.duplicates
+        for name in ("opened", "reopened", "appended", "quarantined"):
+            getattr(self, name).extend(getattr(other, name))
 
 
 class Inbox:
@@ -67,17 +84,27 @@ class Inbox:
         self.settings = settings
         self.policy = Policy(settings)
 
-    async def ingest(self, batch: Sequence[Inbound], cursor: Cursor | None = None
-                     ) -> IngestResult:
-        """Store a batch (and the adapter's cursor) atomically; safe to repeat.
+    async def ingest(self, batch: Sequence[Inbound], cursor: Cursor | None = None,
+                     unreadable: Sequence[Unreadable] = ()) -> IngestResult:
+        """Store a batch, the payloads its adapter could not read (quarantined) and the
+        adapter's cursor atomically; safe to repeat. Raises only while the database is
+        unavailable: a message that cannot be stored is quarantined, not retried.
 
         The transaction runs in its own task and is shielded: a daemon shutting down may
         cancel the adapter that called us, but never a commit half-way (see ``drain``).
         """
-        task = asyncio.ensure_future(self._ingest_with_retry(batch, cursor))
+        task = asyncio.ensure_future(self._ingest_reporting(batch, cursor, unreadable))
         self._inflight.add(task)
         task.add_done_callback(self._inflight.discard)
         return await asyncio.shield(task)
+
+    async def ingest_or_raise(self, batch: Sequence[Inbound]) -> IngestResult:
+        """Store a batch or raise, quarantining nothing (``sameday quarantine retry``
+        stores a payload again this way)."""
+        result = await self._ingest_with_retry(batch, None, ())
+        if result.received:
+            self.on_outbox()
+        return result
 
     async def drain(self) -> None:
         """Wait for every transaction in flight (used at shutdown)."""
@@ -89,24 +116,66 @@ class Inbox:
             row = await session.get(CursorRow, (channel, key))
             return row.value if row else None
 
-    async def _ingest_with_retry(self, batch: Sequence[Inbound],
-                                 cursor: Cursor | None) -> IngestResult:
+    async def _ingest_reporting(self, batch: Sequence[Inbound], cursor: Cursor | None,
+                                unreadable: Sequence[Unreadable]) -> IngestResult:
+        """Ingest, telling the store's write health how the channel's intake does."""
+        channels = {m.channel for m in batch} | {u.channel for u in unreadable} | (
+            {cursor.channel} if cursor else set())
+        try:
+            result = await self._ingest_or_quarantine(batch, cursor, unreadable)
+        except Exception as error:
+            for channel in channels:
+                self.store.writes.failed(channel, RECEIVE, error)
+            raise
+        for channel in channels:
+            self.store.writes.succeeded(channel, RECEIVE)
+        if result.received or result.quarantined:
+            self.on_outbox()
+        return result
+
+    async def _ingest_or_quarantine(self, batch: Sequence[Inbound], cursor: Cursor | None,
+                                    unreadable: Sequence[Unreadable]) -> IngestResult:
+        try:
+            return await self._ingest_with_retry(batch, cursor, unreadable)
+        except Exception as error:
+            if is_transient(error) or not batch:
+                raise
+            log.error("ingest: a batch of %d could not be stored (%s); storing its messages "
+                      "one by one", len(batch), describe(error))
+        # One poison message must not hold back the others, nor the channel: each is
+        # stored alone, and what still fails is quarantined with the cursor.
+        result, rejected = IngestResult(), list(unreadable)
+        for inbound in batch:
+            try:
+                result.merge(await self._ingest_with_retry([inbound], None, ()))
+            except Exception as error:
+                if is_transient(error):
+                    raise
+                log.error("ingest: %s message %s quarantined: %s", inbound.channel,
+                          inbound.external_id, describe(error))
+                rejected.append(unstorable(inbound, error))
+        result.merge(await self._ingest_with_retry([], cursor, rejected))
+        return result
+
+    async def _ingest_with_retry(self, batch: Sequence[Inbound], cursor: Cursor | None,
+                                 unreadable: Sequence[Unreadable]) -> IngestResult:
         for attempt in range(3):
             try:
                 async with self.store.session() as session, session.begin():
                     result = await self._ingest(session, batch) if batch else IngestResult()
+                    if unreadable:
+                        result.quarantined = await quarantine.hold(
+                            session, unreadable, self.clock.now())
                     if cursor is not None:
                         await _save_cursor(session, cursor)
-                break
+                return result
             except IntegrityError:
                 # Another writer stored some of these rows first (replicas, a racing
                 # retry): run again; the second pass deduplicates against them.
                 if attempt == 2:
                     raise
                 log.info("ingest raced another writer; retrying the batch")
-        if result.received:
-            self.on_outbox()
-        return result
+        raise AssertionError("unreachable")
 
     async def _ingest(self, session: AsyncSession, batch: Sequence[Inbound]) -> IngestResult:
         now = self.clock.now()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+from datetime import datetime
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -23,6 +24,8 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from core.config.settings import DatabaseSettings
+from core.store.tables import Heartbeat
+from core.store.writes import WriteHealth
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -95,6 +98,7 @@ class Store:
         self.settings = settings
         self.engine = make_engine(settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        self.writes = WriteHealth()  # what fails to commit now (core.store.writes)
 
     @property
     def is_sqlite(self) -> bool:
@@ -110,6 +114,15 @@ class Store:
     async def ping(self) -> None:
         async with self.engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))
+
+    async def beat(self, process: str, now: datetime) -> None:
+        """Commit this process's heartbeat row: proves the database takes writes."""
+        async with self.session() as session, session.begin():
+            row = await session.get(Heartbeat, process)
+            if row is None:
+                session.add(Heartbeat(process=process, beat_at=now))
+            else:
+                row.beat_at = now
 
     async def close(self) -> None:
         await self.engine.dispose()

@@ -168,3 +168,33 @@ class Event(SQLModel, table=True):
     actor: str | None = Field(default=None, max_length=128)
     at: datetime = _time(nullable=False)
     data: dict[str, Any] = Field(default_factory=dict, sa_column=Column(JSON, nullable=False))
+
+
+class Quarantine(SQLModel, table=True):
+    """A platform payload that could not be read or stored: kept whole, never retried on
+    its own, so it cannot stop its channel (``sameday quarantine`` shows and retries it).
+    """
+
+    # A payload the platform delivers again (after a crash) is kept once.
+    __table_args__ = (sa.UniqueConstraint("channel", "external_id", name="uq_quarantine_external"),)
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32, index=True)
+    # The platform's id of the payload when it has a readable one ("update:42", "m17").
+    external_id: str | None = Field(default=None, max_length=128)
+    # The payload as JSON text with every non-ASCII character escaped: a lone surrogate
+    # or a NUL that broke the message is kept exactly, and any database can store it.
+    payload: str
+    error: str
+    quarantined_at: datetime = _time(nullable=False)
+    # held -> released (re-ingested by ``sameday quarantine retry``)
+    state: str = Field(default="held", max_length=16, index=True)
+    released_at: datetime | None = _time()
+
+
+class Heartbeat(SQLModel, table=True):
+    """One row per process, written by every health check: /healthz proves the database
+    takes writes (a full disk answers SELECT 1 but refuses every commit)."""
+
+    process: str = Field(primary_key=True, max_length=128)
+    beat_at: datetime = _time(nullable=False)
