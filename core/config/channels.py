@@ -21,6 +21,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from functools import cache
@@ -28,7 +29,7 @@ from importlib import import_module
 from importlib.metadata import entry_points
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, model_validator
+from pydantic import BaseModel, ConfigDict, ValidationInfo, field_validator, model_validator
 
 log = logging.getLogger(__name__)
 
@@ -38,7 +39,43 @@ CONSOLE = "console"
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
 
-class ChannelSettings(BaseModel):
+INT64 = 2**63 - 1  # the widest id any platform or database column holds
+
+
+def _scalar_kinds(annotation: Any) -> set[type]:
+    """The TOML scalar types (int, bool, float) a field's annotation asks for."""
+    found = {annotation} if annotation in (int, bool, float) else set()
+    for arg in typing.get_args(annotation):
+        found |= {arg} if arg in (int, bool, float) else set()
+    return found
+
+
+class TomlTyped(BaseModel):
+    """A TOML number or boolean keeps its type: ``true`` is not the number 1, ``"8"`` (in
+    quotes) is not 8, and ``1`` is not ``true`` -- each is a typo the admin wants to hear
+    about. Whole numbers fit in 64 bits (ids, counts)."""
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _toml_types(cls, value: Any, info: ValidationInfo) -> Any:
+        field = cls.model_fields.get(info.field_name or "")
+        kinds = _scalar_kinds(field.annotation) if field is not None else set()
+        if not kinds or value is None:
+            return value
+        if bool in kinds:
+            if not isinstance(value, bool):
+                raise ValueError("must be true or false (without quotes)")
+        elif int in kinds and float not in kinds:
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ValueError("must be a valid integer: a whole number without quotes")
+            if isinstance(value, int) and abs(value) > INT64:
+                raise ValueError(f"is out of range; allowed: at most {INT64} either way")
+        elif float in kinds and (isinstance(value, bool) or not isinstance(value, int | float)):
+            raise ValueError("must be a number without quotes")
+        return value
+
+
+class ChannelSettings(TomlTyped):
     """The base of every ``[channels.<name>]`` table. Unknown keys are errors; keys ending
     in ``_env`` name environment variables holding secrets (never the secret itself)."""
 

@@ -5,10 +5,16 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 
-_PART = re.compile(r"(\d+)\s*(d|h|m|s)")
+from core.config.shown import shown
+
+_PART = re.compile(r"([0-9]+)\s*(d|h|m|s)")  # ASCII digits: "٤h" is a typo, not 4h
 _UNITS = {"d": "days", "h": "hours", "m": "minutes", "s": "seconds"}
 DURATION_HELP = 'a duration like "30s", "15m", "2h", "1h30m" or "1d"'
 MAX_DAYS = timedelta.max.days
+
+
+class DurationTooLong(ValueError):
+    """A well-formed duration beyond what a ``timedelta`` holds."""
 
 
 def parse_duration(text: str) -> timedelta:
@@ -16,13 +22,15 @@ def parse_duration(text: str) -> timedelta:
     cleaned = text.strip().lower().replace(" ", "")
     parts = _PART.findall(cleaned)
     if not cleaned or "".join(n + u for n, u in parts) != cleaned:
-        raise ValueError(f"{text!r} is not {DURATION_HELP}")
+        raise ValueError(f"{shown(text)} is not {DURATION_HELP}")
     total = timedelta()
+    if any(len(number) > 15 for number, _unit in parts):
+        raise DurationTooLong(f"{shown(text)} is too long; at most {MAX_DAYS} days")
     try:
         for number, unit in parts:
             total += timedelta(**{_UNITS[unit]: int(number)})
     except OverflowError:
-        raise ValueError(f"{text!r} is too long; at most {MAX_DAYS} days") from None
+        raise DurationTooLong(f"{shown(text)} is too long; at most {MAX_DAYS} days") from None
     return total
 
 

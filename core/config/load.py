@@ -14,7 +14,9 @@ The model that validates a file is built from the installed channels
 from __future__ import annotations
 
 import difflib
+import json
 import os
+import re
 import tomllib
 import typing
 from collections.abc import Mapping
@@ -37,6 +39,11 @@ from core.config.settings import (
     StaffSettings,
     Strict,
 )
+from core.config.shown import printable, shown
+
+MAX_MESSAGE = 400  # characters of one problem's explanation
+# Arrays or inline tables nested deeper than Python's parser can follow.
+TOO_DEEP = "arrays or tables nested too deeply"
 
 
 class ConfigProblem(BaseModel):
@@ -46,8 +53,12 @@ class ConfigProblem(BaseModel):
     message: str
 
     def __str__(self) -> str:
-        shown = "" if self.value is None else f" = {self.value!r}"
-        return f"{self.file}: {self.key or '(top level)'}{shown}: {self.message}"
+        """One line: the file, the key path, the value (short) and the message, with
+        control characters escaped (a quoted TOML key may hold a newline)."""
+        value = "" if self.value is None else f" = {shown(self.value)}"
+        message = self.message if len(self.message) <= MAX_MESSAGE else \
+            self.message[:MAX_MESSAGE] + "..."
+        return printable(f"{self.file}: {self.key or '(top level)'}{value}: {message}")
 
 
 class ConfigError(Exception):
@@ -59,17 +70,60 @@ class ConfigError(Exception):
 def load_settings(path: str | Path, *, check_secrets: bool = True) -> Settings:
     """Read and validate a config file; raise ConfigError listing every problem."""
     path = Path(path)
+    key = ""
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        text = path.read_text(encoding="utf-8")
+        raw = tomllib.loads(text)
     except FileNotFoundError:
         problem = "file not found"
     except (OSError, UnicodeDecodeError) as exc:
         problem = f"unreadable: {exc}"
     except tomllib.TOMLDecodeError as exc:
         problem = f"not valid TOML: {exc}"
+    except RecursionError:  # tomllib follows nested arrays by recursion
+        key, problem = _too_deep(text)
     else:
-        return settings_from_dict(raw, source=str(path), check_secrets=check_secrets)
-    raise ConfigError([ConfigProblem(file=str(path), key="", message=problem)])
+        try:
+            return settings_from_dict(raw, source=str(path), check_secrets=check_secrets)
+        except RecursionError:  # a nesting deep enough to defeat the validation itself
+            key, problem = "", f"{TOO_DEEP}; a config needs no more than a few levels"
+    raise ConfigError([ConfigProblem(file=str(path), key=key, message=problem)])
+
+
+def _too_deep(text: str) -> tuple[str, str]:
+    """(the key path, the message) for a file nested too deeply to parse: the line where
+    the nesting goes deepest, and the key assigned on it (under its table) when it names
+    one. A rough scan: it only runs on a file the parser already gave up on."""
+    depth, deepest, where, table, quote = 0, 0, (1, "", ""), "", ""
+    for number, line in enumerate(text.splitlines(), start=1):
+        header = _TABLE_HEADER.match(line) if depth == 0 else None
+        if header:
+            table = header.group(1).replace(" ", "")
+            continue
+        for char in line:
+            if quote:
+                quote = "" if char == quote else quote
+            elif char in "\"'":
+                quote = char
+            elif char == "#":
+                break
+            elif char in "[{":
+                depth += 1
+                if depth > deepest:
+                    key = line.partition("=")[0].strip() if "=" in line else ""
+                    deepest, where = depth, (number, table, key)
+            elif char in "]}":
+                depth = max(0, depth - 1)
+        quote = ""
+    number, table, key = where
+    key = key.replace('"', "") if _BARE_KEY.fullmatch(key) else ""
+    path = ".".join(part for part in (table, key) if part) if key else ""
+    return path, (f"not valid TOML: {TOO_DEEP} (at line {number}); a config needs no more "
+                  f"than a few levels")
+
+
+_TABLE_HEADER = re.compile(r"^\s*\[\[?\s*([A-Za-z0-9_.\- ]+?)\s*\]\]?\s*(#.*)?$")
+_BARE_KEY = re.compile(r"[A-Za-z0-9_.\- \"]+")  # a dotted key, its parts quoted or not
 
 
 def settings_from_dict(raw: dict[str, Any], *, source: str = "<config>",
@@ -79,7 +133,8 @@ def settings_from_dict(raw: dict[str, Any], *, source: str = "<config>",
     try:
         settings = model.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError([_problem(source, model, err) for err in exc.errors()]) from None
+        raise ConfigError([_problem(source, model, err, raw) for err in exc.errors()]) \
+            from None
     problems = _cross_checks(settings, source, channels)
     if check_secrets:
         problems += _missing_secrets(settings, source)
@@ -150,8 +205,8 @@ def _with_fields(name: str, base: type[BaseModel], extras: list[type[BaseModel] 
 # --- problems as an admin reads them ------------------------------------------------------------
 
 
-def _problem(source: str, model: type[BaseModel], err: Any) -> ConfigProblem:
-    loc = [part for part in err["loc"] if not _is_validator_tag(part)]
+def _problem(source: str, model: type[BaseModel], err: Any, raw: Any) -> ConfigProblem:
+    loc = _real_loc(err["loc"], raw)
     key = _key_path(loc)
     message = err["msg"].removeprefix("Value error, ")
     if err["type"] == "extra_forbidden":
@@ -172,6 +227,25 @@ def _problem(source: str, model: type[BaseModel], err: Any) -> ConfigProblem:
     return ConfigProblem(file=source, key=key, value=value, message=message)
 
 
+def _real_loc(loc: tuple[Any, ...], raw: Any) -> list[Any]:
+    """The key path of an error: the keys and indexes of the file, without the names of
+    union branches and validators pydantic adds. A key the file has is always kept, even
+    when it looks like a tag (a quoted TOML key may hold "[")."""
+    out: list[Any] = []
+    node = raw
+    for part in loc:
+        if isinstance(node, dict) and part in node:
+            node = node[part]
+        elif isinstance(node, list) and isinstance(part, int) and 0 <= part < len(node):
+            node = node[part]
+        elif _is_validator_tag(part):
+            continue
+        else:
+            node = None
+        out.append(part)
+    return out
+
+
 def _is_validator_tag(part: Any) -> bool:
     # pydantic may add the names of union branches and validators to a location.
     return isinstance(part, str) and ("[" in part or part.startswith("function-"))
@@ -180,8 +254,18 @@ def _is_validator_tag(part: Any) -> bool:
 def _key_path(loc: list[Any]) -> str:
     out = ""
     for part in loc:
-        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+        if not isinstance(part, int):
+            part = _key_part(str(part))
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else part)
     return out
+
+
+def _key_part(key: str) -> str:
+    """A key as TOML writes it: bare when it can be, else quoted (an empty key, a space,
+    a dot), and cut short when it is long."""
+    if re.fullmatch(r"[A-Za-z0-9_:-]{1,64}", key):
+        return key
+    return json.dumps(key[:40], ensure_ascii=False) + ("..." if len(key) > 40 else "")
 
 
 def _suggest_key(model: type[BaseModel], loc: list[Any]) -> str:
@@ -231,6 +315,9 @@ def _cross_checks(settings: Settings, source: str,
         people += [("assign", rule.assign)] if rule.assign else []
         problems += [problem(f"escalation[{i}].{key}", person, unknown)
                      for key, person in people if person not in names]
+    problems += [problem(f"calendar.hours.{day}", None, f"{overlap}; allowed: intervals that do "
+                         f"not overlap, like \"09:00-13:00\", \"14:00-18:00\"")
+                 for day, overlap in settings.calendar.overlapping_hours()]
     rule_names = [r.name for r in settings.escalation]
     problems += [problem(f"escalation[{i}].name", name, "rule names must be unique")
                  for i, name in enumerate(rule_names) if name in rule_names[:i]]
@@ -256,14 +343,26 @@ def _channel_references(settings: Settings) -> list[tuple[str, str]]:
     return found
 
 
+# How variables are named (SAMEDAY_X_BEARER_TOKEN); a mixed-case "name" may be a token.
+_CONVENTIONAL_ENV_NAME = re.compile(r"[A-Z_][A-Z0-9_]{0,63}")
+
+
 def _missing_secrets(settings: Settings, source: str) -> list[ConfigProblem]:
     problems = []
     for name, channel in settings.channels.enabled().items():
         for field_name in channel.secret_fields():
             env_name = getattr(channel, field_name)
-            if not os.environ.get(env_name):
+            if os.environ.get(env_name):
+                continue
+            if _CONVENTIONAL_ENV_NAME.fullmatch(env_name):
                 problems.append(ConfigProblem(
                     file=source, key=f"channels.{name}.{field_name}", value=env_name,
                     message="this environment variable is not set; export the token in it "
                             "(or set enabled = false)"))
+            else:  # X's secrets look like variable names: never repeat what may be one
+                problems.append(ConfigProblem(
+                    file=source, key=f"channels.{name}.{field_name}",
+                    message="names no environment variable that is set (its value is not "
+                            "shown: it looks like a token pasted here); name a variable "
+                            "like SAMEDAY_TOKEN and export the token in it"))
     return problems

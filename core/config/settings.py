@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError, available_timezones
 
 from pydantic import (
-    BaseModel,
+    AfterValidator,
     BeforeValidator,
     ConfigDict,
     Field,
@@ -22,9 +22,10 @@ from pydantic import (
     model_validator,
 )
 
-from core.config.channels import CONSOLE, ChannelSettings
-from core.config.durations import format_duration, parse_duration
-from core.config.rates import RateLimit
+from core.config.channels import CONSOLE, ChannelSettings, TomlTyped
+from core.config.durations import DurationTooLong, format_duration, parse_duration
+from core.config.rates import RATE_HELP, RateLimit
+from core.config.shown import shown
 
 WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 
@@ -40,13 +41,49 @@ def _duration(value: Any) -> Any:
     return value
 
 
-Duration = Annotated[timedelta, BeforeValidator(_duration)]
-# Intervals the daemon waits between rounds of work: zero would make it spin.
-PositiveDuration = Annotated[Duration, Field(gt=timedelta(0))]
+# No timing of sameday makes sense beyond a year; a longer one is a typo ("999d" for "9d"),
+# and an absurd one would overflow the clock arithmetic it feeds.
+MAX_DURATION = timedelta(days=366)
 
 
-class Strict(BaseModel):
-    """Unknown keys are errors: a typo must not silently fall back to a default."""
+def duration(*, positive: bool = False, most: timedelta = MAX_DURATION) -> Any:
+    """A duration field: "90s", "1h30m" or a number of seconds, never negative, at most
+    ``most``; ``positive``: longer than 0s too (an interval the daemon waits between
+    rounds of work: zero would make it spin)."""
+
+    def parse(value: Any) -> Any:
+        try:
+            return _duration(value)
+        except DurationTooLong:
+            raise ValueError(f"{shown(value)} is too long; at most "
+                             f"{format_duration(most)}") from None
+
+    def bounded(value: timedelta) -> timedelta:
+        if value < timedelta(0):
+            raise ValueError("must not be negative")
+        if positive and value == timedelta(0):
+            raise ValueError("must be longer than 0s")
+        if value > most:
+            raise ValueError(f"is too long; at most {format_duration(most)}")
+        return value
+
+    return Annotated[timedelta, BeforeValidator(parse), AfterValidator(bounded)]
+
+
+Duration = duration()
+PositiveDuration = duration(positive=True)
+# The daemon's own intervals, bounded more tightly (a lease of a week would hold a crashed
+# send that long; a sweep every day would escalate nothing in time).
+SweepInterval = duration(positive=True, most=timedelta(hours=1))
+ShutdownGrace = duration(most=timedelta(hours=1))
+RetryBase = duration(positive=True, most=timedelta(hours=1))
+RetryMax = duration(positive=True, most=timedelta(days=7))
+Lease = duration(positive=True, most=timedelta(days=1))
+
+
+class Strict(TomlTyped):
+    """Unknown keys are errors: a typo must not silently fall back to a default; numbers
+    and booleans keep their TOML types (``TomlTyped``)."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,7 +96,7 @@ class DatabaseSettings(Strict):
     # FULL survives power loss: the platform cursor is committed with the messages, and a
     # lost commit after the platform forgot the updates would lose them for good.
     sqlite_synchronous: Literal["full", "normal"] = "full"
-    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0)
+    sqlite_busy_timeout_ms: int = Field(default=5000, ge=0, le=3_600_000)  # at most 1h
 
     @field_validator("url")
     @classmethod
@@ -75,9 +112,9 @@ class DaemonSettings(Strict):
     health_port: int = Field(default=8787, ge=0, le=65535, strict=True)  # 0: no endpoint
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
-    shutdown_grace: Duration = timedelta(seconds=10)
+    shutdown_grace: ShutdownGrace = timedelta(seconds=10)
     # How often the escalation sweep runs (it also wakes at the next due time).
-    sweep_interval: PositiveDuration = timedelta(seconds=1)
+    sweep_interval: SweepInterval = timedelta(seconds=1)
 
 
 class InboxSettings(Strict):
@@ -137,19 +174,29 @@ def _interval(value: Any) -> Any:
         return value
     match = _INTERVAL.match(value.strip())
     if not match:
-        raise ValueError(f'{value!r} is not an interval like "09:00-18:00"')
+        raise ValueError(f'{shown(value)} is not an interval like "09:00-18:00"')
     h1, m1, h2, m2 = (int(x) for x in match.groups())
     end = time(0, 0) if (h2, m2) == (24, 0) else None
     try:
         start, end = time(h1, m1), end or time(h2, m2)
     except ValueError:
-        raise ValueError(f"{value!r} has an hour or minute out of range") from None
+        raise ValueError(f"{shown(value)} has an hour or minute out of range") from None
     if end != time(0, 0) and end <= start:
-        raise ValueError(f"{value!r} ends before it starts")
+        raise ValueError(f"{shown(value)} ends before it starts")
     return (start, end)
 
 
 Interval = Annotated[tuple[time, time], BeforeValidator(_interval)]
+
+
+def _minutes(moment: time, *, end: bool = False) -> int:
+    """Minutes since midnight; an interval's end of 00:00 is 24:00."""
+    minutes = moment.hour * 60 + moment.minute
+    return 24 * 60 if end and minutes == 0 else minutes
+
+
+def _hhmm(minutes: int) -> str:
+    return f"{minutes // 60:02d}:{minutes % 60:02d}"
 
 
 class CalendarSettings(Strict):
@@ -186,10 +233,24 @@ class CalendarSettings(Strict):
     def _weekdays(cls, value: dict[str, Any]) -> dict[str, Any]:
         wrong = [day for day in value if day not in WEEKDAYS]
         if wrong:
-            raise ValueError(f"unknown day {wrong[0]!r}; allowed: {', '.join(WEEKDAYS)}")
+            raise ValueError(f"unknown day {shown(wrong[0])}; allowed: {', '.join(WEEKDAYS)}")
         if not any(value.values()):
             raise ValueError("at least one day must have business hours")
         return value
+
+    def overlapping_hours(self) -> list[tuple[str, str]]:
+        """(weekday, what overlaps) for each day whose intervals overlap: "09:00-13:00"
+        and "12:00-18:00" is a typo to point out, not a rule to guess at (intervals that
+        only touch, "09:00-13:00" and "13:00-18:00", are fine)."""
+        found = []
+        for day, intervals in self.hours.items():
+            spans = sorted((_minutes(start), _minutes(end, end=True))
+                           for start, end in intervals)
+            for (start1, end1), (start2, end2) in zip(spans, spans[1:], strict=False):
+                if start2 < end1:
+                    found.append((day, f"{_hhmm(start1)}-{_hhmm(end1)} and "
+                                       f"{_hhmm(start2)}-{_hhmm(end2)} overlap"))
+        return found
 
     @field_validator("country")
     @classmethod
@@ -213,7 +274,7 @@ class PromiseRule(Strict):
     tags: list[str] = []
     # same_day: the calendar's same-day rule; business_time: `within` of business hours.
     kind: Literal["same_day", "business_time"] = "same_day"
-    within: Duration | None = None
+    within: PositiveDuration | None = None
 
     @model_validator(mode="after")
     def _within_for_business_time(self) -> PromiseRule:
@@ -232,7 +293,7 @@ class CustomersSettings(Strict):
         for key in value:
             channel, _, user = key.partition(":")
             if not channel or not user:
-                raise ValueError(f'key {key!r} must look like "<channel>:<user id>"')
+                raise ValueError(f'key {shown(key)} must look like "<channel>:<user id>"')
         return value
 
 
@@ -355,7 +416,11 @@ class EscalationRule(Strict):
 
 
 def _rate(value: Any) -> Any:
-    return RateLimit.parse(value) if isinstance(value, str) else value
+    if isinstance(value, str):
+        return RateLimit.parse(value)
+    if not isinstance(value, RateLimit):
+        raise ValueError(f"{shown(value)} is not {RATE_HELP}")
+    return value
 
 
 Rate = Annotated[RateLimit, BeforeValidator(_rate)]
@@ -372,16 +437,23 @@ class RateLimits(Strict):
 
 class OutboxSettings(Strict):
     max_attempts: int = Field(default=8, ge=1, le=100)
-    retry_base: PositiveDuration = timedelta(seconds=2)
-    retry_max: PositiveDuration = timedelta(minutes=10)
+    retry_base: RetryBase = timedelta(seconds=2)
+    retry_max: RetryMax = timedelta(minutes=10)
     # Sends in flight per platform (each waits for the platform's answer).
     concurrency: int = Field(default=8, ge=1, le=100)
     # A row left in "sending" this long was abandoned by a crashed process.
-    lease: PositiveDuration = timedelta(seconds=60)
+    lease: Lease = timedelta(seconds=60)
     # Widens each rate window by this share, for a platform that counts more strictly
     # than its published figure (windows already run from each send's answer).
     rate_margin: float = Field(default=0.0, ge=0, le=1)
     limits: RateLimits = RateLimits()
+
+    @model_validator(mode="after")
+    def _backoff_grows(self) -> OutboxSettings:
+        if self.retry_base > self.retry_max:
+            raise ValueError(f"retry_base ({format_duration(self.retry_base)}) must not be "
+                             f"longer than retry_max ({format_duration(self.retry_max)})")
+        return self
 
 
 # --- the whole file ----------------------------------------------------------------------

@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import copy
 from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console, RenderableType
+from rich.panel import Panel
 from rich.text import Text
 
 from core.blocking import in_daemon_thread
@@ -52,6 +54,46 @@ CONSOLE_HELP = ("In the console: the leading / is optional, /reply N <text> answ
 
 def prompt_for(actor: Actor) -> str:
     return f"sameday({actor.name})> "
+
+
+# --- what reaches the terminal -------------------------------------------------------------
+
+# C0 controls but tab and newline, DEL, and C1 controls (0x9b is a CSI on some terminals).
+_CONTROLS = {code: 0x2400 + code for code in range(0x20) if code not in (0x09, 0x0A)}
+_CONTROLS |= {0x7F: 0x2421, **{code: 0xFFFD for code in range(0x80, 0xA0)}}
+
+
+def visible_controls(text: str) -> str:
+    """``text`` with each control character replaced by one visible character (ESC by
+    "␛"), so that a customer's message cannot drive the staff's terminal (move the cursor,
+    clear the screen, set the clipboard with OSC 52); rich passes them through as they
+    are. One character for one keeps the styles' offsets right."""
+    return text.translate(_CONTROLS)
+
+
+def terminal_safe(renderable: RenderableType) -> RenderableType:
+    """A reply or a staff row with its texts made safe by ``visible_controls`` (and
+    writable: no lone surrogates)."""
+    if isinstance(renderable, Text):
+        clean = visible_controls(valid_unicode(renderable.plain))
+        if clean == renderable.plain:
+            return renderable
+        if len(clean) != len(renderable.plain):  # surrogates decoded: the spans would move
+            return Text(clean, style=renderable.style)
+        safe = renderable.copy()
+        safe.plain = clean
+        return safe
+    if isinstance(renderable, Panel):
+        safe_panel = copy.copy(renderable)
+        safe_panel.renderable = terminal_safe(renderable.renderable)
+        for name in ("title", "subtitle"):
+            value = getattr(renderable, name)
+            if isinstance(value, str):
+                setattr(safe_panel, name, visible_controls(value))
+            elif isinstance(value, Text):
+                setattr(safe_panel, name, terminal_safe(value))
+        return safe_panel
+    return renderable
 
 
 # --- the staff chat sink -----------------------------------------------------------------
@@ -128,6 +170,7 @@ class PromptLine:
         self.active = False
 
     def show(self, renderable: RenderableType) -> None:
+        renderable = terminal_safe(renderable)
         if not (self.active and self.console.is_terminal):
             self.console.print(renderable)
             return
@@ -259,7 +302,7 @@ class Session:
         if command is None:
             return
         reply = await self.desk.execute(self.actor, command)
-        self.console.print(render_reply(reply))
+        self.console.print(terminal_safe(render_reply(reply)))
         if reply.ok and command.split()[0].lower() == "/help":
             self.console.print(Text(CONSOLE_HELP, style="dim"))
         if reply.reload:
@@ -328,7 +371,7 @@ async def run_console(desk: StaffDesk, actor: Actor, lines: AsyncIterator[str] |
 async def _echoed(lines: AsyncIterator[str], prompt: PromptLine) -> AsyncIterator[str]:
     """Scripted lines, printed after the prompt so the output reads like a session."""
     async for line in lines:
-        prompt.console.print(Text(prompt.prompt + line, style="dim"))
+        prompt.console.print(terminal_safe(Text(prompt.prompt + line, style="dim")))
         yield line
 
 

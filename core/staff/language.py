@@ -11,9 +11,11 @@ from datetime import timedelta
 
 from core.config.channels import channel_names
 from core.config.durations import DURATION_HELP, parse_duration
+from core.config.shown import printable
 from core.domain.records import Priority
 
 MAX_SNOOZE = timedelta(days=365)
+MAX_ECHO = 32  # characters of a mistyped command or bot name repeated in a reply
 
 
 class UsageError(ValueError):
@@ -76,12 +78,12 @@ def parse(line: str, bot_username: str | None = None) -> Command:
     name, _, addressee = head.partition("@")
     name = name.lower()
     if addressee and bot_username and addressee.lower() != bot_username.lower():
-        raise UsageError(f"That command is for @{addressee}.")
+        raise UsageError(f"That command is for @{_echo(addressee)}.")
     spec = SPECS.get(name)
     if spec is None:
         close = difflib.get_close_matches(name, list(SPECS), n=1, cutoff=0.5)
         hint = f" Did you mean /{close[0]}?" if close else ""
-        raise UsageError(f"Unknown command /{name}.{hint} Send /help for the list.")
+        raise UsageError(f"Unknown command /{_echo(name)}.{hint} Send /help for the list.")
     if not spec.needs_ticket:
         if name == "queue" and rest and rest.lower() not in queue_filters():
             raise UsageError(f"Usage: /queue [{'|'.join(queue_filters())}]")
@@ -105,6 +107,13 @@ def parse(line: str, bot_username: str | None = None) -> Command:
     if name == "assign":
         arg = arg.lstrip("@").lower()
     return Command(name, ticket, arg.lower() if name == "priority" else arg)
+
+
+def _echo(word: str) -> str:
+    """A word of the staff's line as a reply repeats it: one short line (a 100 kB
+    "command" must not come back whole, nor a control character reach a terminal)."""
+    word = printable(word)
+    return word if len(word) <= MAX_ECHO else word[:MAX_ECHO] + "…"
 
 
 def _split_word(text: str) -> tuple[str, str]:
