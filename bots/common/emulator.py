@@ -13,7 +13,8 @@ methods) or over HTTP under ``/_control/...``:
 
 Fault kinds: "429" (rate limited, with the platform's retry hint), "500" (server error),
 "timeout" (the server holds the request for ``seconds`` and then drops it), "malformed"
-(a body that is not JSON), "missing_fields" (valid JSON missing required fields), plus
+(a body that is not JSON), "missing_fields" (valid JSON missing required fields),
+"lost_response" (the request is performed, then the connection drops unanswered), plus
 platform-specific ones.
 """
 
@@ -31,6 +32,8 @@ from typing import Any
 from aiohttp import web
 
 log = logging.getLogger(__name__)
+
+LOSE_RESPONSE = web.RequestKey("lose_response", bool)
 
 
 @dataclass
@@ -151,7 +154,18 @@ class Emulator:
             return web.Response(status=200, text="<html>not json", content_type="text/html")
         if fault.kind == "500":
             return web.Response(status=500, text="Internal Server Error")
+        if fault.kind == "lost_response":
+            request[LOSE_RESPONSE] = True  # performed, then unanswered: see `answer`
+            return None
         return self.platform_fault(method, fault)
+
+    @staticmethod
+    def answer(request: web.Request, response: web.StreamResponse) -> web.StreamResponse:
+        """The response, or for a "lost_response" fault none: the request was performed
+        and the connection drops before the answer, as when a network fails mid-way."""
+        if request.get(LOSE_RESPONSE) and request.transport is not None:
+            request.transport.abort()
+        return response
 
     def platform_fault(self, method: str, fault: Fault) -> web.Response | None:
         """Platform-specific faults ("429", "missing_fields", ...); None means answer."""

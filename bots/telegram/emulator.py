@@ -155,7 +155,7 @@ class TelegramEmulator(Emulator):
             return _error(404, "Not Found: method not found")
         params = await self.params(request)
         try:
-            return await handler(params)
+            return self.answer(request, await handler(params))
         except (KeyError, ValueError, TypeError) as error:
             return _error(400, f"Bad Request: {error}")
 

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 import logging
 import time
 from datetime import datetime
@@ -305,8 +306,9 @@ class TwitterAdapter(ChannelAdapter):
             raise delivery_error(error) from error
         tweet_id = ((response or {}).get("data") or {}).get("id")
         if not tweet_id:
-            # Possibly posted; a retry that doubles it is refused by X as duplicate content.
-            raise DeliveryError(f"X answered without a tweet id: {response!r:.300}")
+            # Possibly posted: checked with find_sent before any retry.
+            raise DeliveryError(f"X answered without a tweet id: {response!r:.300}",
+                                unknown=True)
         remaining, reset_in = self.client.session.post_limits or (None, None)
         return Delivered(external_id=str(tweet_id), limit_remaining=remaining,
                          limit_reset_in=reset_in)
@@ -315,7 +317,9 @@ class TwitterAdapter(ChannelAdapter):
         return [("per_user", self.user_id or "me")]
 
     async def find_sent(self, outbound: Outbound) -> Delivered | None:
-        """After a crash mid-send: our reply to that tweet, if X has it (one read)."""
+        """After an unknown outcome (a crash mid-send, a lost answer, X calling it a
+        duplicate): our reply to that tweet, if X has it (one read of our timeline; X
+        returns text with &, < and > escaped)."""
         if self.client is None or self.user_id is None:
             return None
         reply_to = str(outbound.target.get("in_reply_to_tweet_id"))
@@ -325,7 +329,7 @@ class TwitterAdapter(ChannelAdapter):
         for tweet in (page or {}).get("data") or []:
             replied = {ref.get("id") for ref in tweet.get("referenced_tweets") or []
                        if ref.get("type") == "replied_to"}
-            if reply_to in replied and tweet.get("text") == text:
+            if reply_to in replied and html.unescape(str(tweet.get("text"))) == text:
                 return Delivered(external_id=str(tweet["id"]))
         return None
 

@@ -208,7 +208,7 @@ class XEmulator(Emulator):
             response = await answer(request)
         for name, value in window.headers().items():
             response.headers.setdefault(name, value)
-        return response
+        return self.answer(request, response)
 
     def platform_fault(self, method: str, fault: Fault) -> web.Response | None:
         if fault.kind == "429":

@@ -18,6 +18,9 @@ def delivery_error(error: Exception) -> DeliveryError:
         wait = seconds_until(error.reset_time)
         return DeliveryError(f"X rate limit for posts reached; retry in {wait:.0f}s",
                              retry_after=wait)
+    if is_duplicate_content(error):
+        return DeliveryError(f"X refused the reply as a duplicate: {_api_message(error)}",
+                             permanent=True, unknown=True)
     if isinstance(error, tweepy.Forbidden | tweepy.BadRequest | tweepy.NotFound):
         # Deleted or invisible tweet, duplicate text, too long: a retry cannot succeed.
         return DeliveryError(f"X refused the reply ({_status(error)}): {_api_message(error)}",
@@ -32,10 +35,19 @@ def delivery_error(error: Exception) -> DeliveryError:
         return DeliveryError(f"X refused the reply ({_status(error)}): {_api_message(error)}",
                              permanent=True)
     if isinstance(error, aiohttp.ClientError | TimeoutError):
-        return DeliveryError(f"network error talking to X: {type(error).__name__}: {error}")
+        # Not connected: never sent. Anything later (a timeout, a dropped answer): X may
+        # have posted it.
+        return DeliveryError(f"network error talking to X: {type(error).__name__}: {error}",
+                             unknown=not isinstance(error, aiohttp.ClientConnectorError))
     if isinstance(error, ValueError):  # a 2xx body that is not JSON
         return DeliveryError(f"X answered with an unreadable body: {error}")
     return DeliveryError(f"unexpected error posting to X: {error!r}")
+
+
+def is_duplicate_content(error: Exception) -> bool:
+    """X's 403 for a text it already has from this account: often our own earlier post
+    whose answer was lost."""
+    return isinstance(error, tweepy.Forbidden) and "duplicate" in _api_message(error).lower()
 
 
 def _status(error: tweepy.HTTPException) -> int:

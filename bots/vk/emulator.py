@@ -63,7 +63,6 @@ class VKEmulator(Emulator):
         self._by_random_id: dict[tuple[int, int], int] = {}
         self._by_guid: dict[tuple[int, int, str], int] = {}
         self._changed = asyncio.Event()
-        self._lose_response = False  # set by the "lost_response" fault for this call
         self._methods: dict[str, Handler] = {
             "groups.getLongPollServer": self._m_get_long_poll_server,
             "messages.send": self._m_messages_send,
@@ -158,27 +157,19 @@ class VKEmulator(Emulator):
         if self.per_token.hit(token):
             self.violation("20 calls/s per token", method=name)
             return _error(6, params)
-        self._lose_response = False
         faulty = await self.apply_fault(name, request)
         if faulty is not None:
             return faulty
-        lose_response = self._lose_response
         if not token or (self.token is not None and token != self.token):
             return _error(5, params)
         handler = self._methods.get(name)
         if handler is None:
             return _error(3, params)
-        response = await handler(params)
-        if lose_response:
-            raise ConnectionResetError("emulated lost response")  # done, but unanswered
-        return response
+        return self.answer(request, await handler(params))
 
     def platform_fault(self, method: str, fault: Fault) -> web.Response | None:
         if method == "a_check":
             return self._long_poll_fault(fault)
-        if fault.kind == "lost_response":
-            self._lose_response = True
-            return None
         if fault.kind == "missing_fields":
             return web.json_response({"ok": True})  # neither "response" nor "error"
         code = 6 if fault.kind == "429" else fault.extra.get("code", fault.kind)

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
-import socket
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
 from typing import Any
@@ -47,7 +45,6 @@ log = logging.getLogger(__name__)
 STALE_FACTOR = 3  # missed polls before a channel counts as stale...
 STALE_FLOOR = 60.0  # ...but never sooner than this many seconds
 DATABASE_TIMEOUT = 5.0  # a probe must answer even when the database hangs
-PROCESS = f"{socket.gethostname()}:{os.getpid()}"[:128]  # this process's heartbeat row
 
 # Per-channel figures: (name, counter or gauge, help), in the order /metrics lists them.
 CHANNEL_METRICS = [
@@ -325,7 +322,7 @@ class HealthServer:
 
     async def _database_status(self) -> str:
         try:
-            await asyncio.wait_for(self.store.beat(PROCESS, self.clock.now()),
+            await asyncio.wait_for(self.store.beat(self.clock.now()),
                                    DATABASE_TIMEOUT)
         except TimeoutError:
             return f"no answer within {DATABASE_TIMEOUT:.0f}s"

@@ -27,14 +27,17 @@ STAFF_CHANNEL = "staff"  # outbox rows for the staff chat (a channel's staff gro
 
 class DeliveryError(Exception):
     """A send failed. ``permanent`` errors are never retried (blocked bot, deleted
-    tweet, bad request); others are retried, not before ``retry_after`` seconds."""
+    tweet, bad request); others are retried, not before ``retry_after`` seconds.
+    ``unknown``: the platform may have performed it (a timeout or a dropped connection
+    after the request went out): checked with ``find_sent``, else retried only once."""
 
     def __init__(self, reason: str, *, permanent: bool = False,
-                 retry_after: float | None = None):
+                 retry_after: float | None = None, unknown: bool = False):
         super().__init__(reason)
         self.reason = reason
         self.permanent = permanent
         self.retry_after = retry_after
+        self.unknown = unknown
 
 
 @dataclass(frozen=True)

@@ -14,9 +14,10 @@ a staff reply); the dispatcher delivers them afterwards through the channel's ad
   backoff with jitter, never sooner than the platform's retry hint); dead (a permanent
   error, or ``max_attempts`` reached). The ``DeliveryListener`` hears of both in the
   same transaction (the staff chat: a card edit on delivery, a notice on a dead row).
-- A row left in ``sending`` longer than the lease was abandoned by a crashed process:
-  platforms whose sends are idempotent (VK) retry it; others are first checked where the
-  platform allows (X), else retried once, and dead-lettered if that too is interrupted
+- An unknown outcome -- a lost answer, or a row left in ``sending`` by a process that is
+  gone (same host and not running, heartbeat stopped, or older than the lease) -- is not
+  blindly repeated: idempotent platforms (VK) send again; others are first checked where
+  the platform allows (X), else retried once and dead-lettered if that too is unknown
   (docs/reliability.md states the exact guarantee per platform).
 - A commit that queues rows wakes the loop, so an unlimited row goes out at once.
 """
@@ -39,13 +40,17 @@ from core.delivery.enqueue import Lane
 from core.delivery.ratelimit import Limiter, RateKey, Reservation
 from core.domain.records import Delivered, Outbound, OutboxState
 from core.store.engine import Store, is_transient
-from core.store.tables import Event, Outbox
+from core.store.process import THIS_PROCESS, gone_from_this_host
+from core.store.tables import Event, Heartbeat, Outbox
 from core.store.writes import SEND
 
 log = logging.getLogger(__name__)
 
 DUE_STATES = (OutboxState.PENDING, OutboxState.RETRY)
 CHATTER_PATIENCE = timedelta(minutes=5)
+# How often a dispatching process writes its heartbeat and looks for abandoned rows; a
+# claim whose process has not beaten for three of these is recovered.
+BEAT = timedelta(seconds=5)
 CANDIDATES = 200  # rows looked at per pass: enough to find sendable ones past a busy chat
 ROW_COLUMNS = (Outbox.id, Outbox.channel, Outbox.kind, Outbox.ticket_id, Outbox.target,
                Outbox.text, Outbox.idempotency_key, Outbox.attempts, Outbox.recovered)
@@ -96,7 +101,18 @@ class Dispatcher:
         return list({id(loop): loop for loop in self.loops.values()}.values())
 
     async def run(self, stopping: asyncio.Event) -> None:
-        await asyncio.gather(*(loop.run(stopping) for loop in self.unique_loops))
+        await asyncio.gather(self._beat(stopping),
+                             *(loop.run(stopping) for loop in self.unique_loops))
+
+    async def _beat(self, stopping: asyncio.Event) -> None:
+        """Keep this process's heartbeat fresh: it tells other dispatchers that the rows
+        it claimed are in flight, not abandoned (a failed beat is retried next time)."""
+        while not stopping.is_set():
+            try:
+                await self.store.beat(self.clock.now())
+            except Exception as error:
+                log.warning("outbox: heartbeat not written (%s)", error)
+            await _wait_any([stopping], BEAT.total_seconds())
 
     async def dispatch_once(self) -> int:
         """One pass of every loop, waiting for the sends it started (tests, tools)."""
@@ -152,8 +168,7 @@ class ChannelLoop:
             try:
                 if asyncio.get_running_loop().time() >= next_recovery:
                     await self.recover_abandoned()
-                    lease = self.dispatcher.settings.lease.total_seconds()
-                    next_recovery = asyncio.get_running_loop().time() + lease / 2
+                    next_recovery = asyncio.get_running_loop().time() + BEAT.total_seconds()
                 sent, delay = await self.dispatch_once()
                 self._writes_ok()
                 if sent:
@@ -231,7 +246,7 @@ class ChannelLoop:
                     sa.update(Outbox)
                     .where(Outbox.id.in_(ids), Outbox.state.in_(DUE_STATES))
                     .values(state=OutboxState.SENDING, attempts=Outbox.attempts + 1,
-                            claimed_at=now))
+                            claimed_at=now, claimed_by=THIS_PROCESS))
                 if result.rowcount != len(ids):  # cannot happen under the row locks
                     raise RuntimeError("outbox rows changed under a claim; retrying")
             if not rows or len(rows) < CANDIDATES:
@@ -266,7 +281,13 @@ class ChannelLoop:
             self.limiter.settle(row.reservation)
             if error.retry_after:
                 self.limiter.block(row.keys, error.retry_after)
-            await self._record(self._failure(row, error))
+            if error.unknown and not self.adapter.idempotent:
+                # The platform may have performed it: not blindly repeated.
+                await self._record(await self._resolve_unknown(
+                    row.outbound, row.recovered, error.reason, attempts=row.attempts,
+                    permanent=error.permanent))
+            else:
+                await self._record(self._failure(row, error))
         except Exception as error:  # an adapter bug must not stop delivery of other rows
             self.limiter.settle(row.reservation)
             log.exception("outbox %s: adapter crashed on row %s", self.adapter.name,
@@ -348,50 +369,80 @@ class ChannelLoop:
             await apply(session)
 
     async def recover_abandoned(self) -> int:
-        """Rows left in "sending" by a crashed process (older than the lease)."""
-        lease = self.dispatcher.settings.lease
+        """Rows left in "sending" by a process that is gone: one of this host that no
+        longer runs (a crash: recovered at once after the restart), one whose heartbeat
+        stopped, or any claim older than the lease. A live replica's rows are left."""
+        now = self.now
         async with self.store.session() as session:
             rows = (await session.execute(
-                sa.select(*ROW_COLUMNS)
-                .where(Outbox.channel.in_(self.channels), Outbox.state == OutboxState.SENDING,
-                       Outbox.claimed_at < self.now - lease))).all()
-        for row in rows:
-            await self._recover(_outbound(row), row.recovered)
-        return len(rows)
+                sa.select(*ROW_COLUMNS, Outbox.claimed_at, Outbox.claimed_by)
+                .where(Outbox.channel.in_(self.channels),
+                       Outbox.state == OutboxState.SENDING))).all()
+            alive = set(await session.scalars(
+                sa.select(Heartbeat.process).where(Heartbeat.beat_at >= now - BEAT * 3)))
+        lease = self.dispatcher.settings.lease
+        abandoned = [row for row in rows if row.claimed_at < now - lease or (
+            row.claimed_by not in (None, THIS_PROCESS) and (
+                row.claimed_by not in alive or gone_from_this_host(row.claimed_by)))]
+        for row in abandoned:
+            log.warning("outbox %s: row %s was abandoned in 'sending' by %s", row.channel,
+                        row.id, row.claimed_by or "a process")
+            await self._in_transaction(await self._resolve_unknown(
+                _outbound(row), row.recovered, "interrupted by a crash"))
+        if abandoned:
+            self.wake.set()
+        return len(abandoned)
 
-    async def _recover(self, outbound: Outbound, recovered: int) -> None:
+    async def _resolve_unknown(self, outbound: Outbound, unknowns: int, cause: str, *,
+                               attempts: int | None = None, permanent: bool = False):
+        """What to do with a row whose send may or may not have happened (a crash in
+        "sending", a timeout or a dropped connection after the request went out).
+
+        Found on the platform (``find_sent``): sent. Idempotent platforms: sent again.
+        Others get ONE more attempt; an unknown outcome after that is dead-lettered with
+        "may or may not have been delivered", so a customer gets a message at most twice
+        and staff hear of every doubt. A ``permanent`` refusal that may hide an earlier
+        delivery (X: "duplicate content") is sent if found, else dead at once.
+        Returns the change to apply in a transaction.
+        """
         found: Delivered | None = None
         try:
             found = await self.adapter.find_sent(outbound)
-        except Exception as error:  # cannot check now: treat as unknown
+        except Exception as error:  # cannot check now: still unknown
             log.warning("outbox %s: could not check row %s (%s)", outbound.channel,
                         outbound.outbox_id, error)
-        idempotent = self.adapter.idempotent
+        now = self.now
+        max_attempts = self.dispatcher.settings.max_attempts
         values: dict[str, Any]
         if found is not None:
-            values = {"state": OutboxState.SENT, "sent_at": self.now,
+            values = {"state": OutboxState.SENT, "sent_at": now,
                       "external_id": found.external_id, "last_error": None}
-            note = "found delivered"
-        elif idempotent or recovered == 0:
-            values = {"state": OutboxState.RETRY, "next_attempt_at": self.now,
-                      "last_error": "interrupted by a crash; outcome unknown, retrying"}
-            note = "retrying"
+        elif permanent:
+            values = {"state": OutboxState.DEAD, "last_error": cause}
+        elif self.adapter.idempotent or (unknowns == 0 and (attempts or 0) < max_attempts):
+            delay = self.dispatcher.backoff(attempts, None) if attempts else 0.0
+            values = {"state": OutboxState.RETRY,
+                      "next_attempt_at": now + timedelta(seconds=delay),
+                      "last_error": f"{cause}; outcome unknown, retrying"}
         else:
             values = {"state": OutboxState.DEAD,
-                      "last_error": "interrupted twice by a crash; it may or may not have "
-                                    "been delivered"}
-            note = "dead-lettered"
-        log.warning("outbox %s: row %s was abandoned in 'sending': %s", outbound.channel,
-                    outbound.outbox_id, note)
-        async with self.store.session() as session, session.begin():
+                      "last_error": f"{cause} (an unknown outcome again); it may or may not "
+                                    f"have been delivered"}
+        log.warning("outbox %s: row %s, %s: %s", outbound.channel, outbound.outbox_id, cause,
+                    "found delivered" if found else values["state"])
+
+        async def apply(session: Any) -> None:
             changed = await session.execute(
                 sa.update(Outbox)
                 .where(Outbox.id == outbound.outbox_id, Outbox.state == OutboxState.SENDING)
                 .values(recovered=Outbox.recovered + 1, **values))
-            if changed.rowcount and values["state"] == OutboxState.DEAD:
-                await self.dispatcher.dead_letter(session, outbound, values["last_error"],
-                                                  self.now)
-        self.wake.set()
+            if not changed.rowcount:
+                return  # another dispatcher settled it first
+            if found is not None and self.dispatcher.listener is not None:
+                await self.dispatcher.listener.delivered(session, outbound, now)
+            if values["state"] == OutboxState.DEAD:
+                await self.dispatcher.dead_letter(session, outbound, values["last_error"], now)
+        return apply
 
 
 async def _set(session: Any, row_id: int, **values: Any) -> None:

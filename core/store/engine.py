@@ -24,6 +24,7 @@ from sqlalchemy.ext.asyncio import (
 )
 
 from core.config.settings import DatabaseSettings
+from core.store.process import THIS_PROCESS
 from core.store.tables import Heartbeat
 from core.store.writes import WriteHealth
 
@@ -115,12 +116,13 @@ class Store:
         async with self.engine.connect() as connection:
             await connection.execute(sa.text("SELECT 1"))
 
-    async def beat(self, process: str, now: datetime) -> None:
-        """Commit this process's heartbeat row: proves the database takes writes."""
+    async def beat(self, now: datetime) -> None:
+        """Commit this process's heartbeat row: proves the database takes writes, and
+        that this process still owns the outbox rows it claimed."""
         async with self.session() as session, session.begin():
-            row = await session.get(Heartbeat, process)
+            row = await session.get(Heartbeat, THIS_PROCESS)
             if row is None:
-                session.add(Heartbeat(process=process, beat_at=now))
+                session.add(Heartbeat(process=THIS_PROCESS, beat_at=now))
             else:
                 row.beat_at = now
 

@@ -133,7 +133,10 @@ class Outbox(SQLModel, table=True):
     # When a dispatcher claimed the row (state "sending"): a claim older than the lease
     # was abandoned by a crashed process and is recovered.
     claimed_at: datetime | None = _time()
-    recovered: int = Field(default=0)  # times the row was found abandoned in "sending"
+    claimed_by: str | None = Field(default=None, max_length=128)  # core.store.process
+    # Sends whose outcome was unknown (a crash in "sending", a lost answer): a platform
+    # without idempotent sends gets one more attempt, then the row is dead-lettered.
+    recovered: int = Field(default=0)
     sent_at: datetime | None = _time()
     external_id: str | None = Field(default=None, max_length=128)
     last_error: str | None = None

@@ -1,0 +1,37 @@
+"""This process's identity, and whether another process is gone.
+
+Outbox claims and heartbeat rows carry the identity ``host:pid:nonce``. The nonce tells a
+restarted daemon from its previous life even when it gets the same pid (pid 1 in a
+container), so a row claimed by a process that crashed on this host is recovered at
+once; a claim from another host is judged by that process's heartbeat instead.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+
+HOST = socket.gethostname()[:64]
+THIS_PROCESS = f"{HOST}:{os.getpid()}:{secrets.token_hex(4)}"
+
+
+def gone_from_this_host(identity: str | None) -> bool:
+    """True when `identity` is a process of this host that no longer runs."""
+    if not identity:
+        return False
+    parts = identity.rsplit(":", 2)
+    if len(parts) != 3 or parts[0] != HOST or not parts[1].isdigit():
+        return False
+    if identity == THIS_PROCESS:
+        return False
+    pid = int(parts[1])
+    if pid == os.getpid():
+        return True  # our pid, another nonce: this process's previous life
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    return False  # alive (or a reused pid: then the heartbeat or the lease decides)
