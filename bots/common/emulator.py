@@ -7,7 +7,9 @@ unchanged. Tests and `sameday demo` drive an emulator either in-process (its Pyt
 methods) or over HTTP under ``/_control/...``:
 
     POST /_control/fault   {"method": "sendMessage", "kind": "429", "count": 1, ...}
-    GET  /_control/sent    everything the bot sent, in order
+    POST /_control/chaos   {"rates": {"500": 0.1, "429": 0.05}, "seconds": {"429": 1}}
+                           (every call draws a fault at these rates; /_control/clear ends it)
+    GET  /_control/sent    everything the bot sent, in order (?times=1: with arrival times)
     POST /_control/inject  a customer message (body depends on the platform)
     GET  /_control/stats   request counts and rate-limit violations
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import random
 import time
 from collections import defaultdict, deque
 from collections.abc import Callable
@@ -45,10 +48,23 @@ class Fault:
 
 
 class FaultBox:
-    """Faults waiting for the next calls of a method ("*" matches every method)."""
+    """Faults waiting for the next calls of a method ("*" matches every method), and
+    faults drawn at random for every call at given rates (a chaos run)."""
 
     def __init__(self) -> None:
         self._faults: dict[str, deque[Fault]] = defaultdict(deque)
+        self._rates: list[tuple[str, float, float]] = []  # (kind, probability, seconds)
+        self._random = random.Random(0)
+
+    def set_rates(self, rates: dict[str, float], seconds: dict[str, float] | None = None,
+                  seed: int = 0) -> None:
+        """Every later call gets fault `kind` with probability `rates[kind]` (their sum
+        at most 1); ``seconds`` per kind: the 429 retry hint, the timeout's hold."""
+        if sum(rates.values()) > 1:
+            raise ValueError("fault rates add up to more than 1")
+        self._rates = [(kind, rate, (seconds or {}).get(kind, 0.0))
+                       for kind, rate in rates.items()]
+        self._random = random.Random(seed)
 
     def add(self, method: str, kind: str, count: int = 1, seconds: float = 0.0,
             **extra: Any) -> None:
@@ -63,10 +79,16 @@ class FaultBox:
                 if fault.count <= 0:
                     queue.popleft()
                 return fault
+        draw = self._random.random()
+        for kind, rate, seconds in self._rates:
+            if draw < rate:
+                return Fault(kind, 1, seconds)
+            draw -= rate
         return None
 
     def clear(self) -> None:
         self._faults.clear()
+        self._rates = []
 
 
 class SlidingWindow:
@@ -98,12 +120,14 @@ class Emulator:
         self.violations: list[dict[str, Any]] = []
         self.sent: list[dict[str, Any]] = []
         self.sent_times: list[float] = []  # time.monotonic() of each entry of `sent`
+        self.sent_clock: list[float] = []  # ... and its time.time(), for other processes
         # The platform's clock for message dates (the demo runs it on its virtual clock;
         # rate limits always count real time).
         self.message_time: Callable[[], float] = time.time
         self.app = web.Application(client_max_size=8 * 1024 * 1024)
         self.app.add_routes([
             web.post("/_control/fault", self._control_fault),
+            web.post("/_control/chaos", self._control_chaos),
             web.post("/_control/clear", self._control_clear),
             web.get("/_control/sent", self._control_sent),
             web.get("/_control/stats", self._control_stats),
@@ -175,6 +199,7 @@ class Emulator:
         """Something the bot sent, with its arrival time (latency benchmarks read it)."""
         self.sent.append(item)
         self.sent_times.append(time.monotonic())
+        self.sent_clock.append(time.time())
 
     def violation(self, limit: str, **details: Any) -> None:
         self.violations.append({"limit": limit, "at": time.time(), **details})
@@ -200,12 +225,23 @@ class Emulator:
                         float(body.pop("seconds", 0)), **body)
         return web.json_response({"ok": True})
 
+    async def _control_chaos(self, request: web.Request) -> web.Response:
+        body = await request.json()
+        self.faults.set_rates(body.get("rates", {}), body.get("seconds"),
+                              int(body.get("seed", 0)))
+        return web.json_response({"ok": True})
+
     async def _control_clear(self, request: web.Request) -> web.Response:
         self.faults.clear()
         return web.json_response({"ok": True})
 
     async def _control_sent(self, request: web.Request) -> web.Response:
-        return web.json_response(json.loads(json.dumps(self.sent, default=str)))
+        """Everything sent; ``?times=1``: as [{"item": ..., "at": unix time}, ...]."""
+        sent: Any = self.sent
+        if request.query.get("times"):
+            sent = [{"item": item, "at": at} for item, at in zip(sent, self.sent_clock,
+                                                                 strict=True)]
+        return web.json_response(json.loads(json.dumps(sent, default=str)))
 
     async def _control_stats(self, request: web.Request) -> web.Response:
         return web.json_response({"requests": self.requests, "violations": self.violations,

@@ -126,6 +126,9 @@ class TelegramEmulator(Emulator):
         return update
 
     def inject_payload(self, body: dict[str, Any]) -> dict[str, Any]:
+        """A customer message, or {"update": {...}}: any update body, as it is."""
+        if "update" in body:
+            return self.inject_update(body["update"])
         return self.inject_message(**body)
 
     def block(self, chat_id: int) -> None:

@@ -150,6 +150,10 @@ class XEmulator(Emulator):
         if "delete" in body:
             self.delete_tweet(body["delete"])
             return {"deleted": str(body["delete"])}
+        if body.get("without_author"):  # a mention X renders without its author_id
+            tweet = self.inject_mention("0", "nobody", str(body["text"]))
+            self.tweets[tweet["id"]]["author_id"] = None
+            return {**tweet, "author_id": None}
         return self.inject_mention(**body)
 
     @property

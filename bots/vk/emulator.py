@@ -135,7 +135,10 @@ class VKEmulator(Emulator):
             return self.inject_wall_reply(int(body["from_id"]), int(body["post_id"]),
                                           str(body["text"]), body.get("owner_id"),
                                           body.get("reply_to_comment"))
-        raise web.HTTPBadRequest(text=f"unknown kind {kind!r}; allowed: message, wall_reply")
+        if kind == "event":  # any event, as it is (may be deliberately malformed)
+            return self.inject_event(str(body["type"]), body["object"])
+        raise web.HTTPBadRequest(
+            text=f"unknown kind {kind!r}; allowed: message, wall_reply, event")
 
     def block(self, peer_id: int) -> None:
         """This user has not allowed messages from the community: sends get error 901."""
