@@ -414,9 +414,12 @@ def read_database(run: Run) -> dict[str, Any]:
             "GROUP BY channel")))
         dead_by_ticket = {row[0] for row in db.execute(
             "SELECT ticket_id FROM outbox WHERE state = 'dead' AND kind = 'ack'")}
+        dead_answers = {row[0] for row in db.execute(
+            "SELECT ticket_id FROM outbox WHERE state = 'dead' AND kind = 'reply'")}
     return {"tokens": tokens, "quarantined": quarantined,
             "quarantined_total": sum(quarantined.values()), "stuck": stuck,
-            "dead_acks": dead, "dead_ack_tickets": dead_by_ticket}
+            "dead_acks": dead, "dead_ack_tickets": dead_by_ticket,
+            "dead_answer_tickets": dead_answers}
 
 
 # --- the figures -----------------------------------------------------------------------------
@@ -484,7 +487,12 @@ def figures(run: Run, sent: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
             "acks_more": ack_counts["more"], "acks_none": ack_counts["none"],
             "acks_none_with_dead_letter_notice": ack_counts["none_with_notice"],
             "staff_answers_typed": len(typed),
-            "staff_answers_lost": sum(1 for t in typed if answers[t] == 0),
+            # Not delivered and nobody told: a dead-lettered answer is announced to staff.
+            "staff_answers_lost": sum(1 for t in typed if answers[t] == 0
+                                      and answer_of[t] not in database["dead_answer_tickets"]),
+            "staff_answers_dead_lettered": sum(
+                1 for t in typed if answers[t] == 0
+                and answer_of[t] in database["dead_answer_tickets"]),
             "staff_answers_doubled": sum(1 for t in typed if answers[t] > 1),
             "longest_delivery_delay_s": round(max(delays[True] + delays[False], default=0), 2),
             "p99_delay_calm_s": _p99(delays[True]), "p99_delay_chaos_s": _p99(delays[False]),

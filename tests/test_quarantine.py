@@ -136,3 +136,20 @@ async def test_show_of_an_unknown_id_says_how_to_find_one(store, config_file):
     result = await sameday("quarantine", "show", "7", "-c", str(config_file))
     assert result.exit_code == 2 and "no quarantined payload Q7" in result.output
     assert "Traceback" not in result.output
+
+
+async def test_retry_of_an_id_that_is_not_held_says_so(store, config_file, monkeypatch):
+    monkeypatch.setenv("VK_TEST_TOKEN", "vk1.a.test-token")
+    result = await sameday("quarantine", "retry", "41", "-c", str(config_file))
+    assert result.exit_code == 1 and "Q41: not held" in result.output
+
+
+def test_a_payload_json_cannot_hold_is_still_kept():
+    cyclic: dict = {}
+    cyclic["self"] = cyclic
+    for payload in (cyclic, {1: "int key", (2, 3): "tuple key"}, {"when": datetime.now()}):
+        kept = quarantine.decode(quarantine.encode(payload))
+        assert kept  # something readable, never an exception
+    broken = dataclasses.replace(poison("m9"), raw=None)
+    item = quarantine.unstorable(broken, TypeError("naive"))
+    assert item.payload[quarantine.INBOUND_MARK]["sent_at"] == "2026-11-24T09:00:00"

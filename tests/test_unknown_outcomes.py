@@ -5,9 +5,11 @@ and a crashed process's rows are recovered at once without touching a live one's
 
 from __future__ import annotations
 
+import asyncio
 import os
 import subprocess
 import sys
+import time
 from datetime import timedelta
 
 import pytest
@@ -150,10 +152,17 @@ async def claim(store, row_id: int, by: str, seconds_ago: float = 2) -> None:
             claimed_at=time_now() - timedelta(seconds=seconds_ago)))
 
 
-async def beat(store, process: str, seconds_ago: float) -> None:
+async def beat(store, process: str, seconds_ago: float = 0) -> None:
     async with store.session() as session, session.begin():
-        session.add(Heartbeat(process=process,
-                              beat_at=time_now() - timedelta(seconds=seconds_ago)))
+        await session.merge(Heartbeat(process=process,
+                                      beat_at=time_now() - timedelta(seconds=seconds_ago)))
+
+
+async def keep_beating(store, process: str) -> None:
+    """A live replica on another host: its heartbeat changes every second."""
+    while True:
+        await beat(store, process)
+        await asyncio.sleep(1)
 
 
 async def test_a_crashed_processs_rows_are_recovered_at_once_a_live_replicas_are_not(store):
@@ -171,13 +180,22 @@ async def test_a_crashed_processs_rows_are_recovered_at_once_a_live_replicas_are
         await claim(store, silent, "replica-2:41:cafe0001")
         await beat(store, "replica-2:41:cafe0001", seconds_ago=40)  # stopped beating
         await claim(store, live, "replica-3:42:cafe0002")
-        await beat(store, "replica-3:42:cafe0002", seconds_ago=1)  # beats: in flight
-        async with running(TelegramAdapter(settings), store, settings) as h:
-            for row_id in (crashed, reborn, silent):
-                await eventually(lambda r=row_id: _state_is(h, r, OutboxState.SENT),
-                                 timeout=20, what="recovered well before the lease")
-            live_row = await _row(h, live)
-        assert live_row.state == OutboxState.SENDING  # not stolen
+        beating = asyncio.create_task(keep_beating(store, "replica-3:42:cafe0002"))
+        try:
+            async with running(TelegramAdapter(settings), store, settings) as h:
+                started = time.monotonic()
+                for row_id in (crashed, reborn):  # this host's dead: the first pass
+                    await eventually(lambda r=row_id: _state_is(h, r, OutboxState.SENT),
+                                     timeout=10, what="recovered at once")
+                crash_recovery = time.monotonic() - started
+                # Another host's silent process: once its beat has not changed for 15 s.
+                await eventually(lambda: _state_is(h, silent, OutboxState.SENT),
+                                 timeout=40, what="recovered well before the lease")
+                live_row = await _row(h, live)
+        finally:
+            beating.cancel()
+        assert crash_recovery < 5
+        assert live_row.state == OutboxState.SENDING  # a beating replica's row: not stolen
         assert sorted(m["text"] for m in emulator.sent) == sorted(
             ["crashed here", "our pid reborn", "silent replica"])
         assert THIS_PROCESS.startswith(f"{HOST}:{os.getpid()}:")

@@ -82,16 +82,11 @@ async def run_until_stopped(name: str, step: Callable[[], Awaitable[None]],
             if on_error is not None:
                 on_error(error)
             delay = backoff.next_delay()
-            log.warning("%s: %s; retrying in %.1fs", name, _describe(error), delay)
+            log.warning("%s: %s; retrying in %.1fs", name, describe(error, 300), delay)
             try:
                 await asyncio.wait_for(stopping.wait(), delay)
             except TimeoutError:
                 pass
-
-
-def _describe(error: BaseException) -> str:
-    text = str(error) or type(error).__name__
-    return f"{type(error).__name__}: {text[:300]}"
 
 
 def read_payloads(adapter: ChannelAdapter, payloads: list[Any],
@@ -106,7 +101,7 @@ def read_payloads(adapter: ChannelAdapter, payloads: list[Any],
             inbound = adapter.read_payload(payload)
         except Exception as error:
             log.warning("%s: quarantining a payload it cannot read (%s): %.300r",
-                        adapter.name, _describe(error), payload)
+                        adapter.name, describe(error, 300), payload)
             unreadable.append(Unreadable(adapter.name, payload, describe(error), key(payload)))
             continue
         if inbound is not None:
@@ -118,8 +113,9 @@ async def ingest_until_stored(name: str, store: Callable[[], Awaitable[object]],
                               stopping: asyncio.Event) -> bool:
     """Store a received batch, retrying while the database is unavailable.
 
-    Poison messages never get here (the inbox quarantines them), so what is retried is a
-    database that refuses writes; the failed attempts turn /healthz red meanwhile.
+    A poison message does not fail a batch (the inbox quarantines it), so what fails here
+    is the database: unavailable, or refusing even the quarantine. Either way it is
+    retried with backoff until it takes the batch, and /healthz shows it meanwhile.
     Returns False only if the daemon stops first: the platform cursor is then not
     advanced, so the batch is fetched again after the restart.
     """
@@ -135,7 +131,7 @@ async def ingest_until_stored(name: str, store: Callable[[], Awaitable[object]],
                 return False
             delay = backoff.next_delay()
             log.error("%s: could not store a batch (%s); retrying in %.1fs",
-                      name, _describe(error), delay)
+                      name, describe(error, 300), delay)
             await asyncio.sleep(delay)
 
 
@@ -156,5 +152,5 @@ async def retry_while_unavailable(name: str, step: Callable[[], Awaitable[T]],
                 return None
             delay = backoff.next_delay()
             log.error("%s: the database is unavailable (%s); retrying in %.1fs",
-                      name, _describe(error), delay)
+                      name, describe(error, 300), delay)
             await asyncio.sleep(delay)

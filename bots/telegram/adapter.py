@@ -35,9 +35,7 @@ from telegram.request import HTTPXRequest
 from bots.common.polling import (
     Backoff,
     PollHealth,
-    describe,
     ingest_until_stored,
-    read_payloads,
     retry_while_unavailable,
     run_until_stopped,
 )
@@ -55,6 +53,7 @@ from core.delivery.contract import (
 )
 from core.domain.records import Delivered, Inbound, Outbound, Unreadable
 from core.domain.text import split_text
+from core.intake.quarantine import describe
 from core.staff.cards import StaffMessage
 
 # Opt in to python-telegram-bot's coming behaviour (durations as timedelta); the code
@@ -101,7 +100,7 @@ class GatedBot(ExtBot):
     itself, so this is the only place that sees them."""
 
     def __init__(self, *args: Any, gate: UpdateGate, polls: PollHealth,
-                 quarantine: Callable[[list[Unreadable]], Awaitable[None]], **kwargs: Any):
+                 quarantine: Callable[[list[Unreadable]], Awaitable[bool]], **kwargs: Any):
         super().__init__(*args, **kwargs)
         self._gate = gate
         self._polls = polls
@@ -121,8 +120,14 @@ class GatedBot(ExtBot):
             raise
         self._polls.succeeded()  # empty answers too: the long poll is alive
         if self._unreadable:
+            # Outstanding until quarantined: a shutdown meanwhile confirms nothing, and
+            # Telegram sends them again after the restart.
             unreadable, self._unreadable = self._unreadable, []
-            await self._quarantine(unreadable)
+            ids = [int(item.external_id.split(":")[1]) for item in unreadable]
+            self._gate.delivered(ids)
+            if await self._quarantine(unreadable):
+                for update_id in ids:
+                    self._gate.handled(update_id)
         self._gate.delivered([u.update_id for u in updates])
         return updates
 
@@ -139,9 +144,10 @@ class GatedBot(ExtBot):
             update_id = raw.get("update_id") if isinstance(raw, dict) else None
             if isinstance(update_id, int):
                 self._gate.floor = max(self._gate.floor, update_id + 1)
+            if not isinstance(update_id, int):
+                log.warning("telegram: skipping an update without update_id: %.300r", raw)
+                continue  # nothing to confirm it by; Telegram will not send it again
             try:
-                if not isinstance(update_id, int):
-                    raise ValueError("no update_id")
                 Update.de_json(raw, self)
             except Exception as error:
                 log.warning("telegram: quarantining a malformed update (%s): %.300r",
@@ -244,7 +250,13 @@ class TelegramAdapter(ChannelAdapter):
                     await self.staff.say_delayed(update, held_up)
                 self.gate.handled(update.update_id)
                 return
-            batch, unreadable = read_payloads(self, [update.to_dict()], _update_key)
+            batch, unreadable = [], []
+            try:
+                inbound = self.to_inbound(update)
+                batch = [inbound] if inbound is not None else []
+            except Exception as error:  # kept whole; the updates after it go on
+                log.warning("telegram: quarantining update %s (%s)", update.update_id, error)
+                unreadable = [unreadable_update(update.to_dict(), error)]
             cursor = Cursor(CHANNEL, "offset", str(update.update_id + 1))
             if batch or unreadable:
                 stored = await ingest_until_stored(
@@ -258,9 +270,10 @@ class TelegramAdapter(ChannelAdapter):
             log.exception("telegram: could not handle update %s; skipped", update.update_id)
         self.gate.handled(update.update_id)
 
-    async def _quarantine(self, unreadable: list[Unreadable]) -> None:
-        """Keep updates python-telegram-bot cannot read (the gate already skips them)."""
-        await ingest_until_stored(
+    async def _quarantine(self, unreadable: list[Unreadable]) -> bool:
+        """Keep updates python-telegram-bot cannot read; False if the daemon stopped
+        first."""
+        return await ingest_until_stored(
             "telegram", lambda: self.context.ingest([], None, unreadable), self.stopping)
 
     # --- customers ------------------------------------------------------------------------
@@ -374,7 +387,7 @@ def _update_key(payload: Any) -> str | None:
     return f"update:{update_id}" if isinstance(update_id, int) else None
 
 
-def unreadable_update(payload: Any, error: BaseException) -> Unreadable:
+def unreadable_update(payload: dict[str, Any], error: BaseException) -> Unreadable:
     return Unreadable(CHANNEL, payload, describe(error), _update_key(payload))
 
 

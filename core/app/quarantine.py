@@ -65,27 +65,34 @@ def show(quarantine_id: int = typer.Argument(..., metavar="ID"),
 def retry(ids: list[int] = typer.Argument(None, metavar="ID...",
                                           help="Which ones (default: every held one)."),
           config: Path = ConfigOption) -> None:
-    """Read held payloads again and store them; exit 1 if any is still unreadable."""
+    """Read held payloads again and store them; exit 1 if any is still unreadable or
+    not held."""
     settings = settings_or_exit(config, check_secrets=True)
     outcomes = asyncio.run(_retry(settings, ids or None))
     for quarantine_id, outcome in outcomes:
         out.print(f"Q{quarantine_id}: {outcome}", markup=False, highlight=False)
     if not outcomes:
         out.print("nothing quarantined to retry")
-    if any(outcome.startswith("still") for _, outcome in outcomes):
+    if any(outcome.startswith(("still", "not held")) for _, outcome in outcomes):
         raise typer.Exit(1)
 
 
 async def _rows(settings: Settings, all_: bool) -> list[Quarantine]:
     store = Store(settings.database)
     try:
-        async with store.session() as session:
-            query = sa.select(Quarantine).order_by(Quarantine.id)
-            if not all_:
-                query = query.where(Quarantine.state == quarantine.HELD)
-            return list(await session.scalars(query))
+        return await _held(store, None, all_)
     finally:
         await store.close()
+
+
+async def _held(store: Store, ids: list[int] | None, all_: bool = False) -> list[Quarantine]:
+    query = sa.select(Quarantine).order_by(Quarantine.id)
+    if not all_:
+        query = query.where(Quarantine.state == quarantine.HELD)
+    if ids is not None:
+        query = query.where(Quarantine.id.in_(ids))
+    async with store.session() as session:
+        return list(await session.scalars(query))
 
 
 async def _row(settings: Settings, quarantine_id: int) -> Quarantine:
@@ -104,13 +111,15 @@ async def _row(settings: Settings, quarantine_id: int) -> Quarantine:
 
 async def _retry(settings: Settings, ids: list[int] | None) -> list[tuple[int, str]]:
     store = Store(settings.database)
-    inbox = Inbox(store, settings, SystemClock())
+    clock = SystemClock()
+    inbox = Inbox(store, settings, clock)
     adapters = {}
     outcomes = []
     try:
-        for row in await _rows(settings, all_=False):
-            if ids is not None and row.id not in ids:
-                continue
+        rows = await _held(store, ids)
+        outcomes += [(missing, "not held (unknown, or released already)")
+                     for missing in sorted(set(ids or ()) - {row.id for row in rows})]
+        for row in rows:
             payload = quarantine.decode(row.payload)
             try:
                 inbound = quarantine.inbound_of(payload)
@@ -124,11 +133,11 @@ async def _retry(settings: Settings, ids: list[int] | None) -> list[tuple[int, s
                 await quarantine.still_held(store, row.id, reason)
                 outcomes.append((row.id, f"still unreadable: {reason}"))
                 continue
-            await quarantine.release(store, row.id, SystemClock().now())
+            await quarantine.release(store, row.id, clock.now())
             outcomes.append((row.id, _stored(result)))
     finally:
         await store.close()
-    return outcomes
+    return sorted(outcomes)
 
 
 def _stored(result) -> str:  # noqa: ANN001 - an IngestResult or None

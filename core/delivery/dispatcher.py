@@ -35,12 +35,14 @@ import sqlalchemy as sa
 
 from core.clock import Clock
 from core.config.settings import OutboxSettings
+from core.delivery import claims
+from core.delivery.claims import BEAT, HeartbeatWatch
 from core.delivery.contract import ChannelAdapter, DeliveryError, DeliveryListener
 from core.delivery.enqueue import Lane
 from core.delivery.ratelimit import Limiter, RateKey, Reservation
 from core.domain.records import Delivered, Outbound, OutboxState
 from core.store.engine import Store, is_transient
-from core.store.process import THIS_PROCESS, gone_from_this_host
+from core.store.process import THIS_PROCESS
 from core.store.tables import Event, Heartbeat, Outbox
 from core.store.writes import SEND
 
@@ -48,12 +50,18 @@ log = logging.getLogger(__name__)
 
 DUE_STATES = (OutboxState.PENDING, OutboxState.RETRY)
 CHATTER_PATIENCE = timedelta(minutes=5)
-# How often a dispatching process writes its heartbeat and looks for abandoned rows; a
-# claim whose process has not beaten for three of these is recovered.
-BEAT = timedelta(seconds=5)
 CANDIDATES = 200  # rows looked at per pass: enough to find sendable ones past a busy chat
 ROW_COLUMNS = (Outbox.id, Outbox.channel, Outbox.kind, Outbox.ticket_id, Outbox.target,
                Outbox.text, Outbox.idempotency_key, Outbox.attempts, Outbox.recovered)
+
+
+@dataclass(frozen=True)
+class Claim:
+    """Who holds a row in "sending": an outcome is recorded only under the same claim."""
+
+    row_id: int
+    by: str | None
+    attempts: int
 
 
 @dataclass
@@ -69,6 +77,10 @@ class Claimed:
     def keys(self) -> list[RateKey]:
         return self.reservation.keys
 
+    @property
+    def claim(self) -> Claim:
+        return Claim(self.outbound.outbox_id, THIS_PROCESS, self.attempts)
+
 
 class Dispatcher:
     """Runs one dispatch loop per adapter."""
@@ -81,6 +93,7 @@ class Dispatcher:
         self.clock = clock
         self.settings = settings
         self.idle_poll = idle_poll
+        self.watch = HeartbeatWatch()  # other processes' heartbeats, as we saw them change
         self.loops: dict[str, ChannelLoop] = {}
         for channel, adapter in adapters.items():
             loop = next((lp for lp in self.loops.values() if lp.adapter is adapter), None)
@@ -101,18 +114,34 @@ class Dispatcher:
         return list({id(loop): loop for loop in self.loops.values()}.values())
 
     async def run(self, stopping: asyncio.Event) -> None:
-        await asyncio.gather(self._beat(stopping),
-                             *(loop.run(stopping) for loop in self.unique_loops))
+        await self.beat()  # before the first claim: our claims are never taken for dead
+        loops_done = asyncio.Event()
+        beating = asyncio.create_task(self._beat_until(loops_done))
+        try:
+            await asyncio.gather(*(loop.run(stopping) for loop in self.unique_loops))
+        finally:
+            loops_done.set()  # sends in flight at shutdown are still ours: beat till here
+            await beating
 
-    async def _beat(self, stopping: asyncio.Event) -> None:
-        """Keep this process's heartbeat fresh: it tells other dispatchers that the rows
-        it claimed are in flight, not abandoned (a failed beat is retried next time)."""
-        while not stopping.is_set():
-            try:
-                await self.store.beat(self.clock.now())
-            except Exception as error:
-                log.warning("outbox: heartbeat not written (%s)", error)
-            await _wait_any([stopping], BEAT.total_seconds())
+    async def _beat_until(self, done: asyncio.Event) -> None:
+        while not done.is_set():
+            await _wait_any([done], BEAT.total_seconds())
+            if not done.is_set():
+                await self.beat()
+
+    async def beat(self) -> None:
+        """Write this process's heartbeat: other dispatchers then leave the rows it
+        claimed alone. A committed beat also proves that sends can be recorded."""
+        channels = list(self.loops)
+        try:
+            await self.store.beat(self.clock.now())
+        except Exception as error:
+            log.warning("outbox: heartbeat not written (%s)", error)
+            for channel in channels:
+                self.store.writes.failed(channel, SEND, error)
+            return
+        for channel in channels:
+            self.store.writes.succeeded(channel, SEND)
 
     async def dispatch_once(self) -> int:
         """One pass of every loop, waiting for the sends it started (tests, tools)."""
@@ -170,8 +199,8 @@ class ChannelLoop:
                     await self.recover_abandoned()
                     next_recovery = asyncio.get_running_loop().time() + BEAT.total_seconds()
                 sent, delay = await self.dispatch_once()
-                self._writes_ok()
                 if sent:
+                    self._writes_ok()  # a claim was committed
                     continue
             except Exception as error:  # the database may be briefly unavailable; keep going
                 self._writes_failed(error)
@@ -284,7 +313,7 @@ class ChannelLoop:
             if error.unknown and not self.adapter.idempotent:
                 # The platform may have performed it: not blindly repeated.
                 await self._record(await self._resolve_unknown(
-                    row.outbound, row.recovered, error.reason, attempts=row.attempts,
+                    row.outbound, row.claim, row.recovered, error.reason,
                     permanent=error.permanent))
             else:
                 await self._record(self._failure(row, error))
@@ -302,8 +331,9 @@ class ChannelLoop:
 
     def _sent(self, row: Claimed, delivered: Delivered):
         async def apply(session: Any) -> None:
-            await _set(session, row.outbound.outbox_id, state=OutboxState.SENT,
-                       sent_at=self.now, external_id=delivered.external_id, last_error=None)
+            if not await _settle(session, row, state=OutboxState.SENT, sent_at=self.now,
+                                 external_id=delivered.external_id, last_error=None):
+                return
             if self.dispatcher.listener is not None:
                 await self.dispatcher.listener.delivered(session, row.outbound, self.now)
         return apply
@@ -317,16 +347,16 @@ class ChannelLoop:
                 log.warning("outbox %s: row %s (%s) is dead after %d attempt(s): %s",
                             outbound.channel, outbound.outbox_id, outbound.kind, row.attempts,
                             error.reason)
-                await _set(session, outbound.outbox_id, state=OutboxState.DEAD,
-                           last_error=error.reason)
-                await self.dispatcher.dead_letter(session, outbound, error.reason, self.now)
+                if await _settle(session, row, state=OutboxState.DEAD,
+                                 last_error=error.reason):
+                    await self.dispatcher.dead_letter(session, outbound, error.reason,
+                                                      self.now)
                 return
             delay = self.dispatcher.backoff(row.attempts, error.retry_after)
             log.info("outbox %s: row %s failed (%s); retry in %.1fs", outbound.channel,
                      outbound.outbox_id, error.reason, delay)
-            await _set(session, outbound.outbox_id, state=OutboxState.RETRY,
-                       last_error=error.reason,
-                       next_attempt_at=self.now + timedelta(seconds=delay))
+            await _settle(session, row, state=OutboxState.RETRY, last_error=error.reason,
+                          next_attempt_at=self.now + timedelta(seconds=delay))
         return apply
 
     async def _record(self, apply) -> None:
@@ -336,8 +366,9 @@ class ChannelLoop:
 
     async def _record_patiently(self, apply) -> None:
         """Record an outcome, waiting out a database that refuses writes for up to the
-        lease: a delivered row recorded late is not sent again. If the database stays
-        away longer the row stays in "sending" and is recovered like a crash's."""
+        lease (no other process can take the row meanwhile: taking it is a write too).
+        If the database stays away longer the row stays in "sending" and is recovered
+        like a crash's."""
         patience = self.dispatcher.settings.lease.total_seconds()
         started = asyncio.get_running_loop().time()
         delay = 0.2
@@ -369,32 +400,35 @@ class ChannelLoop:
             await apply(session)
 
     async def recover_abandoned(self) -> int:
-        """Rows left in "sending" by a process that is gone: one of this host that no
-        longer runs (a crash: recovered at once after the restart), one whose heartbeat
-        stopped, or any claim older than the lease. A live replica's rows are left."""
+        """Rows left in "sending" by a process that is gone (core.delivery.claims)."""
         now = self.now
         async with self.store.session() as session:
             rows = (await session.execute(
                 sa.select(*ROW_COLUMNS, Outbox.claimed_at, Outbox.claimed_by)
                 .where(Outbox.channel.in_(self.channels),
                        Outbox.state == OutboxState.SENDING))).all()
-            alive = set(await session.scalars(
-                sa.select(Heartbeat.process).where(Heartbeat.beat_at >= now - BEAT * 3)))
+            self.dispatcher.watch.observe(await session.execute(
+                sa.select(Heartbeat.process, Heartbeat.beat_at)))
         lease = self.dispatcher.settings.lease
-        abandoned = [row for row in rows if row.claimed_at < now - lease or (
-            row.claimed_by not in (None, THIS_PROCESS) and (
-                row.claimed_by not in alive or gone_from_this_host(row.claimed_by)))]
+        abandoned = [row for row in rows if claims.abandoned(
+            row.claimed_by, row.claimed_at, now, lease, self.dispatcher.watch)]
         for row in abandoned:
             log.warning("outbox %s: row %s was abandoned in 'sending' by %s", row.channel,
                         row.id, row.claimed_by or "a process")
-            await self._in_transaction(await self._resolve_unknown(
-                _outbound(row), row.recovered, "interrupted by a crash"))
+            claim = Claim(row.id, row.claimed_by, row.attempts)
+            try:
+                await self._in_transaction(await self._resolve_unknown(
+                    _outbound(row), claim, row.recovered, "interrupted by a crash",
+                    recovering=True))
+            except Exception:  # this row again on the next pass; the others now
+                log.exception("outbox %s: could not recover row %s", row.channel, row.id)
         if abandoned:
             self.wake.set()
         return len(abandoned)
 
-    async def _resolve_unknown(self, outbound: Outbound, unknowns: int, cause: str, *,
-                               attempts: int | None = None, permanent: bool = False):
+    async def _resolve_unknown(self, outbound: Outbound, claim: Claim, unknowns: int,
+                               cause: str, *, recovering: bool = False,
+                               permanent: bool = False):
         """What to do with a row whose send may or may not have happened (a crash in
         "sending", a timeout or a dropped connection after the request went out).
 
@@ -419,24 +453,20 @@ class ChannelLoop:
                       "external_id": found.external_id, "last_error": None}
         elif permanent:
             values = {"state": OutboxState.DEAD, "last_error": cause}
-        elif self.adapter.idempotent or (unknowns == 0 and (attempts or 0) < max_attempts):
-            delay = self.dispatcher.backoff(attempts, None) if attempts else 0.0
+        elif self.adapter.idempotent or (unknowns == 0 and claim.attempts < max_attempts):
+            delay = 0.0 if recovering else self.dispatcher.backoff(claim.attempts, None)
             values = {"state": OutboxState.RETRY,
                       "next_attempt_at": now + timedelta(seconds=delay),
                       "last_error": f"{cause}; outcome unknown, retrying"}
         else:
+            again = " (an unknown outcome again)" if unknowns else ""
             values = {"state": OutboxState.DEAD,
-                      "last_error": f"{cause} (an unknown outcome again); it may or may not "
-                                    f"have been delivered"}
+                      "last_error": f"{cause}{again}; it may or may not have been delivered"}
         log.warning("outbox %s: row %s, %s: %s", outbound.channel, outbound.outbox_id, cause,
                     "found delivered" if found else values["state"])
 
         async def apply(session: Any) -> None:
-            changed = await session.execute(
-                sa.update(Outbox)
-                .where(Outbox.id == outbound.outbox_id, Outbox.state == OutboxState.SENDING)
-                .values(recovered=Outbox.recovered + 1, **values))
-            if not changed.rowcount:
+            if not await _settle(session, claim, recovered=Outbox.recovered + 1, **values):
                 return  # another dispatcher settled it first
             if found is not None and self.dispatcher.listener is not None:
                 await self.dispatcher.listener.delivered(session, outbound, now)
@@ -447,6 +477,22 @@ class ChannelLoop:
 
 async def _set(session: Any, row_id: int, **values: Any) -> None:
     await session.execute(sa.update(Outbox).where(Outbox.id == row_id).values(**values))
+
+
+async def _settle(session: Any, claim: Claim | Claimed, **values: Any) -> bool:
+    """Record an outcome only if the row is still in the claim that sent it: a late
+    answer must not undo what another dispatcher (or a recovery) did since."""
+    claim = claim.claim if isinstance(claim, Claimed) else claim
+    changed = await session.execute(
+        sa.update(Outbox).where(Outbox.id == claim.row_id, Outbox.state == OutboxState.SENDING,
+                                Outbox.claimed_by.is_(None) if claim.by is None
+                                else Outbox.claimed_by == claim.by,
+                                Outbox.attempts == claim.attempts)
+        .values(**values))
+    if not changed.rowcount:
+        log.warning("outbox: row %s changed hands before its outcome was recorded",
+                    claim.row_id)
+    return bool(changed.rowcount)
 
 
 def _lane(now: datetime) -> Any:

@@ -32,21 +32,36 @@ MAX_ERROR = 2000
 
 def unstorable(inbound: Inbound, error: BaseException) -> Unreadable:
     """A message the inbox could not store, as a payload to quarantine: the platform's
-    own payload when the adapter kept it, else the normalized message."""
-    payload = inbound.raw if inbound.raw is not None else {
-        INBOUND_MARK: {**dataclasses.asdict(inbound), "sent_at": inbound.sent_at.isoformat()}}
-    return Unreadable(inbound.channel, payload, describe(error), inbound.external_id)
+    own payload when the adapter kept it, else the normalized message (its fields as
+    text where they are not JSON: a broken field may be the very reason)."""
+    try:
+        payload = inbound.raw if inbound.raw is not None else {
+            INBOUND_MARK: {name: value if isinstance(value, str | int | dict | list | None)
+                           else _text_of(value)
+                           for name, value in dataclasses.asdict(inbound).items()}}
+    except Exception:  # nothing about a broken message may stop its channel
+        payload = {"unencodable": repr(inbound)[:100_000]}
+    return Unreadable(inbound.channel, payload, describe(error), str(inbound.external_id))
 
 
-def describe(error: BaseException) -> str:
+def describe(error: BaseException, limit: int = MAX_ERROR) -> str:
+    """An error as one short text: its type and message."""
     text = str(error).strip() or type(error).__name__
-    return f"{type(error).__name__}: {text}"[:MAX_ERROR]
+    return f"{type(error).__name__}: {text}"[:limit]
 
 
 def encode(payload: Any) -> str:
     """JSON with every non-ASCII character escaped: lone surrogates and NUL survive as
-    escapes in any database; what is not JSON at all is kept as its repr."""
-    return json.dumps(payload, ensure_ascii=True, default=repr)
+    escapes in any database. It never fails: what JSON cannot hold (keys that are not
+    text, cycles, absurd nesting) is kept as its repr."""
+    try:
+        return json.dumps(payload, ensure_ascii=True, default=repr)
+    except (TypeError, ValueError, RecursionError):
+        return json.dumps({"unencodable": repr(payload)[:100_000]}, ensure_ascii=True)
+
+
+def _text_of(value: Any) -> str:
+    return value.isoformat() if isinstance(value, datetime) else repr(value)
 
 
 def decode(text: str) -> Any:
@@ -85,16 +100,18 @@ async def held_counts(session: AsyncSession) -> dict[str, int]:
 
 async def release(store: Store, quarantine_id: int, now: datetime) -> None:
     """Its message is stored now (or was not one for the inbox)."""
-    async with store.session() as session, session.begin():
-        await session.execute(sa.update(Quarantine).where(Quarantine.id == quarantine_id)
-                              .values(state=RELEASED, released_at=now))
+    await _update(store, quarantine_id, state=RELEASED, released_at=now)
 
 
 async def still_held(store: Store, quarantine_id: int, error: str) -> None:
     """A retry failed too: keep the payload held with the newest error."""
+    await _update(store, quarantine_id, error=valid_unicode(error)[:MAX_ERROR])
+
+
+async def _update(store: Store, quarantine_id: int, **values: Any) -> None:
     async with store.session() as session, session.begin():
         await session.execute(sa.update(Quarantine).where(Quarantine.id == quarantine_id)
-                              .values(error=valid_unicode(error)[:MAX_ERROR]))
+                              .values(**values))
 
 
 def inbound_of(payload: Any) -> Inbound | None:
@@ -102,7 +119,7 @@ def inbound_of(payload: Any) -> Inbound | None:
     if not isinstance(payload, dict) or INBOUND_MARK not in payload:
         return None
     fields = dict(payload[INBOUND_MARK])
-    fields["sent_at"] = datetime.fromisoformat(fields["sent_at"])
+    fields["sent_at"] = datetime.fromisoformat(fields["sent_at"])  # raises if it was broken
     return Inbound(**fields)
 
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import os
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -79,12 +79,21 @@ def private_sqlite_file(url: str) -> None:
     os.chmod(path, 0o600)
 
 
+# PostgreSQL error classes that mean "not now" rather than "never": a lost connection
+# (08), a full disk or too many connections (53), a server shutting down or starting
+# (57P), a read-only server such as a standby after a failover (25006), and a
+# transaction that lost a race (40001 serialization, 40P01 deadlock).
+TRANSIENT_SQLSTATES = ("08", "53", "57P", "25006", "40001", "40P01")
+
+
 def is_transient(error: BaseException) -> bool:
-    """A database that is unavailable for now (down, locked, disk full, connection lost):
-    worth waiting for -- unlike a statement it refuses (a constraint, bad data)."""
+    """A database that is unavailable for now (down, locked, disk full, read-only,
+    connection lost): worth waiting for -- unlike a statement it refuses (a constraint,
+    bad data)."""
     if isinstance(error, sa.exc.DBAPIError):
+        sqlstate = getattr(error.orig, "sqlstate", None) or ""
         return isinstance(error, sa.exc.OperationalError | sa.exc.InterfaceError) \
-            or error.connection_invalidated
+            or error.connection_invalidated or sqlstate.startswith(TRANSIENT_SQLSTATES)
     return isinstance(error, ConnectionError | TimeoutError)
 
 
@@ -119,12 +128,19 @@ class Store:
     async def beat(self, now: datetime) -> None:
         """Commit this process's heartbeat row: proves the database takes writes, and
         that this process still owns the outbox rows it claimed."""
+        try:
+            await self._beat(now)
+        except sa.exc.IntegrityError:  # /healthz and the dispatcher raced to the first
+            await self._beat(now)
+
+    async def _beat(self, now: datetime) -> None:
         async with self.session() as session, session.begin():
-            row = await session.get(Heartbeat, THIS_PROCESS)
-            if row is None:
+            beat = sa.update(Heartbeat).where(Heartbeat.process == THIS_PROCESS)
+            if not (await session.execute(beat.values(beat_at=now))).rowcount:
+                # The first beat; rows of processes gone a day are pruned meanwhile.
+                await session.execute(sa.delete(Heartbeat).where(
+                    Heartbeat.beat_at < now - timedelta(days=1)))
                 session.add(Heartbeat(process=THIS_PROCESS, beat_at=now))
-            else:
-                row.beat_at = now
 
     async def close(self) -> None:
         await self.engine.dispose()
