@@ -65,6 +65,7 @@ TOKENS = {"SAMEDAY_TELEGRAM_TOKEN": "100000:chaos-telegram", "SAMEDAY_VK_TOKEN":
           **{f"SAMEDAY_X_{n}": "chaos-x" for n in (
               "BEARER_TOKEN", "CONSUMER_KEY", "CONSUMER_SECRET", "ACCESS_TOKEN",
               "ACCESS_TOKEN_SECRET")}}
+CALM = 12.0  # seconds without faults first (two X polls): the same-run baseline
 STARTED, ENDED = re.compile(r"#(\d+)"), re.compile(r"\[(c\d+)\]")
 
 
@@ -320,7 +321,7 @@ async def _stream(http: aiohttp.ClientSession, run: Run) -> None:
     args = run.args
     total = args.messages / args.rate
     began = time.monotonic()
-    start = began + min(10.0, total * 0.1)  # a calm first phase: the baseline
+    start = began + CALM  # a calm first phase: the baseline
     end = start + total
     kill_at = sorted(start + run.rng.uniform(0.05, 0.9) * total for _ in range(args.kills))
     disk_from = start + run.rng.uniform(0.3, 0.5) * total
@@ -540,6 +541,8 @@ def main() -> int:
     parser.add_argument("--settle", type=float, default=180.0, help="seconds at most")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--json", action="store_true", help="print the figures as JSON")
+    parser.add_argument("--keep", metavar="DIR", type=Path,
+                        help="keep the database, config and daemon log here")
     parser.add_argument("--serve-emulators", metavar="READY_FILE", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.serve_emulators:
@@ -547,10 +550,12 @@ def main() -> int:
         return 0
     args.health_port = free_port()
     with tempfile.TemporaryDirectory(prefix="sameday-chaos-") as tmp:
-        workdir = Path(tmp)
+        workdir = args.keep or Path(tmp)
+        workdir.mkdir(parents=True, exist_ok=True)
         ready = workdir / "emulators.json"
         emulators = subprocess.Popen([sys.executable, __file__, "--serve-emulators",
-                                      str(ready)], cwd=ROOT)
+                                      str(ready)], cwd=ROOT, stderr=subprocess.STDOUT,
+                                     stdout=(workdir / "emulators.log").open("w"))
         daemon = None
         try:
             deadline = time.monotonic() + 30

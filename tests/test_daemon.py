@@ -22,11 +22,11 @@ def write_config(path: Path, db: Path, level: str = "info") -> None:
 class Running:
     """A `sameday run` subprocess whose log lines are collected by a reader thread."""
 
-    def __init__(self, config: Path):
+    def __init__(self, config: Path, preexec=None):
         self.process = subprocess.Popen(
             [sys.executable, "-m", "core.app.cli", "run", "-c", str(config)],
             stderr=subprocess.PIPE, text=True, cwd=Path(__file__).parent.parent,
-            env={**os.environ, "PYTHONUNBUFFERED": "1"})
+            env={**os.environ, "PYTHONUNBUFFERED": "1"}, preexec_fn=preexec)
         self.lines: list[str] = []
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -78,6 +78,32 @@ def test_sighup_with_broken_config_keeps_running(daemon, tmp_path):
     running.wait_for("config reloaded")
     running.process.send_signal(signal.SIGTERM)
     assert running.process.wait(timeout=30) == 0
+
+
+def test_a_database_unavailable_at_start_is_waited_for_then_used(tmp_path):
+    """A full disk (or a database still starting) at start: the daemon waits for it
+    instead of exiting, and starts when it can write. The disk is "full" by the process's
+    file size limit (RLIMIT_FSIZE = 0: every write fails), lifted after a few tries."""
+    import resource
+
+    config = tmp_path / "config.toml"
+    write_config(config, tmp_path / "d.db")
+    running = Running(config, preexec=lambda: resource.setrlimit(
+        resource.RLIMIT_FSIZE, (0, resource.RLIM_INFINITY)))
+    try:
+        line = running.wait_for("the database is unavailable at start")
+        assert "Traceback" not in "".join(running.lines)
+        assert running.process.poll() is None  # waiting, not exited
+        resource.prlimit(running.process.pid, resource.RLIMIT_FSIZE,
+                         (resource.RLIM_INFINITY, resource.RLIM_INFINITY))
+        running.wait_for("sameday is running", timeout=60)
+        assert "retrying in" in line
+        running.process.send_signal(signal.SIGTERM)
+        assert running.process.wait(timeout=30) == 0
+    finally:
+        if running.process.poll() is None:
+            running.process.kill()
+            running.process.wait()
 
 
 def test_broken_config_at_start_exits_2_without_traceback(tmp_path):

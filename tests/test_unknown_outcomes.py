@@ -199,3 +199,33 @@ async def test_a_crashed_processs_rows_are_recovered_at_once_a_live_replicas_are
         assert sorted(m["text"] for m in emulator.sent) == sorted(
             ["crashed here", "our pid reborn", "silent replica"])
         assert THIS_PROCESS.startswith(f"{HOST}:{os.getpid()}:")
+
+
+def test_which_failures_leave_the_outcome_unknown():
+    """Only a request that went out and got no answer is unknown; a refused connection
+    was never sent, and an answer -- even an unreadable one -- says what happened."""
+    from unittest.mock import Mock
+
+    import aiohttp
+    import httpx
+    from telegram.error import NetworkError, TimedOut
+
+    from bots.telegram.errors import delivery_error as telegram_error
+    from bots.twitter.errors import delivery_error as x_error
+
+    def caused(error, cause):
+        error.__cause__ = cause
+        return error
+
+    request = httpx.Request("POST", "http://127.0.0.1/bot1/sendMessage")
+    assert telegram_error(caused(TimedOut(), httpx.ReadTimeout("", request=request))).unknown
+    assert telegram_error(caused(NetworkError("x"), httpx.RemoteProtocolError(
+        "Server disconnected without sending a response."))).unknown
+    assert not telegram_error(caused(NetworkError("x"), httpx.ConnectError("refused"))).unknown
+    assert not telegram_error(caused(TimedOut(), httpx.PoolTimeout("full"))).unknown
+    assert not telegram_error(NetworkError("Bad Gateway")).unknown  # a 502 answer
+
+    assert x_error(aiohttp.ServerDisconnectedError()).unknown
+    assert x_error(TimeoutError()).unknown
+    assert not x_error(aiohttp.ClientConnectorError(Mock(), OSError(111, "refused"))).unknown
+    assert not x_error(aiohttp.ContentTypeError(Mock(), (), status=500)).unknown

@@ -35,10 +35,11 @@ def delivery_error(error: Exception) -> DeliveryError:
         return DeliveryError(f"X refused the reply ({_status(error)}): {_api_message(error)}",
                              permanent=True)
     if isinstance(error, aiohttp.ClientError | TimeoutError):
-        # Not connected: never sent. Anything later (a timeout, a dropped answer): X may
-        # have posted it.
+        # Not connected: never sent. An answer, even an unreadable one: X said what it
+        # did. Anything else (a timeout, a dropped answer): X may have posted it.
+        answered = aiohttp.ClientConnectorError | aiohttp.ClientResponseError
         return DeliveryError(f"network error talking to X: {type(error).__name__}: {error}",
-                             unknown=not isinstance(error, aiohttp.ClientConnectorError))
+                             unknown=not isinstance(error, answered))
     if isinstance(error, ValueError):  # a 2xx body that is not JSON
         return DeliveryError(f"X answered with an unreadable body: {error}")
     return DeliveryError(f"unexpected error posting to X: {error!r}")

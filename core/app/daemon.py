@@ -32,7 +32,7 @@ from core.escalation.sweep import Escalator
 from core.intake.inbox import Inbox
 from core.staff.board import StaffNotices
 from core.staff.commands import StaffDesk
-from core.store.engine import Store
+from core.store.engine import Store, is_transient
 
 log = logging.getLogger(__name__)
 
@@ -64,7 +64,8 @@ class Daemon:
         self._install_signal_handlers()
         self.store = Store(self.settings.database)
         try:
-            await self.store.upgrade()
+            if not await self._upgrade_when_available():
+                return 0  # stopped while waiting for the database
             await self._start()
             log.info("sameday is running (channels: %s)", ", ".join(self.adapters) or "none")
             await self.stopping.wait()
@@ -77,6 +78,26 @@ class Daemon:
 
     def stop(self) -> None:
         self.stopping.set()
+
+    async def _upgrade_when_available(self) -> bool:
+        """Migrate at start, waiting out a database that is unavailable for now (down,
+        disk full): the daemon starts when it answers instead of exiting. False if
+        stopped first; any other error (a broken schema) stops the start."""
+        delay = 0.5
+        while True:
+            try:
+                await self.store.upgrade()
+                return True
+            except Exception as error:
+                if not is_transient(error):
+                    raise
+                log.error("the database is unavailable at start (%s); retrying in %.0fs",
+                          str(error).splitlines()[0][:200], delay)
+            try:
+                await asyncio.wait_for(self.stopping.wait(), delay)
+                return False
+            except TimeoutError:
+                delay = min(delay * 2, 30.0)
 
     def reload_for_staff(self) -> str | None:
         """/reload from the staff chat: None on success, else the problems."""
