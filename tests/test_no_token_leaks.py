@@ -22,10 +22,11 @@ from bots.twitter.emulator import BOT_USER as X_BOT
 from bots.twitter.emulator import XEmulator
 from bots.vk.emulator import VKEmulator
 from tests.adapter_harness import eventually
+from tests.test_daemon_channels import STAFF_GROUP
+from tests.test_daemon_channels import config_text as daemon_config
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMEDAY = Path(sys.executable).parent / "sameday"
-STAFF_GROUP = -1009000
 TELEGRAM_TOKEN = "918273645:AAHleakCanaryTelegramTokenQ7xZ-9vB"
 TOKENS = {
     "SAMEDAY_TELEGRAM_TOKEN": TELEGRAM_TOKEN,
@@ -52,31 +53,13 @@ def free_port() -> int:
 
 
 def config_text(db: Path, port: int, telegram: str, vk: str, x: str) -> str:
-    return f"""
-[database]
-url = "sqlite+aiosqlite:///{db}"
-[daemon]
-health_port = {port}
-log_level = "debug"
-[channels.telegram]
-enabled = true
-base_url = "{telegram}/bot"
-base_file_url = "{telegram}/file/bot"
-poll_timeout = "1s"
-[channels.vk]
-enabled = true
-group_id = 1
-base_url = "{vk}"
-long_poll_wait = "1s"
-[channels.twitter]
-enabled = true
-user_id = "{X_BOT['id']}"
-base_url = "{x}"
-poll_interval = "5s"
-[staff]
-chat = "telegram"
-telegram_chat_id = {STAFF_GROUP}
-[[staff.members]]
+    """The three channels of test_daemon_channels, logging at debug, with a staff member
+    and quick retries (so fault paths log within the test)."""
+    base = daemon_config(db, telegram, vk, x).replace(
+        "health_port = 0", f'health_port = {port}\nlog_level = "debug"').replace(
+        f'base_url = "{telegram}/bot"',
+        f'base_url = "{telegram}/bot"\nbase_file_url = "{telegram}/file/bot"')
+    return base + """[[staff.members]]
 name = "anna"
 telegram_id = 111
 role = "admin"

@@ -376,3 +376,26 @@ async def test_a_staff_answer_waits_out_a_database_outage(telegram, store, monke
                                      for m in telegram.sent_to(STAFF)), what="the late notice")
         assert len(failures) == 2
         assert sum(m["text"] == "It ships today." for m in telegram.sent_to(507)) == 1
+
+
+async def test_a_staff_update_that_fails_for_good_is_quarantined_not_skipped(
+        telegram, store, monkeypatch):
+    import json
+
+    from core.store.tables import Quarantine
+
+    settings = settings_for(telegram)
+    async with running_all([TelegramAdapter(settings)], store, settings) as h:
+        async def broken(*args, **kwargs):
+            raise RuntimeError("a bug in a command")
+
+        monkeypatch.setattr(h.desk, "execute", broken)
+        said = staff_says(telegram, ANNA, "/stats")
+        telegram.inject_message(chat_id=508, user_id=508, text="after it")
+        await eventually(lambda: h.count(Quarantine), what="the staff update quarantined")
+        await eventually(lambda: h.count(Ticket), what="the next update handled")
+        [held] = await h.rows(sa.select(Quarantine))
+        assert "a bug in a command" in held.error
+        assert json.loads(held.payload)["message"]["text"] == said["text"] == "/stats"
+        last = telegram.updates[-1]["update_id"]
+        await eventually(lambda: telegram.confirmed > last, what="both confirmed")

@@ -23,4 +23,4 @@ CHANNEL = ChannelDescription(
     staff_chat=True, staff_settings=TelegramStaff, staff_member_settings=TelegramStaffMember,
     check=check,
     # Bot API URLs contain the token.
-    loggers=("httpx", "httpcore", "telegram.ext"))
+    loggers=("httpx", "httpcore", "telegram"))

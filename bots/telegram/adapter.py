@@ -237,38 +237,48 @@ class TelegramAdapter(ChannelAdapter):
     # --- receiving -----------------------------------------------------------------------------
 
     async def _on_update(self, update: Update, _context: Any) -> None:
+        """Handle one update; confirm it to Telegram only once what it caused is stored.
+        An update nothing can handle (a staff command that fails for a reason other than
+        the database) is quarantined, never skipped."""
         try:
-            # A staff message has the customer's guarantee: while the database is
-            # unavailable it waits (the update stays unconfirmed), then applies once.
-            outcome = await retry_while_unavailable(
-                "telegram: a staff update", lambda: self.staff.handle(update), self.stopping)
-            if outcome is None:
-                return  # stopping: leave the update outstanding, Telegram resends it
-            staff, held_up = outcome
-            if staff:
-                if held_up >= DELAY_WORTH_SAYING:
-                    await self.staff.say_delayed(update, held_up)
-                self.gate.handled(update.update_id)
-                return
-            batch, unreadable = [], []
-            try:
-                inbound = self.to_inbound(update)
-                batch = [inbound] if inbound is not None else []
-            except Exception as error:  # kept whole; the updates after it go on
-                log.warning("telegram: quarantining update %s (%s)", update.update_id, error)
-                unreadable = [unreadable_update(update.to_dict(), error)]
-            cursor = Cursor(CHANNEL, "offset", str(update.update_id + 1))
-            if batch or unreadable:
-                stored = await ingest_until_stored(
-                    "telegram", lambda: self.context.ingest(batch, cursor, unreadable),
-                    self.stopping)
-                if not stored:
-                    return  # stopping: leave the update outstanding, Telegram resends it
-            else:
-                log.debug("telegram: update %s is not a customer message", update.update_id)
-        except Exception:
-            log.exception("telegram: could not handle update %s; skipped", update.update_id)
-        self.gate.handled(update.update_id)
+            handled = await self._handle(update)
+        except Exception as error:
+            log.exception("telegram: could not handle update %s; quarantined",
+                          update.update_id)
+            handled = await self._store(update, [], [unreadable_update(update.to_dict(),
+                                                                       error)])
+        if handled:
+            self.gate.handled(update.update_id)
+        # else: stopping; the update stays unconfirmed and Telegram sends it again
+
+    async def _handle(self, update: Update) -> bool:
+        # A staff message has the customer's guarantee: while the database is
+        # unavailable it waits (the update stays unconfirmed), then applies once.
+        outcome = await retry_while_unavailable(
+            "telegram: a staff update", lambda: self.staff.handle(update), self.stopping)
+        if outcome is None:
+            return False
+        staff, held_up = outcome
+        if staff:
+            if held_up >= DELAY_WORTH_SAYING:
+                await self.staff.say_delayed(update, held_up)
+            return True
+        try:
+            inbound = self.to_inbound(update)
+        except Exception as error:  # kept whole; the updates after it go on
+            log.warning("telegram: quarantining update %s (%s)", update.update_id, error)
+            return await self._store(update, [], [unreadable_update(update.to_dict(), error)])
+        return await self._store(update, [inbound] if inbound else [], [])
+
+    async def _store(self, update: Update, batch: list[Inbound],
+                     unreadable: list[Unreadable]) -> bool:
+        """Store what an update brought with the offset past it; False if stopping."""
+        if not batch and not unreadable:
+            log.debug("telegram: update %s is not a customer message", update.update_id)
+            return True
+        cursor = Cursor(CHANNEL, "offset", str(update.update_id + 1))
+        return await ingest_until_stored(
+            "telegram", lambda: self.context.ingest(batch, cursor, unreadable), self.stopping)
 
     async def _quarantine(self, unreadable: list[Unreadable]) -> bool:
         """Keep updates python-telegram-bot cannot read; False if the daemon stopped
