@@ -259,7 +259,8 @@ async def test_healthz_sees_a_database_that_refuses_writes_and_recovers(sqlite_u
     settings = make_settings(daemon={"health_port": free_port()},
                              channels={"vk": {"enabled": True, "group_id": 1}})
     inbox = Inbox(store, settings, SystemClock())
-    server = HealthServer(store, settings, SystemClock(), {})
+    silent_adapter = type("Adapter", (), {"health": lambda self: None})()
+    server = HealthServer(store, settings, SystemClock(), {"vk": silent_adapter})
     assert await server.start()
     url = f"http://127.0.0.1:{server.port}"
     try:
@@ -275,6 +276,7 @@ async def test_healthz_sees_a_database_that_refuses_writes_and_recovers(sqlite_u
         assert status == 503 and body["database"].startswith("error: OperationalError")
         assert any(r.startswith("vk: storing received messages fails") and "readonly" in r
                    for r in body["reasons"]), body["reasons"]
+        assert body["channels"]["vk"]["writes_failing"] == ["receive"]
         _, text, _ = await get(f"{url}/metrics")
         figures = {(s.name, s.labels.get("channel"), s.labels.get("activity")): s.value
                    for f in text_string_to_metric_families(text) for s in f.samples}

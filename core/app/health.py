@@ -294,17 +294,20 @@ class HealthServer:
         database = await self._database_status()
         if database != "ok":
             reasons.append(f"database: {database}")
-        for (channel, activity), failure in sorted(self.store.writes.failing().items()):
-            what = "storing received messages" if activity == RECEIVE else "recording sends"
-            reasons.append(f"{channel}: {what} fails since {failure.since:%H:%M:%S}Z: "
-                           f"{failure.reason}")
         now = self.clock.now()
         channels = {}
         for name, adapter in self.channels().items():
             stale = stale_after(poll_seconds(self.polled_with, name))
             channels[name], problems = judge_channel(name, adapter.health(), now,
                                                      stale, self.running_since)
+            channels[name]["writes_failing"] = []
             reasons += problems
+        for (channel, activity), failure in sorted(self.store.writes.failing().items()):
+            what = "storing received messages" if activity == RECEIVE else "recording sends"
+            reasons.append(f"{channel}: {what} fails since {failure.since:%H:%M:%S}Z: "
+                           f"{failure.reason}")
+            if channel in channels:
+                channels[channel]["writes_failing"].append(activity)
         body: dict[str, Any] = {"status": "unhealthy" if reasons else "ok",
                                 "database": database, "channels": channels,
                                 "quarantined": await self._quarantined()}
