@@ -16,6 +16,7 @@ from typer.testing import CliRunner
 
 from core.app.cli import app
 from core.delivery.contract import STAFF_CHANNEL, Cursor
+from core.domain.payload import decode, encode
 from core.domain.records import Unreadable
 from core.intake import quarantine
 from core.store.tables import Cursor as CursorRow
@@ -148,7 +149,7 @@ def test_a_payload_json_cannot_hold_is_still_kept():
     cyclic: dict = {}
     cyclic["self"] = cyclic
     for payload in (cyclic, {1: "int key", (2, 3): "tuple key"}, {"when": datetime.now()}):
-        kept = quarantine.decode(quarantine.encode(payload))
+        kept = decode(encode(payload))
         assert kept  # something readable, never an exception
     broken = dataclasses.replace(poison("m9"), raw=None)
     item = quarantine.unstorable(broken, TypeError("naive"))

@@ -40,6 +40,7 @@ from bots.common.polling import (
     run_until_stopped,
 )
 from bots.telegram.errors import delivery_error
+from bots.telegram.media import attachments_of, backfilled, text_of
 from bots.telegram.settings import TelegramTarget
 from bots.telegram.staff import TelegramStaffChat, Where, keyboard, render
 from core.config.settings import Settings
@@ -290,7 +291,7 @@ class TelegramAdapter(ChannelAdapter):
 
     def read_payload(self, payload: Any) -> Inbound | None:
         """An update as Telegram sent it (``Inbound.raw``) read again."""
-        return self.to_inbound(Update.de_json(payload, self.bot))
+        return self.to_inbound(Update.de_json(backfilled(payload), self.bot))
 
     def to_inbound(self, update: Update) -> Inbound | None:
         """A customer's message as Inbound, or None (not for the inbox)."""
@@ -311,7 +312,8 @@ class TelegramAdapter(ChannelAdapter):
         return Inbound(
             channel=CHANNEL, external_id=f"{chat.id}:{message.message_id}", thread_key=thread,
             author_id=str(user.id), author_handle=f"@{user.username}" if user.username else None,
-            author_name=user.full_name, text=_text_of(message),
+            author_name=user.full_name, text=text_of(message),
+            attachments=attachments_of(message),
             sent_at=message.date.astimezone(UTC),
             reply_target=target.model_dump(exclude_none=True),
             raw=update.to_dict())
@@ -399,11 +401,3 @@ def _update_key(payload: Any) -> str | None:
 
 def unreadable_update(payload: dict[str, Any], error: BaseException) -> Unreadable:
     return Unreadable(CHANNEL, payload, describe(error), _update_key(payload))
-
-
-def _text_of(message: Message) -> str:
-    if message.text or message.caption:
-        return message.text or message.caption
-    kinds = ("photo", "sticker", "voice", "video", "document", "audio", "location", "contact")
-    kind = next((k for k in kinds if getattr(message, k, None)), "message")
-    return f"[{kind}]"

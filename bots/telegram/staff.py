@@ -44,7 +44,7 @@ def card_html(card: Card) -> list[str]:
     promise, state, *note = card.lines()
     return [f"<b>#{card.ticket_id}</b> · {esc(card.channel)} · {esc(card.customer)}",
             esc(promise), esc(state), *(f"<i>{esc(line)}</i>" for line in note), "",
-            esc(card.quote)]
+            esc(card.quote), *(esc(line) for line in card.media)]
 
 
 def mention_html(name: str, members: list[Any]) -> str:

@@ -20,6 +20,7 @@ from core.app.options import ConfigOption, err, out, settings_or_exit
 from core.clock import SystemClock
 from core.config.settings import Settings
 from core.delivery.contract import adapter_factories
+from core.domain.payload import decode
 from core.intake import quarantine
 from core.intake.inbox import Inbox
 from core.store.engine import Store
@@ -56,7 +57,7 @@ def show(quarantine_id: int = typer.Argument(..., metavar="ID"),
     out.print(f"error: {row.error}", markup=False, highlight=False)
     # Readable text (Cyrillic as it is), and what no terminal can print -- a lone
     # surrogate, often the very reason for the quarantine -- as its escape.
-    pretty = json.dumps(quarantine.decode(row.payload), indent=2, ensure_ascii=False)
+    pretty = json.dumps(decode(row.payload), indent=2, ensure_ascii=False)
     out.print(pretty.encode("utf-8", "backslashreplace").decode("utf-8"), markup=False,
               highlight=False)
 
@@ -120,7 +121,7 @@ async def _retry(settings: Settings, ids: list[int] | None) -> list[tuple[int, s
         outcomes += [(missing, "not held (unknown, or released already)")
                      for missing in sorted(set(ids or ()) - {row.id for row in rows})]
         for row in rows:
-            payload = quarantine.decode(row.payload)
+            payload = decode(row.payload)
             try:
                 inbound = quarantine.inbound_of(payload)
                 if inbound is None:

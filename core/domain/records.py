@@ -49,6 +49,42 @@ class OutboxState(enum.StrEnum):
 
 
 @dataclass(frozen=True, slots=True)
+class Attachment:
+    """Something a customer sent besides text, as the platform described it.
+
+    ``kind``: photo, video, voice, audio, video_note, document, sticker, animation,
+    location, venue, contact, link, post (a shared post), forward, poll, other. Staff are
+    shown it (the media itself where the staff chat can, else a line with a link);
+    ``file_id`` is the platform's handle to fetch it again, ``url`` a direct link where
+    the platform gives one.
+    """
+
+    kind: str
+    file_id: str | None = None
+    url: str | None = None
+    file_name: str | None = None
+    mime_type: str | None = None
+    size: int | None = None  # bytes
+    duration: int | None = None  # seconds
+    caption: str | None = None  # an item's own text (an album item, a shared post)
+    forwarded_from: str | None = None
+    group: str | None = None  # album: items sent together share it
+    latitude: float | None = None
+    longitude: float | None = None
+    title: str | None = None  # a venue, a link, a contact's name, a sticker's emoji
+    phone: str | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The fields that are set, for the message row."""
+        return {name: value for name in self.__slots__
+                if (value := getattr(self, name)) is not None}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> Attachment:
+        return cls(**{name: data[name] for name in cls.__slots__ if name in data})
+
+
+@dataclass(frozen=True, slots=True)
 class Inbound:
     """One customer message, normalized by an adapter.
 
@@ -67,6 +103,7 @@ class Inbound:
     author_name: str | None = None
     reply_target: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] | None = None  # the platform payload, as read_payload reads it
+    attachments: tuple[Attachment, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -36,7 +36,7 @@ from core.domain.records import TicketStatus
 from core.domain.rules import TicketFacts, plan
 from core.staff.board import (
     customer_texts,
-    first_text,
+    first_message,
     queue_card_edit,
     queue_staff_message,
     ticket_card,
@@ -162,7 +162,7 @@ class Escalator:
         """Re-post the ticket's card to the staff chat with the reason and mentions (the
         staff chat renders the mentions its own way: a link to the member's account)."""
         customer = await session.get(Customer, ticket.customer_id)
-        card = ticket_card(self.policy, ticket, customer, await first_text(session, ticket.id),
+        card = ticket_card(self.policy, ticket, customer, await first_message(session, ticket.id),
                            now)
         message = card_message(card, ticket.status, tone="warning",
                                lines=(f"⚠ {rule.name}: {self._reason(rule, ticket, now)}",),

@@ -30,8 +30,10 @@ from core.config.settings import Settings
 from core.delivery.contract import STAFF_CHANNEL, Cursor
 from core.delivery.enqueue import enqueue, outbox_row
 from core.domain import lifecycle
+from core.domain.payload import pack
 from core.domain.policy import Policy
 from core.domain.records import (
+    Attachment,
     Direction,
     Inbound,
     OutboxKind,
@@ -258,11 +260,14 @@ class Inbox:
                 "ticket_id": ticket.id, "channel": inbound.channel, "direction": Direction.IN,
                 "author": inbound.author_handle or inbound.author_id,
                 "external_id": inbound.external_id, "text": inbound.text, "created_at": arrival,
+                "attachments": [a.to_json() for a in inbound.attachments] or None,
+                "raw": pack(inbound.raw),
             })
             events.append(_event(ticket, "received", now, {"external_id": inbound.external_id},
                                  actor=inbound.author_id))
             if not isinstance(ticket, NewTicket):
-                notice = follow_up(ticket.id, customer_name(customer), inbound.text)
+                notice = follow_up(ticket.id, customer_name(customer), inbound.text,
+                                   inbound.attachments)
                 outbox.append(outbox_row(
                     channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=ticket.id,
                     text=notice.text(), target=notice.to_target(),
@@ -283,7 +288,8 @@ class Inbox:
                          promise=self.policy.promise_for_staff(ticket.due_at, now),
                          opened_at=ticket.opened_at, zone=self.policy.zone,
                          status=TicketStatus.OPEN, assignee=None, snoozed_until=None,
-                         priority=Priority.NORMAL, first_text=inbound.text)
+                         priority=Priority.NORMAL, first_text=inbound.text,
+                         attachments=inbound.attachments)
 
     async def _mark_acked(self, session: AsyncSession, tickets: list[NewTicket],
                           customers: set[int], now: datetime) -> None:
@@ -472,9 +478,19 @@ def _storable(inbound: Inbound) -> Inbound:
     cleaned = {name: storable_text(value) for name in ("text", "author_handle", "author_name")
                if (value := getattr(inbound, name)) is not None}
     cleaned["text"] = cleaned.get("text", "")
-    if all(cleaned[name] is getattr(inbound, name) for name in cleaned):
+    attachments = tuple(_storable_attachment(a) for a in inbound.attachments)
+    if all(cleaned[name] is getattr(inbound, name) for name in cleaned) and all(
+            new is old for new, old in zip(attachments, inbound.attachments, strict=True)):
         return inbound
-    return dataclasses.replace(inbound, **cleaned)
+    return dataclasses.replace(inbound, **cleaned, attachments=attachments)
+
+
+def _storable_attachment(attachment: Attachment) -> Attachment:
+    texts = {name: storable_text(value) for name, value in attachment.to_json().items()
+             if isinstance(value, str)}
+    if all(texts[name] is getattr(attachment, name) for name in texts):
+        return attachment
+    return dataclasses.replace(attachment, **texts)
 
 
 def storable_text(value: object) -> str:

@@ -9,7 +9,6 @@ on, nothing is lost, and staff hear of it once. ``sameday quarantine list|show|r
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Sequence
 from datetime import datetime
 from typing import Any
@@ -18,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config.channels import channel_label
-from core.domain.records import Inbound, Unreadable
+from core.domain.payload import encode
+from core.domain.records import Attachment, Inbound, Unreadable
 from core.domain.text import valid_unicode
 from core.staff.board import queue_staff_message
 from core.staff.cards import notice
@@ -36,7 +36,8 @@ def unstorable(inbound: Inbound, error: BaseException) -> Unreadable:
     text where they are not JSON: a broken field may be the very reason)."""
     try:
         payload = inbound.raw if inbound.raw is not None else {
-            INBOUND_MARK: {name: value if isinstance(value, str | int | dict | list | None)
+            INBOUND_MARK: {name: list(value) if isinstance(value, tuple)
+                           else value if isinstance(value, str | int | dict | list | None)
                            else _text_of(value)
                            for name, value in dataclasses.asdict(inbound).items()}}
     except Exception:  # nothing about a broken message may stop its channel
@@ -50,22 +51,8 @@ def describe(error: BaseException, limit: int = MAX_ERROR) -> str:
     return f"{type(error).__name__}: {text}"[:limit]
 
 
-def encode(payload: Any) -> str:
-    """JSON with every non-ASCII character escaped: lone surrogates and NUL survive as
-    escapes in any database. It never fails: what JSON cannot hold (keys that are not
-    text, cycles, absurd nesting) is kept as its repr."""
-    try:
-        return json.dumps(payload, ensure_ascii=True, default=repr)
-    except (TypeError, ValueError, RecursionError):
-        return json.dumps({"unencodable": repr(payload)[:100_000]}, ensure_ascii=True)
-
-
 def _text_of(value: Any) -> str:
     return value.isoformat() if isinstance(value, datetime) else repr(value)
-
-
-def decode(text: str) -> Any:
-    return json.loads(text)
 
 
 async def hold(session: AsyncSession, items: Sequence[Unreadable], now: datetime) -> list[int]:
@@ -120,6 +107,8 @@ def inbound_of(payload: Any) -> Inbound | None:
         return None
     fields = dict(payload[INBOUND_MARK])
     fields["sent_at"] = datetime.fromisoformat(fields["sent_at"])  # raises if it was broken
+    fields["attachments"] = tuple(Attachment.from_json(a)
+                                  for a in fields.get("attachments") or ())
     return Inbound(**fields)
 
 

@@ -8,6 +8,7 @@ data (core.staff.cards) that the staff chat renders.
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -19,7 +20,7 @@ from core.delivery.contract import STAFF_CHANNEL
 from core.delivery.enqueue import Lane, enqueue, outbox_row
 from core.domain import lifecycle
 from core.domain.policy import Policy
-from core.domain.records import Direction, Outbound, OutboxKind
+from core.domain.records import Attachment, Direction, Outbound, OutboxKind
 from core.staff.cards import Card, StaffMessage, card_message, make_card, notice, who
 from core.store.tables import Customer, Message, Outbox, Ticket
 
@@ -31,21 +32,22 @@ def customer_name(customer: Any) -> str:
     return who(customer.handle, customer.name, customer.external_user_id)
 
 
-def ticket_card(policy: Policy, ticket: Ticket, customer: Customer | None, first_text: str,
-                now: datetime, note: str = "") -> Card:
+def ticket_card(policy: Policy, ticket: Ticket, customer: Customer | None,
+                first: FirstMessage, now: datetime, note: str = "") -> Card:
     """The ticket's card as it stands now (posted, edited, re-posted by escalations)."""
     return make_card(ticket_id=ticket.id, channel=ticket.channel,
                      customer=customer_name(customer),
                      promise=policy.promise_for_staff(ticket.due_at, now),
                      opened_at=ticket.opened_at, zone=policy.zone, status=ticket.status,
                      assignee=ticket.assignee, snoozed_until=ticket.snoozed_until,
-                     priority=ticket.priority, first_text=first_text, note=note)
+                     priority=ticket.priority, first_text=first.text,
+                     attachments=first.attachments, note=note)
 
 
 async def current_card(session: AsyncSession, policy: Policy, ticket: Ticket, now: datetime,
                        note: str = "") -> Card:
     customer = await session.get(Customer, ticket.customer_id)
-    return ticket_card(policy, ticket, customer, await first_text(session, ticket.id), now,
+    return ticket_card(policy, ticket, customer, await first_message(session, ticket.id), now,
                        note)
 
 
@@ -92,12 +94,23 @@ async def latest_customer_texts(session: AsyncSession,
     return texts
 
 
-async def first_text(session: AsyncSession, ticket_id: int) -> str:
-    """The customer's first message of the ticket: what its card quotes."""
-    return await session.scalar(
-        sa.select(Message.text).where(Message.ticket_id == ticket_id,
-                                      Message.direction == Direction.IN)
-        .order_by(Message.id).limit(1)) or ""
+@dataclass(frozen=True)
+class FirstMessage:
+    """The customer's first message of a ticket: what its card quotes and shows."""
+
+    text: str = ""
+    attachments: tuple[Attachment, ...] = ()
+
+
+async def first_message(session: AsyncSession, ticket_id: int) -> FirstMessage:
+    row = (await session.execute(
+        sa.select(Message.text, Message.attachments).where(
+            Message.ticket_id == ticket_id, Message.direction == Direction.IN)
+        .order_by(Message.id).limit(1))).first()
+    if row is None:
+        return FirstMessage()
+    return FirstMessage(row.text or "", tuple(Attachment.from_json(a)
+                                              for a in row.attachments or ()))
 
 
 async def queue_staff_message(session: AsyncSession, message: StaffMessage, key: str, now: datetime,

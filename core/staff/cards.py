@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import html
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
 
 from core.config.channels import channel_label
-from core.domain.records import Priority, TicketStatus
+from core.domain.records import Attachment, Priority, TicketStatus
 
 MAX_QUOTE = 1500  # characters of customer text on a card (the card stays readable)
 PRIORITY_MARKS = {Priority.LOW: "▫ low", Priority.HIGH: "🔸 high", Priority.URGENT: "🔴 urgent"}
@@ -42,6 +43,7 @@ class Card:
     priority: str = ""  # a mark like "🔸 high"; "" for normal
     note: str = ""  # what just changed ("taken by anna")
     quote: str = ""  # the customer's first message
+    media: tuple[str, ...] = ()  # what came with it, one line each (``attachment_line``)
 
     def head(self) -> str:
         return f"#{self.ticket_id} · {self.channel} · {self.customer}"
@@ -72,7 +74,7 @@ class StaffMessage:
             parts.append(" ".join(f"@{name}" for name in self.mentions))
         if self.card is not None:
             parts += ([""] if parts else []) + [self.card.head(), *self.card.lines(), "",
-                                               self.card.quote]
+                                               self.card.quote, *self.card.media]
         return "\n".join(parts)
 
     def to_target(self) -> dict[str, Any]:
@@ -93,7 +95,8 @@ class StaffMessage:
             return cls._from_legacy_row(target, text)
         card = target.get("card")
         return cls(ticket_id=target.get("ticket_id"), lines=tuple(target.get("lines", ())),
-                   card=Card(**card) if card else None,
+                   card=Card(**{**card, "media": tuple(card.get("media", ()))})
+                   if card else None,
                    mentions=tuple(target.get("mentions", ())),
                    buttons=tuple(Button(**b) for b in target.get("buttons", ())),
                    tone=target.get("tone", "info"), edit=target.get("edit"),
@@ -137,11 +140,49 @@ def state_line(status: str, assignee: str | None, snoozed_until: datetime | None
 def make_card(*, ticket_id: int, channel: str, customer: str, promise: str,
               opened_at: datetime, zone: ZoneInfo, status: str, assignee: str | None,
               snoozed_until: datetime | None, priority: str, first_text: str,
-              note: str = "") -> Card:
+              attachments: Sequence[Attachment] = (), note: str = "") -> Card:
     return Card(ticket_id=ticket_id, channel=channel_label(channel), customer=customer,
                 promise=promise, opened=f"{opened_at.astimezone(zone):%d.%m %H:%M}",
                 state=state_line(status, assignee, snoozed_until, zone),
-                priority=PRIORITY_MARKS.get(priority, ""), note=note, quote=quote(first_text))
+                priority=PRIORITY_MARKS.get(priority, ""), note=note, quote=quote(first_text),
+                media=tuple(attachment_line(a) for a in attachments))
+
+
+ICONS = {"photo": "🖼", "video": "🎬", "voice": "🎤", "audio": "🎵", "video_note": "📹",
+         "document": "📄", "sticker": "🏷", "animation": "🎞", "location": "📍",
+         "venue": "📍", "contact": "👤", "link": "🔗", "post": "📰", "forward": "↪",
+         "poll": "📊"}
+
+
+def attachment_line(attachment: Attachment) -> str:
+    """One attachment as staff read it: "🎤 voice 0:07 · 4 kB", "📄 invoice.pdf · 34 kB ·
+    https://...", "📍 location 55.7558, 37.6173", "↪ forwarded from @shop"."""
+    a = attachment
+    parts = [f"{ICONS.get(a.kind, '📎')} {a.kind}"]
+    if a.file_name or a.title:
+        parts[0] += f" {a.file_name or a.title}"
+    if a.duration is not None:
+        parts.append(f"{a.duration // 60}:{a.duration % 60:02d}")
+    if a.size:
+        parts.append(_size(a.size))
+    if a.latitude is not None and a.longitude is not None:
+        parts.append(f"{a.latitude:.5f}, {a.longitude:.5f}")
+    if a.phone:
+        parts.append(a.phone)
+    if a.caption:
+        parts.append(f"“{quote(a.caption)}”")
+    if a.forwarded_from:
+        parts.append(f"forwarded from {a.forwarded_from}")
+    if a.url:
+        parts.append(a.url)
+    return " · ".join(parts)
+
+
+def _size(size: int) -> str:
+    for unit, scale in (("MB", 1 << 20), ("kB", 1 << 10)):
+        if size >= scale:
+            return f"{size / scale:.1f} {unit}".replace(".0 ", " ")
+    return f"{size} B"
 
 
 def card_buttons(ticket_id: int, status: str) -> tuple[Button, ...]:
@@ -157,9 +198,12 @@ def card_message(card: Card, status: str, **more: Any) -> StaffMessage:
                         buttons=card_buttons(card.ticket_id, status), **more)
 
 
-def follow_up(ticket_id: int, customer: str, text: str) -> StaffMessage:
+def follow_up(ticket_id: int, customer: str, text: str,
+              attachments: Sequence[Attachment] = ()) -> StaffMessage:
+    said = (quote(text),) if text else ()
     return StaffMessage(ticket_id=ticket_id,
-                        lines=(f"#{ticket_id} {customer} writes again:", quote(text)))
+                        lines=(f"#{ticket_id} {customer} writes again:", *said,
+                               *(attachment_line(a) for a in attachments)))
 
 
 def notice(ticket_id: int | None, *lines: str, tone: str = "info",

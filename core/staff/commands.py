@@ -31,7 +31,7 @@ from core.domain.records import Direction, OutboxKind, TicketStatus
 from core.staff.board import (
     customer_name,
     customer_texts,
-    first_text,
+    first_message,
     queue_card_edit,
     queue_staff_message,
     ticket_card,
@@ -221,7 +221,7 @@ class StaffDesk:
         messages = list(await session.scalars(
             sa.select(Message).where(Message.ticket_id == ticket.id)
             .order_by(Message.id.desc()).limit(10)))
-        card = ticket_card(self.policy, ticket, customer, await first_text(session, ticket.id),
+        card = ticket_card(self.policy, ticket, customer, await first_message(session, ticket.id),
                            now)
         lines = [StaffMessage(card=card).text(), ""]
         for message in reversed(messages):

@@ -102,8 +102,12 @@ class Message(SQLModel, table=True):
     direction: str = Field(max_length=8)
     author: str | None = Field(default=None, max_length=255)
     external_id: str | None = Field(default=None, max_length=128)
-    text: str
+    text: str  # what the customer wrote (a caption counts); media are in `attachments`
     created_at: datetime = _time(nullable=False)
+    # What came besides text (core.domain.records.Attachment as JSON), and the platform's
+    # payload as received (core.domain.payload.pack: compressed, size-capped).
+    attachments: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    raw: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary))
 
 
 class Outbox(SQLModel, table=True):
