@@ -44,6 +44,7 @@ from bots.common.polling import (
     run_until_stopped,
 )
 from bots.vk.errors import api_delivery_error
+from bots.vk.media import attachments_of
 from bots.vk.settings import VKTarget
 from core.blocking import in_daemon_thread
 from core.config.settings import Settings
@@ -279,6 +280,7 @@ class VKAdapter(ChannelAdapter):
             channel=CHANNEL, external_id=external_id, thread_key=f"peer:{peer_id}",
             author_id=str(from_id), author_handle=_handle(from_id),
             text=_text(message), sent_at=_time(message["date"]),
+            attachments=attachments_of(message),
             reply_target=VKTarget(type="message", peer_id=peer_id).model_dump(exclude_none=True),
             raw=raw)
 
@@ -293,6 +295,7 @@ class VKAdapter(ChannelAdapter):
             channel=CHANNEL, external_id=f"wall:{post}_{comment_id}",
             thread_key=f"wall:{post}:{from_id}", author_id=str(from_id),
             author_handle=_handle(from_id), text=_text(comment), sent_at=_time(comment["date"]),
+            attachments=attachments_of(comment),
             reply_target=VKTarget(type="wall", owner_id=owner_id, post_id=post_id,
                                   reply_to_comment=comment_id).model_dump(exclude_none=True),
             raw=raw)
@@ -365,15 +368,11 @@ def part_key(key: str, index: int) -> str:
 
 
 def _text(item: dict[str, Any]) -> str:
-    """The text, or what was sent instead of text ("[photo]"), as staff should see it."""
+    """What the customer wrote (attachments and forwards are read apart)."""
     text = item["text"]
     if not isinstance(text, str):
         raise TypeError("text is not a string")
-    if text:
-        return text
-    kinds = [a.get("type", "attachment") for a in item.get("attachments") or []
-             if isinstance(a, dict)]
-    return " ".join(f"[{kind}]" for kind in kinds) or "[message]"
+    return text
 
 
 def _event_key(payload: Any) -> str | None:
