@@ -39,6 +39,14 @@ from bots.common.polling import (
     run_until_stopped,
 )
 from bots.twitter.errors import delivery_error, seconds_until
+from bots.twitter.media import (
+    EXPANSIONS,
+    MEDIA_FIELDS,
+    TWEET_FIELDS,
+    attachments_of,
+    payloads_of,
+    text_of,
+)
 from bots.twitter.settings import XTarget
 from bots.twitter.text import fit_tweet
 from core.config.settings import Settings
@@ -57,7 +65,7 @@ CHANNEL = "twitter"
 CURSOR_KEY = "since_id"
 X_API = "https://api.twitter.com"  # hard-coded in tweepy's AsyncBaseClient.request
 MAX_RESULTS = 100  # the most X serves per page: fewest billed requests per poll
-TWEET_FIELDS = ["created_at", "conversation_id", "author_id", "in_reply_to_user_id"]
+Includes = dict[str, dict[str, dict[str, Any]]]  # "users"/"media"/"tweets" by id
 USER_FIELDS = ["username", "name"]
 STOP_GRACE = 2.0  # seconds a poll in flight may take to finish when stopping
 
@@ -201,13 +209,11 @@ class TwitterAdapter(ChannelAdapter):
         assert self.context is not None, "start() first"
         if self.user_id is None:
             self.user_id = await self._whoami()
-        tweets, users, newest = await self._fetch_new_mentions()
+        tweets, includes, newest = await self._fetch_new_mentions()
         newest = newest_id(newest, self.since_id)
         if newest is None or newest == self.since_id:
             return 0
-        payloads = [{"tweet": tweet, "author": users.get(str(tweet.get("author_id")))
-                     if isinstance(tweet, dict) else None}
-                    for tweet in sorted(tweets, key=_id_order)]
+        payloads = payloads_of(sorted(tweets, key=_id_order), includes)
         batch, unreadable = read_payloads(self, payloads, _tweet_key)
         cursor = Cursor(CHANNEL, CURSOR_KEY, newest)
         context = self.context
@@ -226,39 +232,37 @@ class TwitterAdapter(ChannelAdapter):
                  user_id)
         return user_id
 
-    async def _fetch_new_mentions(
-            self) -> tuple[list[dict[str, Any]], dict[str, dict[str, Any]], str | None]:
-        """All pages of one poll: (tweets, users by id, newest tweet id)."""
+    async def _fetch_new_mentions(self) -> tuple[list[dict[str, Any]], Includes, str | None]:
+        """All pages of one poll: (tweets, their includes, newest tweet id)."""
         tweets: list[dict[str, Any]] = []
-        users: dict[str, dict[str, Any]] = {}
+        includes: Includes = {"users": {}, "media": {}, "tweets": {}}
         newest: str | None = None
         token: str | None = None
         seen_tokens: set[str] = set()
         while True:
             page = await self.client.get_users_mentions(
                 id=self.user_id, since_id=self.since_id, max_results=MAX_RESULTS,
-                pagination_token=token, expansions=["author_id"], tweet_fields=TWEET_FIELDS,
-                user_fields=USER_FIELDS, user_auth=True)
+                pagination_token=token, expansions=EXPANSIONS, tweet_fields=TWEET_FIELDS,
+                user_fields=USER_FIELDS, media_fields=MEDIA_FIELDS, user_auth=True)
             data, meta = _checked_page(page)
-            for user in (page.get("includes") or {}).get("users") or []:
-                if isinstance(user, dict) and user.get("id") is not None:
-                    users[str(user["id"])] = user
+            _collect(includes, page.get("includes"))
             tweets.extend(data)
             newest = newest_id(newest, meta.get("newest_id"),
                                *(t.get("id") for t in data if isinstance(t, dict)))
             token = meta.get("next_token")
             if not token:
-                return tweets, users, newest
+                return tweets, includes, newest
             if token in seen_tokens:
                 raise MalformedPage(f"pagination loops on next_token {token!r}")
             seen_tokens.add(token)
 
     def read_payload(self, payload: Any) -> Inbound | None:
-        """A mention as kept in ``Inbound.raw``: {"tweet": ..., "author": the user from
-        the page's includes, or None}."""
-        return self.to_inbound(payload["tweet"], payload.get("author"))
+        """A mention as kept in ``Inbound.raw``: {"tweet": ..., "author", "media",
+        "quoted": its share of the page's includes} (bots.twitter.media.payloads_of)."""
+        return self.to_inbound(payload["tweet"], payload.get("author"), payload)
 
-    def to_inbound(self, tweet: Any, author: Any) -> Inbound | None:
+    def to_inbound(self, tweet: Any, author: Any, payload: dict[str, Any] | None = None
+                   ) -> Inbound | None:
         """The tweet as an Inbound; None for our own tweets. A malformed tweet raises
         MalformedPage (it is quarantined)."""
         if not isinstance(tweet, dict):
@@ -276,11 +280,12 @@ class TwitterAdapter(ChannelAdapter):
         return Inbound(
             channel=CHANNEL, external_id=tweet_id,
             thread_key=f"conv:{conversation}:{author_id}",
-            author_id=author_id, text=str(tweet["text"]), sent_at=self._sent_at(tweet),
+            author_id=author_id, text=text_of(tweet), sent_at=self._sent_at(tweet),
+            attachments=attachments_of(payload or {}),
             author_handle=f"@{username}" if username else None, author_name=user.get("name"),
             reply_target=XTarget(in_reply_to_tweet_id=tweet_id,
                                  username=username).model_dump(exclude_none=True),
-            raw={"tweet": tweet, "author": author})
+            raw=payload or {"tweet": tweet, "author": author})
 
     def _sent_at(self, tweet: dict[str, Any]) -> datetime:
         """created_at ("2026-11-24T07:00:00.000Z") as aware UTC; arrival time if absent."""
@@ -381,6 +386,16 @@ def _checked_page(page: Any) -> tuple[list[Any], dict[str, Any]]:
     if not isinstance(data, list):
         raise MalformedPage(f"mentions data is not a list: {data!r:.300}")
     return data, page["meta"]
+
+
+def _collect(includes: Includes, page_includes: Any) -> None:
+    """A page's includes into the poll's: users and posts by id, media by media_key."""
+    if not isinstance(page_includes, dict):
+        return
+    for name, key in (("users", "id"), ("tweets", "id"), ("media", "media_key")):
+        for item in page_includes.get(name) or []:
+            if isinstance(item, dict) and item.get(key) is not None:
+                includes[name][str(item[key])] = item
 
 
 def _tweet_key(payload: Any) -> str | None:

@@ -23,6 +23,7 @@ with the same keys (or ``{"delete": id}``); ``sent`` lists the bot's tweets.
 
 from __future__ import annotations
 
+import html
 import math
 import time
 from collections.abc import Awaitable, Callable
@@ -185,8 +186,10 @@ class XEmulator(Emulator):
 
     @staticmethod
     def _public(tweet: dict[str, Any], fields: tuple[str, ...] | list[str]) -> dict[str, Any]:
-        """The tweet as X renders it: default fields plus the requested ones."""
-        shown = {"id": tweet["id"], "text": tweet["text"],
+        """The tweet as X renders it: default fields plus the requested ones, the text
+        with &, < and > escaped as X does (e.g. "So @alanbenlee @snowman &amp; I are
+        testing..." in tests/fixtures/real/twitter/html_escaped_amp.json)."""
+        shown = {"id": tweet["id"], "text": html.escape(str(tweet["text"]), quote=False),
                  "edit_history_tweet_ids": tweet["edit_history_tweet_ids"]}
         shown.update({f: tweet[f] for f in fields if f in tweet})
         return shown
