@@ -33,3 +33,12 @@ async def rows(store: Store, statement):
 async def update(store: Store, statement) -> None:
     async with store.session() as session, session.begin():
         await session.execute(statement)
+
+
+def check_attachment(attachment, kind: str, fields: dict) -> None:
+    """An Attachment of `kind` whose fields are as given (a type: any value of it)."""
+    assert attachment.kind == kind
+    for field, want in fields.items():
+        value = getattr(attachment, field)
+        assert isinstance(value, want) if isinstance(want, type) else value == want, \
+            (field, value)

@@ -17,7 +17,7 @@ from bots.telegram.emulator import TelegramEmulator
 from core.domain.payload import unpack
 from core.store.tables import Message, Outbox
 from tests.conftest import make_settings
-from tests.helpers import rows
+from tests.helpers import check_attachment, rows
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real" / "telegram"
 
@@ -84,11 +84,8 @@ def test_every_fixture_names_its_source():
 
 def assert_attachments(attachments, expected) -> None:
     assert [a.kind for a in attachments] == [kind for kind, _ in expected]
-    for attachment, (_, fields) in zip(attachments, expected, strict=True):
-        for field, want in fields.items():
-            value = getattr(attachment, field)
-            assert isinstance(value, want) if isinstance(want, type) else value == want, \
-                (field, value)
+    for attachment, (kind, fields) in zip(attachments, expected, strict=True):
+        check_attachment(attachment, kind, fields)
 
 
 @pytest.mark.parametrize("name", sorted(FROM_A_BOT))

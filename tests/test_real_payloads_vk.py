@@ -16,7 +16,7 @@ from bots.vk.media import attachments_of, read_attachment
 from core.domain.payload import unpack
 from core.store.tables import Message, Outbox
 from tests.conftest import make_settings
-from tests.helpers import rows
+from tests.helpers import check_attachment, rows
 
 FIXTURES = Path(__file__).parent / "fixtures" / "real" / "vk"
 
@@ -52,14 +52,6 @@ def load(name: str) -> dict:
     return json.loads((FIXTURES / f"{name}.json").read_text())
 
 
-def check(attachment, kind: str, fields: dict) -> None:
-    assert attachment.kind == kind
-    for field, want in fields.items():
-        value = getattr(attachment, field)
-        assert isinstance(value, want) if isinstance(want, type) else value == want, \
-            (field, value)
-
-
 @pytest.fixture(params=["sqlite"])
 def database_url(request, tmp_path):
     return f"sqlite+aiosqlite:///{tmp_path / 'real.db'}"
@@ -86,7 +78,7 @@ async def test_a_real_event_reaches_staff_with_what_it_carries(name, adapter, in
     assert inbound is not None and inbound.text == text
     assert len(inbound.attachments) == len(expected)
     for attachment, (kind, fields) in zip(inbound.attachments, expected, strict=True):
-        check(attachment, kind, fields)
+        check_attachment(attachment, kind, fields)
     await inbox.ingest([inbound])
     [message] = await rows(store, sa.select(Message))
     assert unpack(message.raw) == payload
@@ -99,7 +91,7 @@ async def test_a_real_event_reaches_staff_with_what_it_carries(name, adapter, in
 @pytest.mark.parametrize("name", sorted(ATTACHMENTS))
 def test_a_real_attachment_keeps_its_link_name_and_length(name):
     kind, fields = ATTACHMENTS[name]
-    check(read_attachment(load(name)["payload"]), kind, fields)
+    check_attachment(read_attachment(load(name)["payload"]), kind, fields)
 
 
 @pytest.mark.parametrize("name", sorted(MESSAGES))
@@ -107,4 +99,4 @@ def test_a_real_message_object_keeps_its_attachments(name):
     found = attachments_of(load(name)["payload"])
     assert len(found) == len(MESSAGES[name])
     for attachment, (kind, fields) in zip(found, MESSAGES[name], strict=True):
-        check(attachment, kind, fields)
+        check_attachment(attachment, kind, fields)

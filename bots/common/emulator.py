@@ -132,7 +132,11 @@ class Emulator:
             web.get("/_control/sent", self._control_sent),
             web.get("/_control/stats", self._control_stats),
             web.post("/_control/inject", self._control_inject),
+            web.get("/_files/{name}", self._file),
         ])
+        # Media the platform serves by URL (VK's photo and voice links, X's media):
+        # name -> (content, content type).
+        self.files: dict[str, tuple[bytes, str]] = {}
         self._runner: web.AppRunner | None = None
         self.url = ""
         self.port = 0
@@ -194,6 +198,17 @@ class Emulator:
     def platform_fault(self, method: str, fault: Fault) -> web.Response | None:
         """Platform-specific faults ("429", "missing_fields", ...); None means answer."""
         return None
+
+    def host_file(self, name: str, content: bytes, content_type: str) -> str:
+        """Serve a file as the platform's CDN would; returns its URL."""
+        self.files[name] = (content, content_type)
+        return f"{self.url}/_files/{name}"
+
+    async def _file(self, request: web.Request) -> web.Response:
+        found = self.files.get(request.match_info["name"])
+        if found is None:
+            return web.Response(status=404, text="Not Found")
+        return web.Response(body=found[0], content_type=found[1])
 
     def record_sent(self, item: dict[str, Any]) -> None:
         """Something the bot sent, with its arrival time (latency benchmarks read it)."""

@@ -43,6 +43,7 @@ from bots.telegram.errors import delivery_error
 from bots.telegram.media import attachments_of, backfilled, text_of
 from bots.telegram.settings import TelegramTarget
 from bots.telegram.staff import TelegramStaffChat, Where, keyboard, render
+from bots.telegram.staff_media import StaffMedia
 from core.config.settings import Settings
 from core.delivery.contract import (
     STAFF_CHANNEL,
@@ -182,6 +183,7 @@ class TelegramAdapter(ChannelAdapter):
         self._runner: asyncio.Task | None = None
         self.connected = False
         self.staff = TelegramStaffChat(self)
+        self.staff_media = StaffMedia(self.bot, CHANNEL)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -346,6 +348,8 @@ class TelegramAdapter(ChannelAdapter):
         return [("per_bot", "bot"), per_chat]
 
     def send_cost(self, outbound: Outbound) -> int:
+        if outbound.channel == STAFF_CHANNEL and outbound.target.get("media"):
+            return self.staff_media.cost(StaffMessage.from_row(outbound.target))
         return max(1, len(split_text(outbound.text, MAX_TEXT)))
 
     async def send(self, outbound: Outbound) -> Delivered:
@@ -359,6 +363,8 @@ class TelegramAdapter(ChannelAdapter):
                 return await self._edit(message.edit, text, keyboard(message.buttons))
             if where.thread_id is None and message.reply_to is None:
                 where = Where(where.chat_id, await self.staff.thread_for(message.ticket_id))
+            if message.media:
+                return await self.staff_media.send(where, message)
             return await self._post(where, text, parse_mode="HTML",
                                     markup=keyboard(message.buttons))
         except TelegramError as error:

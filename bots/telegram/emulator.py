@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -26,6 +27,14 @@ BOT_USER = {"id": 7000000001, "is_bot": True, "first_name": "Sameday", "username
             "can_join_groups": True, "can_read_all_group_messages": False,
             "supports_inline_queries": False}
 MAX_TEXT = 4096
+MEDIA_METHODS = {"sendPhoto": "photo", "sendVoice": "voice", "sendVideo": "video",
+                 "sendAudio": "audio", "sendDocument": "document",
+                 "sendAnimation": "animation", "sendVideoNote": "video_note"}
+NAMED = ("audio", "document", "video", "animation")  # kinds whose files keep their names
+# What copyMessage carries over from the original.
+COPIED = ("text", "entities", "caption", "caption_entities", "photo", "voice", "video",
+          "audio", "document", "animation", "video_note", "sticker", "location", "venue",
+          "contact", "media_group_id")
 
 
 class TelegramEmulator(Emulator):
@@ -47,6 +56,8 @@ class TelegramEmulator(Emulator):
         self.edits: list[dict[str, Any]] = []
         self.callback_answers: list[dict[str, Any]] = []
         self.commands: list[Any] = []
+        self.uploads: list[dict[str, Any]] = []  # files the bot uploaded: kind, name, bytes
+        self._uploads = 0
         self.per_bot = SlidingWindow(30, 1.0)
         self.per_chat = SlidingWindow(1, 1.0)
         self.per_group = SlidingWindow(20, 60.0)
@@ -80,8 +91,9 @@ class TelegramEmulator(Emulator):
                        chat_type: str = "private", reply_to_message_id: int | None = None,
                        message_thread_id: int | None = None,
                        entities: list[dict[str, Any]] | None = None,
-                       date: int | None = None) -> dict[str, Any]:
-        """A message from a user, as the next update; returns the message."""
+                       date: int | None = None, **content: Any) -> dict[str, Any]:
+        """A message from a user, as the next update; returns the message. ``content``:
+        more message fields as the Bot API names them (photo, caption, voice, ...)."""
         user = {"id": user_id, "is_bot": False, "first_name": first_name}
         if username:
             user["username"] = username
@@ -103,6 +115,7 @@ class TelegramEmulator(Emulator):
         if message_thread_id is not None:
             message["message_thread_id"] = message_thread_id
             message["is_topic_message"] = True
+        message.update(content)
         self.messages[(chat_id, message["message_id"])] = message
         self.inject_update({"message": message})
         return message
@@ -154,6 +167,8 @@ class TelegramEmulator(Emulator):
         if faulted is not None:
             return faulted
         handler = getattr(self, f"_m_{method}", None)
+        if handler is None and method in MEDIA_METHODS:
+            handler = partial(self._send_media, MEDIA_METHODS[method])
         if handler is None:
             return _error(404, "Not Found: method not found")
         params = await self.params(request)
@@ -211,12 +226,87 @@ class TelegramEmulator(Emulator):
                     pass
 
     async def _m_sendMessage(self, params: dict[str, Any]) -> web.Response:
-        chat_id = int(params["chat_id"])
         text = str(params.get("text", ""))
         if not text.strip():
             return _error(400, "Bad Request: message text is empty")
         if len(text) > MAX_TEXT:
             return _error(400, "Bad Request: message is too long")
+        message = self._bot_message(params)
+        if isinstance(message, web.Response):
+            return message
+        message["text"] = text
+        return self._posted(message)
+
+    async def _send_media(self, kind: str, params: dict[str, Any]) -> web.Response:
+        """sendPhoto, sendVoice, ...: a file id, a URL, or an uploaded file (multipart;
+        a field named after the kind, or "attach://<field>")."""
+        value = params.get(kind)
+        if isinstance(value, str) and value.startswith("attach://"):
+            value = params.get(value.removeprefix("attach://"))
+        if isinstance(value, web.FileField):
+            content = value.file.read()
+            self._uploads += 1
+            item: dict[str, Any] = {"file_id": f"upload-{self._uploads}",
+                                    "file_unique_id": f"u{self._uploads}",
+                                    "file_size": len(content)}
+            if value.filename and kind in NAMED:
+                item["file_name"] = value.filename
+            if value.content_type and value.content_type != "application/octet-stream" \
+                    and kind != "photo":
+                item["mime_type"] = value.content_type
+            self.uploads.append({"kind": kind, "name": value.filename, "content": content})
+        elif isinstance(value, str) and value:
+            item = {"file_id": value, "file_unique_id": value[-16:]}
+        else:
+            return _error(400, f"Bad Request: there is no {kind} in the request")
+        message = self._bot_message(params)
+        if isinstance(message, web.Response):
+            return message
+        # The fields the Bot API always returns for the kind (sizes, durations).
+        if kind in ("photo", "video", "animation", "video_note"):
+            item |= {"width": 800, "height": 600} if kind != "video_note" else {"length": 240}
+        if kind in ("voice", "audio", "video", "animation", "video_note"):
+            item["duration"] = int(params.get("duration") or 1)
+        message[kind] = [item] if kind == "photo" else item
+        if params.get("caption"):
+            message["caption"] = str(params["caption"])
+        return self._posted(message)
+
+    async def _m_sendLocation(self, params: dict[str, Any]) -> web.Response:
+        message = self._bot_message(params)
+        if isinstance(message, web.Response):
+            return message
+        message["location"] = {"latitude": float(params["latitude"]),
+                               "longitude": float(params["longitude"])}
+        return self._posted(message)
+
+    async def _m_sendContact(self, params: dict[str, Any]) -> web.Response:
+        message = self._bot_message(params)
+        if isinstance(message, web.Response):
+            return message
+        message["contact"] = {"phone_number": str(params["phone_number"]),
+                              "first_name": str(params["first_name"])}
+        return self._posted(message)
+
+    async def _m_copyMessage(self, params: dict[str, Any]) -> web.Response:
+        """The original's content (not its sender) as a new message of the bot; answers
+        a MessageId, as Telegram does."""
+        source = (int(params["from_chat_id"]), int(params["message_id"]))
+        original = self.messages.get(source)
+        if original is None:
+            return _error(400, "Bad Request: message to copy not found")
+        message = self._bot_message(params)
+        if isinstance(message, web.Response):
+            return message
+        message |= {key: value for key, value in original.items() if key in COPIED}
+        message["copied_from"] = {"chat_id": source[0], "message_id": source[1]}
+        self._posted(message)
+        return _ok({"message_id": message["message_id"]})
+
+    def _bot_message(self, params: dict[str, Any]) -> dict[str, Any] | web.Response:
+        """A new message of the bot in params' chat (thread, reply), or the error Telegram
+        would answer (blocked, failing chat, over a limit, reply target missing)."""
+        chat_id = int(params["chat_id"])
         if chat_id in self.blocked:
             return _error(403, "Forbidden: bot was blocked by the user")
         if self.failing.get(chat_id):
@@ -227,7 +317,7 @@ class TelegramEmulator(Emulator):
             return limited
         chat = self.chat(chat_id, "private" if chat_id > 0 else "supergroup")
         message: dict[str, Any] = {"message_id": self._message_id(chat_id), "from": BOT_USER,
-                                   "chat": chat, "date": int(self.message_time()), "text": text}
+                                   "chat": chat, "date": int(self.message_time())}
         reply = _json(params.get("reply_parameters")) or {}
         reply_to = reply.get("message_id") or params.get("reply_to_message_id")
         if reply_to:
@@ -242,7 +332,10 @@ class TelegramEmulator(Emulator):
         for key in ("parse_mode", "reply_markup"):
             if params.get(key):
                 message[key] = _json(params[key]) if key == "reply_markup" else params[key]
-        self.messages[(chat_id, message["message_id"])] = message
+        return message
+
+    def _posted(self, message: dict[str, Any]) -> web.Response:
+        self.messages[(message["chat"]["id"], message["message_id"])] = message
         self.record_sent(message)
         return _ok(_public(message))
 

@@ -84,16 +84,19 @@ class VKEmulator(Emulator):
         """The long poll position: the number of events so far."""
         return len(self.events)
 
-    def inject_message(self, from_id: int, text: str, peer_id: int | None = None
-                       ) -> dict[str, Any]:
-        """A customer writes to the community (a message_new event)."""
+    def inject_message(self, from_id: int, text: str, peer_id: int | None = None,
+                       attachments: list[dict[str, Any]] | None = None,
+                       **fields: Any) -> dict[str, Any]:
+        """A customer writes to the community (a message_new event); ``attachments`` as
+        VK lists them, ``fields`` more message fields (geo, fwd_messages, reply_message)."""
         peer_id = from_id if peer_id is None else peer_id
         self._conversation[peer_id] = self._conversation.get(peer_id, 0) + 1
         message = {
             "id": self._message_id(), "date": int(self.message_time()), "peer_id": peer_id,
             "from_id": from_id, "text": text, "out": 0,
             "conversation_message_id": self._conversation[peer_id],
-            "fwd_messages": [], "attachments": [], "important": False, "is_hidden": False,
+            "fwd_messages": [], "attachments": attachments or [], "important": False,
+            "is_hidden": False, **fields,
         }
         client_info = {"button_actions": ["text"], "keyboard": True, "inline_keyboard": True,
                        "carousel": True, "lang_id": 0}

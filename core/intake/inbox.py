@@ -45,7 +45,7 @@ from core.domain.text import valid_unicode
 from core.intake import quarantine
 from core.intake.quarantine import describe, unstorable
 from core.staff.board import customer_name, latest_customer_texts
-from core.staff.cards import Card, card_message, follow_up, make_card
+from core.staff.cards import Card, card_message, follow_up, make_card, media_message
 from core.store.engine import Store, is_transient
 from core.store.tables import Cursor as CursorRow
 from core.store.tables import Customer, Event, Message, Ticket
@@ -272,6 +272,14 @@ class Inbox:
                     channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=ticket.id,
                     text=notice.text(), target=notice.to_target(),
                     key=f"msg:{inbound.channel}:{inbound.external_id}", now=now,
+                    deadline=ticket.due_at))
+            if inbound.attachments:  # shown as media in the staff chat, after the text
+                media = media_message(ticket.id, customer_name(customer), inbound.channel,
+                                      inbound.reply_target, inbound.attachments)
+                outbox.append(outbox_row(
+                    channel=STAFF_CHANNEL, kind=OutboxKind.NOTICE, ticket_id=ticket.id,
+                    text=media.text(), target=media.to_target(),
+                    key=f"media:{inbound.channel}:{inbound.external_id}", now=now,
                     deadline=ticket.due_at))
         # Core inserts of plain rows: one executemany each, no ORM bookkeeping.
         await session.execute(sa.insert(Message.__table__), messages)

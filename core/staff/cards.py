@@ -66,10 +66,15 @@ class StaffMessage:
     tone: str = "info"  # info | warning | ok: how a renderer may colour it
     edit: str | None = None  # edit this staff-chat message (a card) instead of posting
     reply_to: dict[str, Any] | None = None  # next to a staff member's message (the UI's)
+    # A customer's attachments to show as media (Attachment JSON), and where the message
+    # came from ({"channel", "target": its reply target}): a staff chat on the same
+    # platform can copy the original, others fetch the URLs.
+    media: tuple[dict[str, Any], ...] = ()
+    media_source: dict[str, Any] | None = None
 
     def text(self) -> str:
         """Plain text: the outbox row's text, logs, and any renderer without markup."""
-        parts = list(self.lines)
+        parts = [*self.lines, *(attachment_line(Attachment.from_json(m)) for m in self.media)]
         if self.mentions:
             parts.append(" ".join(f"@{name}" for name in self.mentions))
         if self.card is not None:
@@ -86,6 +91,8 @@ class StaffMessage:
                                               for b in self.buttons],
                                   "tone": self.tone, "edit": self.edit,
                                   "reply_to": self.reply_to}
+        if self.media:
+            target |= {"media": list(self.media), "media_source": self.media_source}
         return {key: value for key, value in target.items() if value not in (None, [])}
 
     @classmethod
@@ -100,7 +107,8 @@ class StaffMessage:
                    mentions=tuple(target.get("mentions", ())),
                    buttons=tuple(Button(**b) for b in target.get("buttons", ())),
                    tone=target.get("tone", "info"), edit=target.get("edit"),
-                   reply_to=target.get("reply_to"))
+                   reply_to=target.get("reply_to"), media=tuple(target.get("media", ())),
+                   media_source=target.get("media_source"))
 
     @classmethod
     def _from_legacy_row(cls, target: dict[str, Any], text: str) -> StaffMessage:
@@ -204,6 +212,14 @@ def follow_up(ticket_id: int, customer: str, text: str,
     return StaffMessage(ticket_id=ticket_id,
                         lines=(f"#{ticket_id} {customer} writes again:", *said,
                                *(attachment_line(a) for a in attachments)))
+
+
+def media_message(ticket_id: int, customer: str, channel: str, reply_target: dict[str, Any],
+                  attachments: Sequence[Attachment]) -> StaffMessage:
+    """A customer's attachments for the staff chat to show as media, not as links."""
+    return StaffMessage(ticket_id=ticket_id, lines=(f"#{ticket_id} {customer} sent:",),
+                        media=tuple(a.to_json() for a in attachments),
+                        media_source={"channel": channel, "target": dict(reply_target)})
 
 
 def notice(ticket_id: int | None, *lines: str, tone: str = "info",

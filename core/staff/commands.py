@@ -27,7 +27,7 @@ from core.delivery.enqueue import Lane, enqueue, outbox_row
 from core.domain import lifecycle
 from core.domain.kpi import Rate, local_day
 from core.domain.policy import Policy
-from core.domain.records import Direction, OutboxKind, TicketStatus
+from core.domain.records import Attachment, Direction, OutboxKind, TicketStatus
 from core.staff.board import (
     customer_name,
     customer_texts,
@@ -36,7 +36,7 @@ from core.staff.board import (
     queue_staff_message,
     ticket_card,
 )
-from core.staff.cards import StaffMessage
+from core.staff.cards import StaffMessage, attachment_line
 from core.staff.language import SPECS, Command, UsageError, parse
 from core.store.engine import Store
 from core.store.tables import Customer, Event, Message, Outbox, Ticket
@@ -229,6 +229,8 @@ class StaffDesk:
             local = message.created_at.astimezone(self.policy.zone)
             lines.append(f"{mark} {local:%d.%m %H:%M} {message.author}: "
                          f"{message.text[:500]}")
+            lines += [f"   {attachment_line(Attachment.from_json(a))}"
+                      for a in message.attachments or ()]
         return Reply("\n".join(lines))
 
     async def _take(self, session: AsyncSession, actor: Actor, command: Command,
