@@ -98,3 +98,14 @@ def test_x_escaped_text_is_unescaped_once(name, escaped, plain):
     tweet = load(name)["data"]
     assert escaped in tweet["text"]  # as X sends it
     assert plain in text_of(tweet) and escaped not in text_of(tweet)
+
+
+def test_an_edited_post_is_an_edit_of_the_original(adapter):
+    """X gives an edited post a new id; its edit_history_tweet_ids start with the
+    original's, under which the message is stored (recorded: edited_tweet.json)."""
+    payload = payload_of(load("edited_tweet"))
+    history = payload["tweet"]["edit_history_tweet_ids"]
+    inbound = adapter.read_payload(payload)
+    assert inbound.edited and inbound.external_id == history[0] != payload["tweet"]["id"]
+    unedited = adapter.read_payload(payload_of(load("photo_with_cashtags")))
+    assert not unedited.edited and unedited.external_id == unedited.raw["tweet"]["id"]

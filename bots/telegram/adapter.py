@@ -206,7 +206,7 @@ class TelegramAdapter(ChannelAdapter):
         if not self.application.updater.running:
             await self.application.updater.start_polling(
                 timeout=self.poll_timeout, bootstrap_retries=0,
-                allowed_updates=["message", "callback_query"])
+                allowed_updates=["message", "edited_message", "callback_query"])
             self.connected = True
             log.info("telegram: polling as @%s", self.bot.username)
         # The Updater retries network errors by itself; it only stops on errors it
@@ -296,8 +296,9 @@ class TelegramAdapter(ChannelAdapter):
         return self.to_inbound(Update.de_json(backfilled(payload), self.bot))
 
     def to_inbound(self, update: Update) -> Inbound | None:
-        """A customer's message as Inbound, or None (not for the inbox)."""
-        message = update.message
+        """A customer's message (or a new version of one: ``edited``) as Inbound, or
+        None (not for the inbox)."""
+        message = update.message or update.edited_message
         if message is None or message.from_user is None or message.from_user.is_bot:
             return None
         chat = message.chat
@@ -318,7 +319,7 @@ class TelegramAdapter(ChannelAdapter):
             attachments=attachments_of(message),
             sent_at=message.date.astimezone(UTC),
             reply_target=target.model_dump(exclude_none=True),
-            raw=update.to_dict())
+            raw=update.to_dict(), edited=update.edited_message is not None)
 
     def _addressed_to_bot(self, message: Message) -> bool:
         replied = message.reply_to_message

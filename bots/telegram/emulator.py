@@ -120,6 +120,16 @@ class TelegramEmulator(Emulator):
         self.inject_update({"message": message})
         return message
 
+    def inject_edit(self, *, chat_id: int, message_id: int, text: str) -> dict[str, Any]:
+        """The customer edits a message: an edited_message update with the whole message
+        as it now is and its edit_date (as in tests/fixtures/real/telegram/
+        docs_edited_message.json)."""
+        message = dict(self.messages[(chat_id, message_id)], text=text,
+                       edit_date=int(self.message_time()))
+        self.messages[(chat_id, message_id)] = message
+        self.inject_update({"edited_message": message})
+        return message
+
     def inject_callback(self, *, user_id: int, chat_id: int, message_id: int, data: str,
                         first_name: str = "Staff") -> dict[str, Any]:
         """A press on an inline button under one of the bot's messages."""

@@ -277,8 +277,12 @@ class TwitterAdapter(ChannelAdapter):
         user = author if isinstance(author, dict) else {}
         username = user.get("username")
         conversation = tweet.get("conversation_id") or tweet_id
+        # An edited post is a new post whose history starts with the original: it is an
+        # edit of the message stored under the original's id.
+        history = [str(i) for i in tweet.get("edit_history_tweet_ids") or () if i]
+        edited = len(history) > 1 and history[-1] == tweet_id
         return Inbound(
-            channel=CHANNEL, external_id=tweet_id,
+            channel=CHANNEL, external_id=history[0] if edited else tweet_id, edited=edited,
             thread_key=f"conv:{conversation}:{author_id}",
             author_id=author_id, text=text_of(tweet), sent_at=self._sent_at(tweet),
             attachments=attachments_of(payload or {}),

@@ -263,12 +263,15 @@ class VKAdapter(ChannelAdapter):
         kind = raw["type"]
         if kind == "message_new":
             return self._from_message(raw, raw["object"]["message"])
+        if kind == "message_edit":  # its object is the message itself
+            return self._from_message(raw, raw["object"], edited=True)
         if kind == "wall_reply_new":
             return self._from_comment(raw, raw["object"])
         log.debug("vk: ignoring a %s event", kind)
         return None
 
-    def _from_message(self, raw: dict[str, Any], message: dict[str, Any]) -> Inbound | None:
+    def _from_message(self, raw: dict[str, Any], message: dict[str, Any],
+                      edited: bool = False) -> Inbound | None:
         from_id, peer_id = int(message["from_id"]), int(message["peer_id"])
         if message.get("out") or from_id == -self.group_id:
             return None  # the community's own message
@@ -282,7 +285,7 @@ class VKAdapter(ChannelAdapter):
             text=_text(message), sent_at=_time(message["date"]),
             attachments=attachments_of(message),
             reply_target=VKTarget(type="message", peer_id=peer_id).model_dump(exclude_none=True),
-            raw=raw)
+            raw=raw, edited=edited)
 
     def _from_comment(self, raw: dict[str, Any], comment: dict[str, Any]) -> Inbound | None:
         from_id, comment_id = int(comment["from_id"]), int(comment["id"])

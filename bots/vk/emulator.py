@@ -118,6 +118,12 @@ class VKEmulator(Emulator):
             comment["parents_stack"] = [reply_to_comment]
         return self.inject_event("wall_reply_new", comment)
 
+    def inject_edit(self, message: dict[str, Any], text: str) -> dict[str, Any]:
+        """The customer edits a message: a message_edit event whose object is the message
+        itself with the new text and its update_time (VK Callback/Long Poll API 5.103+)."""
+        edited = dict(message, text=text, update_time=int(self.message_time()))
+        return self.inject_event("message_edit", edited)
+
     def inject_event(self, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Append any event to the stream and wake the waiting long polls."""
         event_id = hashlib.sha1(f"{self.ts + 1}:{event_type}".encode()).hexdigest()

@@ -104,6 +104,7 @@ class Inbound:
     reply_target: dict[str, Any] = field(default_factory=dict)
     raw: dict[str, Any] | None = None  # the platform payload, as read_payload reads it
     attachments: tuple[Attachment, ...] = ()
+    edited: bool = False  # a new version of the stored message with this external_id
 
 
 @dataclass(frozen=True, slots=True)

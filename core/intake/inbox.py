@@ -43,6 +43,7 @@ from core.domain.records import (
 )
 from core.domain.text import valid_unicode
 from core.intake import quarantine
+from core.intake.edits import apply_edits
 from core.intake.quarantine import describe, unstorable
 from core.staff.board import customer_name, latest_customer_texts
 from core.staff.cards import Card, card_message, follow_up, make_card, media_message
@@ -64,11 +65,12 @@ class IngestResult:
     reopened: list[int] = field(default_factory=list)
     appended: list[int] = field(default_factory=list)  # ticket ids that got a message
     quarantined: list[int] = field(default_factory=list)  # new quarantine row ids
+    edited: list[int] = field(default_factory=list)  # tickets whose message was edited
 
     def merge(self, other: IngestResult) -> None:
         self.received += other.received
         self.duplicates += other.duplicates
-        for name in ("opened", "reopened", "appended", "quarantined"):
+        for name in ("opened", "reopened", "appended", "quarantined", "edited"):
             getattr(self, name).extend(getattr(other, name))
 
 
@@ -131,7 +133,7 @@ class Inbox:
             raise
         for channel in channels:
             self.store.writes.succeeded(channel, RECEIVE)
-        if result.received or result.quarantined:
+        if result.received or result.quarantined or result.edited:
             self.on_outbox()
         return result
 
@@ -180,6 +182,19 @@ class Inbox:
         raise AssertionError("unreachable")
 
     async def _ingest(self, session: AsyncSession, batch: Sequence[Inbound]) -> IngestResult:
+        """New messages first, then edits (an edit may follow its original in a batch);
+        an edit of a message never stored is a new message."""
+        result = await self._ingest_new(session, [m for m in batch if not m.edited])
+        edits = [_storable(m) for m in batch if m.edited]
+        if edits:
+            edited, unknown = await apply_edits(session, edits, self.clock.now())
+            if unknown:
+                result.merge(await self._ingest_new(session, unknown))
+            result.edited += edited
+        return result
+
+    async def _ingest_new(self, session: AsyncSession, batch: Sequence[Inbound]
+                          ) -> IngestResult:
         now = self.clock.now()
         result = IngestResult()
         fresh = [_storable(m) for m in await self._new_messages(session, batch)]

@@ -214,6 +214,13 @@ def follow_up(ticket_id: int, customer: str, text: str,
                                *(attachment_line(a) for a in attachments)))
 
 
+def edited_notice(ticket_id: int, customer: str, old: str, new: str) -> StaffMessage:
+    """A customer corrected a message: staff see before and after."""
+    return StaffMessage(ticket_id=ticket_id, lines=(
+        f"✏️ #{ticket_id} {customer} edited a message:", f"was: {quote(old) or '—'}",
+        f"now: {quote(new) or '—'}"))
+
+
 def media_message(ticket_id: int, customer: str, channel: str, reply_target: dict[str, Any],
                   attachments: Sequence[Attachment]) -> StaffMessage:
     """A customer's attachments for the staff chat to show as media, not as links."""
