@@ -121,3 +121,23 @@ async def test_a_real_update_reaches_staff_with_what_it_carries(name, adapter, i
     for attachment in inbound.attachments:  # staff see each one, not a placeholder
         assert attachment.kind in card.text
     assert "[photo]" not in card.text and "[message]" not in card.text
+
+
+async def test_a_message_sent_as_a_chat_is_a_customers_and_a_command_at_the_bot_counts(
+        adapter, monkeypatch):
+    """Recorded: an anonymous admin's message (sender_chat, from GroupAnonymousBot) and
+    `/echo@bot` in a group (kutana's recording; the bot is named after ours here)."""
+    anonymous = load("anonymous_admin_sender_chat_forward_origin")["payload"]
+    monkeypatch.setattr(type(adapter), "_addressed_to_bot", lambda self, message: True)
+    inbound = adapter.read_payload(anonymous)
+    assert inbound is not None and inbound.author_id == "chat-1001160242915"
+    assert inbound.author_name == "TITLE2"  # as the admin signs
+    monkeypatch.undo()
+    command = load("command_at_bot_in_group")["payload"]
+    ours = f"/echo@{adapter.bot.username}"
+    command["message"]["text"] = command["message"]["text"].replace("/echo@bot", ours)
+    command["message"]["entities"][0]["length"] = len(ours)
+    assert adapter.read_payload(command).text.startswith(ours)
+    command["message"]["text"] = "/echo@another_bot chat"
+    command["message"]["entities"][0]["length"] = len("/echo@another_bot")
+    assert adapter.read_payload(command) is None  # for another bot

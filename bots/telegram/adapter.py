@@ -299,24 +299,26 @@ class TelegramAdapter(ChannelAdapter):
         """A customer's message (or a new version of one: ``edited``) as Inbound, or
         None (not for the inbox)."""
         message = update.message or update.edited_message
-        if message is None or message.from_user is None or message.from_user.is_bot:
+        if message is None:
             return None
         chat = message.chat
         if chat.id == self.settings.staff.telegram_chat_id:
             return None  # the staff group is the staff's command line, not a customer
+        author = _author(message)
+        if author is None:
+            return None  # a bot, or a service message
         if chat.type != chat.PRIVATE and not self._addressed_to_bot(message):
             return None  # group chatter that does not mention or answer the bot
-        user = message.from_user
+        author_id, handle, name = author
         private = chat.type == chat.PRIVATE
-        thread = f"chat:{chat.id}" if private else f"chat:{chat.id}:user:{user.id}"
+        thread = f"chat:{chat.id}" if private else f"chat:{chat.id}:user:{author_id}"
         target = TelegramTarget(
             chat_id=chat.id, reply_to_message_id=message.message_id,
             message_thread_id=message.message_thread_id if message.is_topic_message else None)
         return Inbound(
             channel=CHANNEL, external_id=f"{chat.id}:{message.message_id}", thread_key=thread,
-            author_id=str(user.id), author_handle=f"@{user.username}" if user.username else None,
-            author_name=user.full_name, text=text_of(message),
-            attachments=attachments_of(message),
+            author_id=author_id, author_handle=handle, author_name=name,
+            text=text_of(message), attachments=attachments_of(message),
             sent_at=message.date.astimezone(UTC),
             reply_target=target.model_dump(exclude_none=True),
             raw=update.to_dict(), edited=update.edited_message is not None)
@@ -325,9 +327,11 @@ class TelegramAdapter(ChannelAdapter):
         replied = message.reply_to_message
         if replied is not None and replied.from_user and replied.from_user.id == self.bot.id:
             return True
-        mentions = message.parse_entities(["mention", "text_mention"])
+        mentions = message.parse_entities(["mention", "text_mention", "bot_command"])
         username = f"@{self.bot.username}".lower()
-        return any(text.lower() == username or (e.user and e.user.id == self.bot.id)
+        return any(text.lower() == username  # @sameday_bot
+                   or (e.type == "bot_command" and text.lower().endswith(username))  # /x@bot
+                   or (e.user is not None and e.user.id == self.bot.id)  # a text mention
                    for e, text in mentions.items())
 
     # --- sending -------------------------------------------------------------------------------
@@ -399,6 +403,20 @@ class TelegramAdapter(ChannelAdapter):
             if "not modified" not in error.message:
                 raise
         return Delivered(external_id=posted)
+
+
+def _author(message: Message) -> tuple[str, str | None, str | None] | None:
+    """Who wrote, as (id, @handle, name): a person, or the chat a message was sent as (a
+    channel, or the group itself for its anonymous admin, signed as they sign); None for
+    bots and service messages."""
+    sender = message.sender_chat  # written as a channel, or as the group's anonymous admin
+    if sender is not None:
+        return (f"chat{sender.id}", f"@{sender.username}" if sender.username else None,
+                message.author_signature or sender.title)
+    user = message.from_user
+    if user is None or user.is_bot:
+        return None
+    return str(user.id), f"@{user.username}" if user.username else None, user.full_name
 
 
 def _update_key(payload: Any) -> str | None:
