@@ -100,3 +100,21 @@ def test_a_real_message_object_keeps_its_attachments(name):
     assert len(found) == len(MESSAGES[name])
     for attachment, (kind, fields) in zip(found, MESSAGES[name], strict=True):
         check_attachment(attachment, kind, fields)
+
+
+def test_group_chat_messages_count_only_when_they_mention_or_answer_the_community(
+        monkeypatch):
+    """Recorded: a group-chat message mentioning the community ("[club654327632|...]")
+    and one that does not; both with id 0, as VK sends them to community bots."""
+    monkeypatch.setenv("SAMEDAY_VK_TOKEN", "vk-test")
+
+    def community(group_id: int) -> VKAdapter:
+        return VKAdapter(make_settings(channels={"vk": {"enabled": True,
+                                                        "group_id": group_id}},
+                                       staff={"chat": "console"}))
+    mention = load("message_new_group_chat_id0_mention")["payload"]
+    inbound = community(654327632).read_payload(mention)
+    assert inbound is not None and inbound.external_id == "c2000000001_2165"
+    assert community(654327632).read_payload(load("message_new_group_chat_text")["payload"]) \
+        is None  # chat talk, not for the community
+    assert community(190405359).read_payload(mention) is None  # mentions another community

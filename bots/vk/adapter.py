@@ -275,6 +275,8 @@ class VKAdapter(ChannelAdapter):
         from_id, peer_id = int(message["from_id"]), int(message["peer_id"])
         if message.get("out") or from_id == -self.group_id:
             return None  # the community's own message
+        if peer_id >= CHAT_PEERS and not self._addressed(message):
+            return None  # group chat talk that does not mention or answer the community
         message_id = int(message["id"])
         # In group chats VK gives communities id 0; the conversation id is unique per peer.
         external_id = (f"m{message_id}" if message_id
@@ -286,6 +288,14 @@ class VKAdapter(ChannelAdapter):
             attachments=attachments_of(message),
             reply_target=VKTarget(type="message", peer_id=peer_id).model_dump(exclude_none=True),
             raw=raw, edited=edited)
+
+    def _addressed(self, message: dict[str, Any]) -> bool:
+        """In a group chat, as in a Telegram group: a mention of the community
+        ("[club123|...]", VK's mention markup) or a reply to its message."""
+        replied = message.get("reply_message")
+        if isinstance(replied, dict) and replied.get("from_id") == -self.group_id:
+            return True
+        return f"[club{self.group_id}|" in str(message.get("text") or "")
 
     def _from_comment(self, raw: dict[str, Any], comment: dict[str, Any]) -> Inbound | None:
         from_id, comment_id = int(comment["from_id"]), int(comment["id"])
@@ -357,6 +367,9 @@ class VKAdapter(ChannelAdapter):
 
 
 # --- pure helpers ----------------------------------------------------------------------------
+
+CHAT_PEERS = 2_000_000_000  # peer ids of group chats start here
+
 
 def random_id(key: str) -> int:
     """A stable positive 31-bit random_id for an idempotency key (0 would turn VK's
