@@ -109,3 +109,12 @@ def test_an_edited_post_is_an_edit_of_the_original(adapter):
     assert inbound.edited and inbound.external_id == history[0] != payload["tweet"]["id"]
     unedited = adapter.read_payload(payload_of(load("photo_with_cashtags")))
     assert not unedited.edited and unedited.external_id == unedited.raw["tweet"]["id"]
+
+
+@pytest.mark.parametrize("name", ["retweet_with_mentions", "retweet_search_page"])
+def test_a_retweet_opens_no_ticket(name, adapter):
+    """Recorded retweets ("RT @...", referenced_tweets type "retweeted"): sharing a
+    post asks nothing, so no public acknowledgement goes out."""
+    payload = payload_of(load(name))
+    assert payload["tweet"]["text"].startswith("RT @")
+    assert adapter.read_payload(payload) is None

@@ -274,6 +274,10 @@ class TwitterAdapter(ChannelAdapter):
         if author_id == self.user_id:
             log.debug("twitter: tweet %s is our own; skipped", tweet_id)
             return None
+        if any(isinstance(ref, dict) and ref.get("type") == "retweeted"
+               for ref in tweet.get("referenced_tweets") or ()):
+            log.debug("twitter: tweet %s is a retweet, not a question; skipped", tweet_id)
+            return None  # "RT @company ...": sharing our post asks nothing
         user = author if isinstance(author, dict) else {}
         username = user.get("username")
         conversation = tweet.get("conversation_id") or tweet_id
