@@ -113,3 +113,19 @@ async def test_x_acknowledgement_fits_280_weighted_characters(store):
     from bots.twitter.text import weighted_length
 
     assert weighted_length(ack.text) <= 280 and ack.text.startswith("@покупатель очень")
+
+
+async def test_an_acknowledgement_never_names_a_customer_by_a_platform_id(inbox, store):
+    """A VK customer whose name could not be read is "id700001" to VK: not a name."""
+    import dataclasses
+
+    import sqlalchemy as sa
+
+    from core.store.tables import Outbox
+    from tests.helpers import inbound, rows
+
+    anonymous = dataclasses.replace(inbound("m1", channel="vk", author="700001"),
+                                    author_handle="id700001", author_name=None)
+    await inbox.ingest([anonymous])
+    [ack] = await rows(store, sa.select(Outbox).where(Outbox.kind == "ack"))
+    assert "id700001" not in ack.text and not ack.text.startswith(",")

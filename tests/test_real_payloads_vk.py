@@ -118,3 +118,31 @@ def test_group_chat_messages_count_only_when_they_mention_or_answer_the_communit
     assert community(654327632).read_payload(load("message_new_group_chat_text")["payload"]) \
         is None  # chat talk, not for the community
     assert community(190405359).read_payload(mention) is None  # mentions another community
+
+
+async def test_vk_customers_are_named_on_the_card_and_in_the_acknowledgement(store,
+                                                                            monkeypatch):
+    from bots.telegram.adapter import TelegramAdapter
+    from bots.telegram.emulator import TelegramEmulator
+    from bots.vk.emulator import VKEmulator
+    from tests.adapter_harness import eventually, running_all
+    from tests.test_staff_telegram import STAFF, settings_for
+
+    monkeypatch.setenv("SAMEDAY_TELEGRAM_TOKEN", "100:names")
+    monkeypatch.setenv("SAMEDAY_VK_TOKEN", "vk-names")
+    async with TelegramEmulator() as telegram, VKEmulator() as vk:
+        settings = settings_for(telegram, vk=vk)
+        async with running_all([TelegramAdapter(settings), VKAdapter(settings)], store,
+                               settings):
+            vk.inject_message(from_id=700001, text="Где заказ?", name=("Ольга", "Петрова"))
+            vk.inject_message(from_id=700002, text="И мой?", name=("Иван", "Сидоров"))
+            await eventually(lambda: len(telegram.sent_to(STAFF)) >= 2, timeout=20,
+                             what="two cards")
+            await eventually(lambda: len(vk.sent) >= 2, what="two acknowledgements")
+        cards = [m["text"] for m in telegram.sent_to(STAFF)]
+    assert any("Ольга Петрова" in card for card in cards)
+    assert any("Иван Сидоров" in card for card in cards)
+    acks = [m["message"] for m in vk.sent]
+    assert any(ack.startswith("Ольга Петрова") for ack in acks), acks
+    assert not any(ack.startswith("id7000") for ack in acks)  # never a raw id as a name
+    assert vk.name_requests <= 2  # one lookup per batch, not per message

@@ -19,6 +19,7 @@ requests to ``channels.vk.base_url`` instead (the emulator in tests, a proxy if 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 from datetime import UTC, datetime
@@ -155,6 +156,7 @@ class VKAdapter(ChannelAdapter):
         self.stopping = asyncio.Event()
         self._runner: asyncio.Task | None = None
         self.polls = PollHealth()
+        self.names: dict[int, str | None] = {}  # author id -> name, from users.get
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -221,6 +223,7 @@ class VKAdapter(ChannelAdapter):
         batch, unreadable = read_payloads(self, updates, _event_key)
         if not batch and not unreadable and str(ts) == str(self.longpoll.ts):
             return  # the wait ran out with nothing new
+        batch = await self._named(batch)
         cursor = Cursor(CHANNEL, "ts", str(ts))
         stored = await ingest_until_stored(
             "vk", lambda: self.context.ingest(batch, cursor, unreadable), self.stopping)
@@ -288,6 +291,30 @@ class VKAdapter(ChannelAdapter):
             attachments=attachments_of(message),
             reply_target=VKTarget(type="message", peer_id=peer_id).model_dump(exclude_none=True),
             raw=raw, edited=edited)
+
+    async def _named(self, batch: list[Inbound]) -> list[Inbound]:
+        """The authors' names (VK events carry only ids), asked in one users.get and one
+        groups.getById per batch and remembered; a failed lookup leaves the id."""
+        wanted = {int(m.author_id) for m in batch} - self.names.keys()
+        people = [i for i in wanted if i > 0][:NAMES_PER_CALL]
+        communities = [-i for i in wanted if i < 0][:NAMES_PER_CALL]
+        try:
+            if people:
+                for user in await self._call("users.get", {
+                        "user_ids": ",".join(map(str, people))}):
+                    full = " ".join(filter(None, (user.get("first_name"),
+                                                  user.get("last_name"))))
+                    self.names[int(user["id"])] = full or None
+            if communities:
+                answer = await self._call("groups.getById", {
+                    "group_ids": ",".join(map(str, communities))})
+                groups = answer.get("groups", []) if isinstance(answer, dict) else answer
+                for group in groups:
+                    self.names[-int(group["id"])] = group.get("name") or None
+        except (DeliveryError, KeyError, TypeError, ValueError) as error:
+            log.warning("vk: could not read the authors' names (%s); cards show ids", error)
+        return [dataclasses.replace(m, author_name=self.names.get(int(m.author_id)))
+                if self.names.get(int(m.author_id)) else m for m in batch]
 
     def _addressed(self, message: dict[str, Any]) -> bool:
         """In a group chat, as in a Telegram group: a mention of the community
@@ -369,6 +396,7 @@ class VKAdapter(ChannelAdapter):
 # --- pure helpers ----------------------------------------------------------------------------
 
 CHAT_PEERS = 2_000_000_000  # peer ids of group chats start here
+NAMES_PER_CALL = 1000  # users.get and groups.getById take up to 1000 ids
 
 
 def random_id(key: str) -> int:

@@ -67,7 +67,13 @@ class VKEmulator(Emulator):
             "groups.getLongPollServer": self._m_get_long_poll_server,
             "messages.send": self._m_messages_send,
             "wall.createComment": self._m_wall_create_comment,
+            "users.get": self._m_users_get,
+            "groups.getById": self._m_groups_get_by_id,
         }
+        # Who people and communities are (users.get / groups.getById); unknown people
+        # get a made-up name, as every real VK account has one.
+        self.profiles: dict[int, dict[str, Any]] = {}
+        self.name_requests = 0
         self.app.add_routes([web.route("*", "/method/{name}", self._api),
                              web.get("/lp", self._long_poll)])
 
@@ -86,10 +92,13 @@ class VKEmulator(Emulator):
 
     def inject_message(self, from_id: int, text: str, peer_id: int | None = None,
                        attachments: list[dict[str, Any]] | None = None,
-                       **fields: Any) -> dict[str, Any]:
+                       name: tuple[str, str] | None = None, **fields: Any) -> dict[str, Any]:
         """A customer writes to the community (a message_new event); ``attachments`` as
         VK lists them, ``fields`` more message fields (geo, fwd_messages, reply_message)."""
         peer_id = from_id if peer_id is None else peer_id
+        if name is not None:
+            self.profiles[from_id] = {"id": from_id, "first_name": name[0],
+                                      "last_name": name[1]}
         self._conversation[peer_id] = self._conversation.get(peer_id, 0) + 1
         message = {
             "id": self._message_id(), "date": int(self.message_time()), "peer_id": peer_id,
@@ -178,6 +187,23 @@ class VKEmulator(Emulator):
         if handler is None:
             return _error(3, params)
         return self.answer(request, await handler(params))
+
+    async def _m_users_get(self, params: dict[str, Any]) -> web.Response:
+        """As VK answers (dev.vk.com/ru/method/users.get: [{"id": 210700286,
+        "first_name": "Lindsey", "last_name": "Stirling", "can_access_closed": true,
+        "is_closed": false}])."""
+        self.name_requests += 1
+        ids = [int(i) for i in str(params.get("user_ids", "")).split(",") if i.strip()]
+        return _ok([self.profiles.get(i) or {
+            "id": i, "first_name": "Пользователь", "last_name": str(i),
+            "can_access_closed": True, "is_closed": False} for i in ids])
+
+    async def _m_groups_get_by_id(self, params: dict[str, Any]) -> web.Response:
+        """API 5.194+: {"groups": [...], "profiles": []}."""
+        self.name_requests += 1
+        ids = [int(i) for i in str(params.get("group_ids", "")).split(",") if i.strip()]
+        return _ok({"groups": [{"id": i, "name": f"Сообщество {i}", "screen_name": f"club{i}",
+                                "type": "group"} for i in ids], "profiles": []})
 
     def platform_fault(self, method: str, fault: Fault) -> web.Response | None:
         if method == "a_check":

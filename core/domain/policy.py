@@ -57,9 +57,15 @@ class Policy:
             return None
         opening = None if self.calendar.is_open(now) else self.calendar.next_opening(now)
         return ack_text(self.settings.ack, self.zone, AckText(
-            channel=inbound.channel, language=language, name=name or (handle or "").lstrip("@"),
+            channel=inbound.channel, language=language, name=name or _spoken_handle(handle),
             handle=handle or "", ticket=ticket_id, due=due, now=now, next_opening=opening))
 
     def promise_for_staff(self, due: datetime, now: datetime) -> str:
         """The promise as the staff card shows it, in the staff's language."""
         return promise_words(due, now, self.zone, self.settings.ack.default_language)
+
+
+def _spoken_handle(handle: str | None) -> str:
+    """A handle to address someone by when the name is unknown: "@kate" -> "kate"; a
+    platform id ("id700001" on VK) never stands for a name."""
+    return handle.lstrip("@") if handle and handle.startswith("@") else ""
