@@ -146,3 +146,24 @@ async def test_vk_customers_are_named_on_the_card_and_in_the_acknowledgement(sto
     assert any(ack.startswith("Ольга Петрова") for ack in acks), acks
     assert not any(ack.startswith("id7000") for ack in acks)  # never a raw id as a name
     assert vk.name_requests <= 2  # one lookup per batch, not per message
+
+
+async def test_what_is_left_out_is_counted_on_metrics(adapter, store, inbox):
+    """Event kinds not read yet and chat talk are counted by kind, not only logged."""
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from core.app.health import DatabaseCollector
+    from core.clock import SystemClock
+    from core.delivery.contract import AdapterContext
+
+    adapter.context = AdapterContext(settings=adapter.settings, clock=SystemClock(),
+                                     ingest=inbox.ingest, load_cursor=inbox.load_cursor,
+                                     ignore=inbox.ignore)
+    for name in ("photo_comment_new", "video_comment_new", "message_new_group_chat_text"):
+        assert adapter.read_payload(load(name)["payload"]) is None
+    registry = CollectorRegistry()
+    registry.register(DatabaseCollector(store, SystemClock(), lambda: adapter.settings, dict,
+                                        inbox.ignored))
+    text = generate_latest(registry).decode()
+    assert 'sameday_ignored_total{channel="vk",kind="event:photo_comment_new"} 1.0' in text
+    assert 'sameday_ignored_total{channel="vk",kind="group_chatter"} 1.0' in text

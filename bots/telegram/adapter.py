@@ -300,15 +300,15 @@ class TelegramAdapter(ChannelAdapter):
         None (not for the inbox)."""
         message = update.message or update.edited_message
         if message is None:
-            return None
+            return self.ignored("not_a_message")  # a member joined, a poll closed, ...
         chat = message.chat
         if chat.id == self.settings.staff.telegram_chat_id:
             return None  # the staff group is the staff's command line, not a customer
         author = _author(message)
         if author is None:
-            return None  # a bot, or a service message
+            return self.ignored("from_a_bot")  # a bot, or a service message
         if chat.type != chat.PRIVATE and not self._addressed_to_bot(message):
-            return None  # group chatter that does not mention or answer the bot
+            return self.ignored("group_chatter")  # talk that does not address the bot
         author_id, handle, name = author
         private = chat.type == chat.PRIVATE
         thread = f"chat:{chat.id}" if private else f"chat:{chat.id}:user:{author_id}"

@@ -272,12 +272,10 @@ class TwitterAdapter(ChannelAdapter):
             raise MalformedPage(f"a tweet without {', '.join(missing)}")
         tweet_id, author_id = str(tweet["id"]), str(tweet["author_id"])
         if author_id == self.user_id:
-            log.debug("twitter: tweet %s is our own; skipped", tweet_id)
-            return None
+            return self.ignored("own_post")
         if any(isinstance(ref, dict) and ref.get("type") == "retweeted"
                for ref in tweet.get("referenced_tweets") or ()):
-            log.debug("twitter: tweet %s is a retweet, not a question; skipped", tweet_id)
-            return None  # "RT @company ...": sharing our post asks nothing
+            return self.ignored("retweet")  # "RT @company ...": sharing asks nothing
         user = author if isinstance(author, dict) else {}
         username = user.get("username")
         conversation = tweet.get("conversation_id") or tweet_id

@@ -270,16 +270,15 @@ class VKAdapter(ChannelAdapter):
             return self._from_message(raw, raw["object"], edited=True)
         if kind == "wall_reply_new":
             return self._from_comment(raw, raw["object"])
-        log.debug("vk: ignoring a %s event", kind)
-        return None
+        return self.ignored(f"event:{kind}")
 
     def _from_message(self, raw: dict[str, Any], message: dict[str, Any],
                       edited: bool = False) -> Inbound | None:
         from_id, peer_id = int(message["from_id"]), int(message["peer_id"])
         if message.get("out") or from_id == -self.group_id:
-            return None  # the community's own message
+            return self.ignored("own_message")
         if peer_id >= CHAT_PEERS and not self._addressed(message):
-            return None  # group chat talk that does not mention or answer the community
+            return self.ignored("group_chatter")  # not mentioning or answering us
         message_id = int(message["id"])
         # In group chats VK gives communities id 0; the conversation id is unique per peer.
         external_id = (f"m{message_id}" if message_id
@@ -327,7 +326,7 @@ class VKAdapter(ChannelAdapter):
     def _from_comment(self, raw: dict[str, Any], comment: dict[str, Any]) -> Inbound | None:
         from_id, comment_id = int(comment["from_id"]), int(comment["id"])
         if from_id == -self.group_id:
-            return None  # the community's own comment (our answers among them)
+            return self.ignored("own_comment")  # our answers among them
         owner_id = int(comment.get("owner_id", comment["post_owner_id"]))
         post_id = int(comment["post_id"])
         post = f"{owner_id}_{post_id}"

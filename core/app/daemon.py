@@ -143,7 +143,8 @@ class Daemon:
         self.desk = StaffDesk(self.store, self.settings, self.clock, on_outbox=self._on_change)
         context = AdapterContext(settings=self.settings, clock=self.clock,
                                  ingest=self.inbox.ingest, load_cursor=self.inbox.load_cursor,
-                                 staff_desk=self.desk, reload_config=self.reload_for_staff)
+                                 staff_desk=self.desk, reload_config=self.reload_for_staff,
+                                 ignore=self.inbox.ignore)
         for name in self.settings.channels.enabled():
             factory = self.factories.get(name)
             if factory is None:
@@ -155,7 +156,8 @@ class Daemon:
         if staff_adapter is not None:
             self.adapters[STAFF_CHANNEL] = staff_adapter
         if self.settings.daemon.health_port:
-            self.health = HealthServer(self.store, self.settings, self.clock, self.adapters)
+            self.health = HealthServer(self.store, self.settings, self.clock, self.adapters,
+                                       ignored=self.inbox.ignored)
             self.reload_listeners.append(self.health.reconfigure)
             await self.health.start()
         self.dispatcher = Dispatcher(self.store, self.clock, self.settings.outbox, self.adapters,

@@ -127,8 +127,10 @@ class DatabaseCollector(Collector):
     """
 
     def __init__(self, store: Store, clock: Clock, settings: Callable[[], Settings],
-                 channels: Callable[[], Mapping[str, ChannelAdapter]]):
+                 channels: Callable[[], Mapping[str, ChannelAdapter]],
+                 ignored: Mapping[tuple[str, str], int] | None = None):
         self.store = store
+        self.ignored = ignored if ignored is not None else {}
         self.clock = clock
         self.settings = settings
         self.channels = channels
@@ -165,6 +167,13 @@ class DatabaseCollector(Collector):
                 failing.add_metric([channel, activity],
                                    1 if (channel, activity) in now_failing else 0)
         yield failing
+        left_out = CounterMetricFamily(
+            "sameday_ignored", "Payloads that are not for the inbox, by kind (group chatter, "
+            "bots, retweets, event types not read), since this process started.",
+            labels=["channel", "kind"])
+        for (channel, kind), count in sorted(self.ignored.items()):
+            left_out.add_metric([channel, kind], count)
+        yield left_out
         for name, kind, help_text in CHANNEL_METRICS:
             family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             family = family_type(name, help_text, labels=["channel"])
@@ -238,7 +247,8 @@ class HealthServer:
     """The aiohttp server behind /healthz and /metrics, started and stopped by the daemon."""
 
     def __init__(self, store: Store, settings: Settings, clock: Clock,
-                 adapters: Mapping[str, ChannelAdapter]):
+                 adapters: Mapping[str, ChannelAdapter],
+                 ignored: Mapping[tuple[str, str], int] | None = None):
         self.store = store
         self.settings = settings
         self.clock = clock
@@ -250,7 +260,8 @@ class HealthServer:
         # Our own registry: the global default would add this process's Python and GC
         # figures, and tests that start several daemons would collide in it.
         self.registry = CollectorRegistry()
-        self.collector = DatabaseCollector(store, clock, lambda: self.settings, self.channels)
+        self.collector = DatabaseCollector(store, clock, lambda: self.settings, self.channels,
+                                           ignored if ignored is not None else {})
         self.registry.register(self.collector)
         self._runner: web.AppRunner | None = None
         self.port = 0

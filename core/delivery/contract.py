@@ -120,6 +120,9 @@ class AdapterContext:
     # (returns None on success, else the problems as text).
     staff_desk: StaffDeskPort | None = None
     reload_config: Callable[[], str | None] | None = None
+    # Count a payload that is not for the inbox, by kind ("group_chatter", "retweet"):
+    # /metrics shows what is left out instead of a debug log.
+    ignore: Callable[[str, str], None] = lambda channel, kind: None
 
 
 class ChannelAdapter(ABC):
@@ -132,6 +135,13 @@ class ChannelAdapter(ABC):
     # At most this many sends in flight (X: one, so each post's rate-limit headers are
     # read before the next goes out); None: ``outbox.concurrency``.
     max_in_flight: ClassVar[int | None] = None
+    context: AdapterContext | None = None  # given by start()
+
+    def ignored(self, kind: str) -> None:
+        """A payload that is not for the inbox: counted by kind; returns None so that
+        ``to_inbound`` can ``return self.ignored("retweet")``."""
+        if self.context is not None:
+            self.context.ignore(self.name, kind)
 
     @abstractmethod
     async def start(self, context: AdapterContext) -> None:

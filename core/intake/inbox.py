@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import logging
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -82,6 +83,11 @@ class Inbox:
         self.reconfigure(settings)
         self.on_outbox = on_outbox or (lambda: None)
         self._inflight: set[asyncio.Future] = set()
+        # Payloads adapters left out, by (channel, kind), since this process started.
+        self.ignored: Counter[tuple[str, str]] = Counter()
+
+    def ignore(self, channel: str, kind: str) -> None:
+        self.ignored[(channel, kind)] += 1
 
     def reconfigure(self, settings: Settings) -> None:
         """Use a new config (SIGHUP): new calendar, promise rules and texts."""
