@@ -325,3 +325,36 @@ def test_session_rewrites_only_the_vk_api_hosts():
     assert session.rewrite("https://api.vk.ru.evil.example/method/x") == \
         "https://api.vk.ru.evil.example/method/x"
     assert session.rewrite("https://lp.vk.ru/wh1") == "https://lp.vk.ru/wh1"
+
+
+@sqlite_only
+async def test_long_poll_settings_that_lose_messages_are_named_at_start(
+        emulator, store, settings, caplog):
+    """An old Long Poll API version sends events in a format not read, and an event type
+    turned off never arrives: both lose messages silently, so both are said."""
+    from datetime import UTC, datetime
+
+    from core.app.health import judge_channel
+
+    emulator.long_poll_version = "5.92"
+    emulator.events_off = {"message_edit"}
+    adapter = VKAdapter(settings)
+    with caplog.at_level(logging.ERROR, logger="bots.vk.adapter"):
+        async with running(adapter, store, settings):
+            await eventually(lambda: adapter.setup_problem is not None, what="the check")
+            report = adapter.health()
+    assert "5.92" in report.problem and "5.103 or later" in report.problem
+    assert "message_edit" in report.problem and "Event types" in report.problem
+    assert any("Long Poll API version is 5.92" in r.message for r in caplog.records)
+    _, reasons = judge_channel("vk", report, datetime.now(UTC), 60, datetime.now(UTC))
+    assert reasons and reasons[0].startswith("vk: the community's Long Poll API version")
+
+
+@sqlite_only
+async def test_current_long_poll_settings_are_no_problem(emulator, store, settings):
+    adapter = VKAdapter(settings)
+    async with running(adapter, store, settings):
+        await eventually(lambda: emulator.requests["groups.getLongPollSettings"] == 1,
+                         what="the settings read")
+        await asyncio.sleep(0.2)
+        assert adapter.health().problem is None

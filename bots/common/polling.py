@@ -59,10 +59,12 @@ class PollHealth:
         self.errors += 1
         self.failing = True
 
-    def report(self, connected: bool) -> ChannelHealth:
-        """The adapter's ``health()`` answer; ``connected`` is its own view of the link."""
+    def report(self, connected: bool, problem: str | None = None) -> ChannelHealth:
+        """The adapter's ``health()`` answer; ``connected`` is its own view of the link,
+        ``problem`` a platform setting that loses messages."""
         return ChannelHealth(connected=connected and not self.failing,
-                             last_poll_ok=self.last_ok, poll_errors=self.errors)
+                             last_poll_ok=self.last_ok, poll_errors=self.errors,
+                             problem=problem)
 
 
 async def run_until_stopped(name: str, step: Callable[[], Awaitable[None]],

@@ -157,6 +157,7 @@ class VKAdapter(ChannelAdapter):
         self._runner: asyncio.Task | None = None
         self.polls = PollHealth()
         self.names: dict[int, str | None] = {}  # author id -> name, from users.get
+        self.setup_problem: str | None = None  # from the Long Poll settings (health)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -187,7 +188,8 @@ class VKAdapter(ChannelAdapter):
 
     def health(self) -> ChannelHealth:
         """For /healthz and /metrics: a long poll server is known and last answered."""
-        return self.polls.report(self.longpoll is not None and not self.stopping.is_set())
+        return self.polls.report(self.longpoll is not None and not self.stopping.is_set(),
+                                 self.setup_problem)
 
     # --- receiving -----------------------------------------------------------------------------
 
@@ -204,6 +206,35 @@ class VKAdapter(ChannelAdapter):
             await self._save_ts(str(longpoll.ts))
             log.info("vk: receiving for community %s from ts %s", self.group_id, longpoll.ts)
         self.longpoll = longpoll
+        await self._check_settings()
+
+    async def _check_settings(self) -> None:
+        """The community's Long Poll settings: an API version before 5.103 sends events
+        in an older format, and an event type turned off never arrives. Either loses
+        messages without an error, so it is said at start and on /healthz."""
+        try:
+            settings = await self._call("groups.getLongPollSettings",
+                                        {"group_id": self.group_id})
+        except DeliveryError as error:
+            log.warning("vk: could not read the community's Long Poll settings (%s); "
+                        "check them by hand: API version 5.103 or later, events %s on",
+                        error.reason, ", ".join(EVENTS_READ))
+            return
+        problems = []
+        version = str(settings.get("api_version") or "")
+        if version and _version(version) < (5, 103):
+            problems.append(
+                f"the community's Long Poll API version is {version}, whose events are "
+                f"not read: choose 5.103 or later in Manage community > API usage > "
+                f"Long Poll API")
+        events = settings.get("events") or {}
+        off = [event for event in EVENTS_READ if not events.get(event)]
+        if off:
+            problems.append(f"Long Poll events turned off: {', '.join(off)}: turn them on "
+                            f"in Manage community > API usage > Long Poll API > Event types")
+        self.setup_problem = "; ".join(problems) or None
+        if self.setup_problem:
+            log.error("vk: %s", self.setup_problem)
 
     async def _poll_once(self) -> None:
         if self.longpoll is None:
@@ -396,6 +427,14 @@ class VKAdapter(ChannelAdapter):
 
 CHAT_PEERS = 2_000_000_000  # peer ids of group chats start here
 NAMES_PER_CALL = 1000  # users.get and groups.getById take up to 1000 ids
+EVENTS_READ = ("message_new", "message_edit", "wall_reply_new")  # what to_inbound reads
+
+
+def _version(text: str) -> tuple[int, ...]:
+    try:
+        return tuple(int(part) for part in text.split("."))
+    except ValueError:
+        return (0,)
 
 
 def random_id(key: str) -> int:

@@ -68,11 +68,15 @@ class VKEmulator(Emulator):
             "messages.send": self._m_messages_send,
             "wall.createComment": self._m_wall_create_comment,
             "users.get": self._m_users_get,
+            "groups.getLongPollSettings": self._m_long_poll_settings,
             "groups.getById": self._m_groups_get_by_id,
         }
         # Who people and communities are (users.get / groups.getById); unknown people
         # get a made-up name, as every real VK account has one.
         self.profiles: dict[int, dict[str, Any]] = {}
+        # The community's Long Poll settings (Manage community > API usage).
+        self.long_poll_version = "5.199"
+        self.events_off: set[str] = set()
         self.name_requests = 0
         self.app.add_routes([web.route("*", "/method/{name}", self._api),
                              web.get("/lp", self._long_poll)])
@@ -187,6 +191,15 @@ class VKEmulator(Emulator):
         if handler is None:
             return _error(3, params)
         return self.answer(request, await handler(params))
+
+    async def _m_long_poll_settings(self, params: dict[str, Any]) -> web.Response:
+        """As VK answers (dev.vk.com/ru/method/groups.getLongPollSettings: "is_enabled",
+        "api_version", "events" as 0/1 per event type)."""
+        events = ("message_new", "message_reply", "message_edit", "message_event",
+                  "wall_reply_new", "photo_comment_new", "video_comment_new",
+                  "market_comment_new", "board_post_new")
+        return _ok({"is_enabled": True, "api_version": self.long_poll_version,
+                    "events": {e: int(e not in self.events_off) for e in events}})
 
     async def _m_users_get(self, params: dict[str, Any]) -> web.Response:
         """As VK answers (dev.vk.com/ru/method/users.get: [{"id": 210700286,

@@ -106,6 +106,9 @@ def judge_channel(name: str, report: ChannelHealth | None, now: datetime,
              "last_poll_age_seconds": round(age, 1) if age is not None else None,
              "stale_after_seconds": stale, "poll_errors": report.poll_errors}
     reasons = []
+    if report.problem:
+        entry["problem"] = report.problem
+        reasons.append(f"{name}: {report.problem}")
     if not entry["connected"]:
         reasons.append(f"{name}: not connected (its latest poll failed or polling stopped)")
     if age is not None and age > stale:

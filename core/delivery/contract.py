@@ -56,6 +56,9 @@ class ChannelHealth:
     connected: bool  # receiving runs and its latest poll worked
     last_poll_ok: datetime | None  # latest successful receive poll (empty answers count)
     poll_errors: int  # failed receive polls since start
+    # A platform setting that makes messages go unread (named, with where to fix it):
+    # unhealthy until fixed, though polling works.
+    problem: str | None = None
 
 
 class Ingest(Protocol):
