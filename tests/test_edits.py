@@ -92,3 +92,18 @@ async def test_telegram_and_vk_edits_reach_the_staff_group(store, monkeypatch):
 
 async def _tickets(h, n: int) -> bool:
     return await h.count(Ticket) == n
+
+
+# --- a chat's opening ---------------------------------------------------------------------
+
+
+async def test_start_is_greeted_once_and_opens_no_ticket(inbox, store):
+    opening = dataclasses.replace(inbound("m1", text="/start YnZiZ2lmdA"), greeting=True)
+    assert (await inbox.ingest([opening])).greeted == 1
+    await inbox.ingest([opening])  # delivered again after a crash
+    [greeting] = await rows(store, sa.select(Outbox))
+    assert greeting.idempotency_key == "greet:telegram:m1" and greeting.ticket_id is None
+    assert greeting.text.startswith("Здравствуйте") or greeting.text.startswith("Hello")
+    assert await count(store, Ticket) == 0 and await count(store, Message) == 0
+    await inbox.ingest([inbound("m2", text="where is my order?")])  # then they write
+    assert await count(store, Ticket) == 1

@@ -36,9 +36,6 @@ EXPECTED = {
     "document_with_caption": (str, [("document", {"file_name": str})]),
     "sticker_animated": ("", [("sticker", {"title": str})]),
     "contact": ("", [("contact", {"phone": str})]),
-    "docs_forwarded_from_user": ("/start", [("forward", {
-        "forwarded_from": "Forward Firstname Forward Lastname"})]),
-    "docs_reply": (str, []),
     "text_private_short": (str, []),
     "text_emoji_no_entities": (str, []),
     "text_private_link_preview": (str, []),
@@ -141,3 +138,14 @@ async def test_a_message_sent_as_a_chat_is_a_customers_and_a_command_at_the_bot_
     command["message"]["text"] = "/echo@another_bot chat"
     command["message"]["entities"][0]["length"] = len("/echo@another_bot")
     assert adapter.read_payload(command) is None  # for another bot
+
+
+@pytest.mark.parametrize("name", ["docs_forwarded_from_user", "docs_reply"])
+def test_a_recorded_start_is_a_chats_opening(name, adapter):
+    """Telegram's documentation examples send "/start": greeted, not a ticket (the
+    forward is still read: the old forward_from becomes forward_origin)."""
+    inbound = adapter.read_payload(load(name)["payload"])
+    assert inbound.greeting and inbound.text == "/start"
+    if name == "docs_forwarded_from_user":
+        assert_attachments(inbound.attachments, [("forward", {
+            "forwarded_from": "Forward Firstname Forward Lastname"})])

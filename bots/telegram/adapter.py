@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 from collections.abc import Awaitable, Callable
 from datetime import UTC
 from typing import Any
@@ -66,6 +67,8 @@ log = logging.getLogger(__name__)
 
 CHANNEL = "telegram"
 MAX_TEXT = 4096
+# "/start" (with a deep-link payload or not): a chat's opening, greeted, not a ticket.
+OPENING = re.compile(r"/start(@\w+)?( \S+)?")
 DELAY_WORTH_SAYING = 5.0  # seconds a staff message waited for the database before it ran
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)  # links in customer text stay inert
 
@@ -321,7 +324,8 @@ class TelegramAdapter(ChannelAdapter):
             text=text_of(message), attachments=attachments_of(message),
             sent_at=message.date.astimezone(UTC),
             reply_target=target.model_dump(exclude_none=True),
-            raw=update.to_dict(), edited=update.edited_message is not None)
+            raw=update.to_dict(), edited=update.edited_message is not None,
+            greeting=private and OPENING.fullmatch(message.text or "") is not None)
 
     def _addressed_to_bot(self, message: Message) -> bool:
         replied = message.reply_to_message

@@ -323,6 +323,10 @@ class AckSettings(Strict):
     ignore_keywords: list[str] = []
     # If set, only messages containing one of these words are acknowledged.
     only_keywords: list[str] = []
+    # The answer to a chat's opening (Telegram's "/start"), which opens no ticket.
+    greeting: dict[Literal["ru", "en"], str] = {
+        "ru": "Здравствуйте! Напишите, чем мы можем помочь, и мы ответим.",
+        "en": "Hello! Tell us how we can help, and we will answer."}
     # texts[language][channel or "default"] with {name}, {ticket}, {promise} placeholders.
     # Unset: the built-in texts below, plus each channel's own (X's "@handle ..." form).
     texts: dict[Literal["ru", "en"], dict[str, str]] | None = None

@@ -105,6 +105,7 @@ class Inbound:
     raw: dict[str, Any] | None = None  # the platform payload, as read_payload reads it
     attachments: tuple[Attachment, ...] = ()
     edited: bool = False  # a new version of the stored message with this external_id
+    greeting: bool = False  # a chat's opening ("/start"): greeted, opens no ticket
 
 
 @dataclass(frozen=True, slots=True)

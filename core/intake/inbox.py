@@ -50,7 +50,7 @@ from core.staff.board import customer_name, latest_customer_texts
 from core.staff.cards import Card, card_message, follow_up, make_card, media_message
 from core.store.engine import Store, is_transient
 from core.store.tables import Cursor as CursorRow
-from core.store.tables import Customer, Event, Message, Ticket
+from core.store.tables import Customer, Event, Message, Outbox, Ticket
 from core.store.writes import RECEIVE
 
 log = logging.getLogger(__name__)
@@ -67,10 +67,12 @@ class IngestResult:
     appended: list[int] = field(default_factory=list)  # ticket ids that got a message
     quarantined: list[int] = field(default_factory=list)  # new quarantine row ids
     edited: list[int] = field(default_factory=list)  # tickets whose message was edited
+    greeted: int = 0  # chat openings answered with the greeting
 
     def merge(self, other: IngestResult) -> None:
         self.received += other.received
         self.duplicates += other.duplicates
+        self.greeted += other.greeted
         for name in ("opened", "reopened", "appended", "quarantined", "edited"):
             getattr(self, name).extend(getattr(other, name))
 
@@ -139,7 +141,7 @@ class Inbox:
             raise
         for channel in channels:
             self.store.writes.succeeded(channel, RECEIVE)
-        if result.received or result.quarantined or result.edited:
+        if result.received or result.quarantined or result.edited or result.greeted:
             self.on_outbox()
         return result
 
@@ -189,8 +191,11 @@ class Inbox:
 
     async def _ingest(self, session: AsyncSession, batch: Sequence[Inbound]) -> IngestResult:
         """New messages first, then edits (an edit may follow its original in a batch);
-        an edit of a message never stored is a new message."""
+        an edit of a message never stored is a new message. A greeting opens nothing."""
+        greeted = [m for m in batch if m.greeting and await self._greet(session, m)]
+        batch = [m for m in batch if not m.greeting]
         result = await self._ingest_new(session, [m for m in batch if not m.edited])
+        result.greeted = len(greeted)
         edits = [_storable(m) for m in batch if m.edited]
         if edits:
             edited, unknown = await apply_edits(session, edits, self.clock.now())
@@ -198,6 +203,18 @@ class Inbox:
                 result.merge(await self._ingest_new(session, unknown))
             result.edited += edited
         return result
+
+    async def _greet(self, session: AsyncSession, opening: Inbound) -> bool:
+        """Answer a chat's opening ("/start") with the configured greeting, once."""
+        key = f"greet:{opening.channel}:{opening.external_id}"
+        text = self.settings.ack.greeting.get(self.policy.language(opening))
+        if not text or await session.scalar(
+                sa.select(Outbox.id).where(Outbox.idempotency_key == key)):
+            return False  # no greeting configured, or delivered again after a crash
+        await enqueue(session, outbox_row(
+            channel=opening.channel, kind=OutboxKind.ACK, text=text,
+            target=dict(opening.reply_target), key=key, now=self.clock.now()))
+        return True
 
     async def _ingest_new(self, session: AsyncSession, batch: Sequence[Inbound]
                           ) -> IngestResult:
