@@ -64,12 +64,6 @@ def adapter(monkeypatch):
                                    staff={"chat": "console"}))
 
 
-def test_every_fixture_names_its_source():
-    files = sorted(FIXTURES.glob("*.json"))
-    assert len(files) >= 15
-    assert all(json.loads(p.read_text())["source"] for p in files)
-
-
 @pytest.mark.parametrize("name", sorted(EVENTS))
 async def test_a_real_event_reaches_staff_with_what_it_carries(name, adapter, inbox, store):
     payload = load(name)["payload"]

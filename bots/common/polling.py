@@ -113,7 +113,7 @@ def read_payloads(adapter: ChannelAdapter, payloads: list[Any],
 
 async def ingest_until_stored(name: str, store: Callable[[], Awaitable[object]],
                               stopping: asyncio.Event) -> bool:
-    """Store a received batch, retrying while the database is unavailable.
+    """Store a received batch, retrying while the database refuses it.
 
     A poison message does not fail a batch (the inbox quarantines it), so what fails here
     is the database: unavailable, or refusing even the quarantine. Either way it is
@@ -121,20 +121,7 @@ async def ingest_until_stored(name: str, store: Callable[[], Awaitable[object]],
     Returns False only if the daemon stops first: the platform cursor is then not
     advanced, so the batch is fetched again after the restart.
     """
-    backoff = Backoff(base=0.5, ceiling=30)
-    while True:
-        try:
-            await store()
-            return True
-        except asyncio.CancelledError:
-            raise
-        except Exception as error:
-            if stopping.is_set():
-                return False
-            delay = backoff.next_delay()
-            log.error("%s: could not store a batch (%s); retrying in %.1fs",
-                      name, describe(error, 300), delay)
-            await asyncio.sleep(delay)
+    return await _retrying(name, store, stopping, lambda error: True) is not None
 
 
 async def retry_while_unavailable(name: str, step: Callable[[], Awaitable[T]],
@@ -142,17 +129,24 @@ async def retry_while_unavailable(name: str, step: Callable[[], Awaitable[T]],
     """Run `step`, waiting out a database that is unavailable for now; return its result
     and the seconds it was held up, or None if the daemon stops first. Any other error is
     raised to the caller: it will not go away by waiting."""
+    return await _retrying(name, step, stopping, is_transient)
+
+
+async def _retrying(name: str, step: Callable[[], Awaitable[T]], stopping: asyncio.Event,
+                    worth_waiting: Callable[[Exception], bool]) -> tuple[T, float] | None:
+    """`step`'s result and the seconds it was held up; errors `worth_waiting` for are
+    retried with backoff until the daemon stops (None), others are raised."""
     backoff = Backoff(base=0.5, ceiling=30)
     started = time.monotonic()
     while True:
         try:
             return await step(), time.monotonic() - started
         except Exception as error:
-            if not is_transient(error):
+            if not worth_waiting(error):
                 raise
             if stopping.is_set():
                 return None
             delay = backoff.next_delay()
-            log.error("%s: the database is unavailable (%s); retrying in %.1fs",
+            log.error("%s: the database refused it (%s); retrying in %.1fs",
                       name, describe(error, 300), delay)
             await asyncio.sleep(delay)

@@ -258,13 +258,10 @@ class TwitterAdapter(ChannelAdapter):
 
     def read_payload(self, payload: Any) -> Inbound | None:
         """A mention as kept in ``Inbound.raw``: {"tweet": ..., "author", "media",
-        "quoted": its share of the page's includes} (bots.twitter.media.payloads_of)."""
-        return self.to_inbound(payload["tweet"], payload.get("author"), payload)
-
-    def to_inbound(self, tweet: Any, author: Any, payload: dict[str, Any] | None = None
-                   ) -> Inbound | None:
-        """The tweet as an Inbound; None for our own tweets. A malformed tweet raises
-        MalformedPage (it is quarantined)."""
+        "quoted": its share of the page's includes} (bots.twitter.media.payloads_of).
+        None for our own posts and retweets; a malformed tweet raises MalformedPage (it
+        is quarantined)."""
+        tweet, author = payload["tweet"], payload.get("author")
         if not isinstance(tweet, dict):
             raise MalformedPage(f"a tweet that is not an object: {tweet!r:.300}")
         missing = [f for f in ("id", "author_id", "text") if not _present(tweet.get(f))]
@@ -287,11 +284,11 @@ class TwitterAdapter(ChannelAdapter):
             channel=CHANNEL, external_id=history[0] if edited else tweet_id, edited=edited,
             thread_key=f"conv:{conversation}:{author_id}",
             author_id=author_id, text=text_of(tweet), sent_at=self._sent_at(tweet),
-            attachments=attachments_of(payload or {}),
+            attachments=attachments_of(payload),
             author_handle=f"@{username}" if username else None, author_name=user.get("name"),
             reply_target=XTarget(in_reply_to_tweet_id=tweet_id,
                                  username=username).model_dump(exclude_none=True),
-            raw=payload or {"tweet": tweet, "author": author})
+            raw=payload)
 
     def _sent_at(self, tweet: dict[str, Any]) -> datetime:
         """created_at ("2026-11-24T07:00:00.000Z") as aware UTC; arrival time if absent."""

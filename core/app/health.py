@@ -264,7 +264,7 @@ class HealthServer:
         # figures, and tests that start several daemons would collide in it.
         self.registry = CollectorRegistry()
         self.collector = DatabaseCollector(store, clock, lambda: self.settings, self.channels,
-                                           ignored if ignored is not None else {})
+                                           ignored)
         self.registry.register(self.collector)
         self._runner: web.AppRunner | None = None
         self.port = 0
