@@ -52,7 +52,7 @@ async def running(adapter: ChannelAdapter, store: Store, settings: Settings, *,
                             listener=StaffNotices(lambda: Policy(settings)))
     inbox = Inbox(store, settings, clock, on_outbox=dispatcher.wake)
     await adapter.start(AdapterContext(settings=settings, clock=clock, ingest=inbox.ingest,
-                                       load_cursor=inbox.load_cursor))
+                                       load_cursor=inbox.load_cursor, ignore=inbox.ignore))
     stopping = asyncio.Event()
     task = asyncio.create_task(dispatcher.run(stopping))
     try:
@@ -94,7 +94,7 @@ async def running_all(adapters: list[ChannelAdapter], store: Store, settings: Se
     desk = StaffDesk(store, settings, clock, on_outbox=lambda: wake and wake[0]())
     context = AdapterContext(settings=settings, clock=clock, ingest=inbox.ingest,
                              load_cursor=inbox.load_cursor, staff_desk=desk,
-                             reload_config=reload_config)
+                             reload_config=reload_config, ignore=inbox.ignore)
     for adapter in adapters:
         await adapter.start(context)
     dispatcher = Dispatcher(store, clock, settings.outbox, by_name, idle_poll=0.2,

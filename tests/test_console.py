@@ -318,3 +318,31 @@ def test_lines_the_terminal_could_not_decode_do_not_end_the_session():
     line = as_command(typed)
     assert line == "/note 1 з\ufffd"
     line.encode("utf-8")  # printable and storable
+
+
+async def test_console_shows_a_customers_photo_voice_document_and_location(store, clock):
+    """What a customer sent besides text is listed in the console with its links: on
+    the card as it arrives, and by /show."""
+    import dataclasses
+
+    from core.domain.records import Attachment
+
+    settings = staff_settings("console")
+    message = dataclasses.replace(inbound("m1", handle="@kate", text="it broke"),
+                                  attachments=(
+        Attachment("photo", url="https://sun9-1.userapi.com/crack.jpg", size=48213),
+        Attachment("voice", duration=7, url="https://psv4.userapi.com/a.ogg"),
+        Attachment("document", file_name="receipt.pdf", size=51200,
+                   url="https://vk.com/doc77_7"),
+        Attachment("location", latitude=55.7558, longitude=37.6173)))
+    await Inbox(store, settings, clock).ingest([message])
+    desk = StaffDesk(store, settings, clock)
+    console = captured()
+    await run_console(desk, desk.actor_named("anna"), scripted(["/show 1", "quit"]), console)
+    text = output(console)
+    card, shown = text.split("sameday(anna)> /show 1")
+    for part in (card, shown):
+        assert "https://sun9-1.userapi.com/crack.jpg" in part
+        assert "0:07 · https://psv4.userapi.com/a.ogg" in part
+        assert "receipt.pdf · 50 kB · https://vk.com/doc77_7" in part
+        assert "55.7558" in part and "37.6173" in part

@@ -10,7 +10,7 @@ from core.config.settings import DatabaseSettings
 from core.store.engine import current_revision, sync_url, upgrade
 
 TABLES = {"customer", "ticket", "message", "outbox", "escalation", "cursor", "event",
-          "quarantine", "heartbeat"}
+          "quarantine", "heartbeat", "mention"}
 
 
 def schema(url: str) -> tuple[set[str], dict[str, set[str]], dict[str, list]]:
@@ -33,6 +33,8 @@ def check_schema(url: str) -> None:
     assert ("channel", "external_id") in uniques["message"]
     assert ("idempotency_key",) in uniques["outbox"]
     assert ("ticket_id", "rule", "cycle") in uniques["escalation"]
+    assert ("channel", "external_id") in uniques["mention"]
+    assert "ix_mention_kind" in indexes["mention"]
 
 
 def test_migrations_on_empty_sqlite_file(tmp_path):
@@ -40,16 +42,16 @@ def test_migrations_on_empty_sqlite_file(tmp_path):
     assert current_revision(settings) is None
     upgrade(settings)
     check_schema(settings.url)
-    assert current_revision(settings) == "0009"
+    assert current_revision(settings) == "0010"
     upgrade(settings)  # running again is a no-op
-    assert current_revision(settings) == "0009"
+    assert current_revision(settings) == "0010"
 
 
 def test_migrations_on_local_postgresql(postgres_url):
     settings = DatabaseSettings(url=postgres_url)
     upgrade(settings)
     check_schema(postgres_url)
-    assert current_revision(settings) == "0009"
+    assert current_revision(settings) == "0010"
 
 
 def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path):
@@ -80,7 +82,7 @@ def test_db_upgrade_command(tmp_path):
     config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n')
     result = CliRunner().invoke(app, ["db", "upgrade", "-c", str(config)])
     assert result.exit_code == 0, result.output
-    assert "0009" in result.output
+    assert "0010" in result.output
     check_schema(f"sqlite+aiosqlite:///{db}")
 
 

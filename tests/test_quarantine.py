@@ -123,7 +123,7 @@ async def test_an_admin_lists_shows_and_retries_after_an_upgrade(inbox, store, c
     retried = await sameday("quarantine", "retry", "-c", str(config_file))
     assert retried.exit_code == 1  # one is still unreadable
     assert "Q1: stored: opened ticket #1" in retried.output
-    assert "Q2: still unreadable: KeyError: 'message'" in retried.output
+    assert "Q2: still unreadable: KeyError: 'from_id'" in retried.output
     [ticket] = await rows(store, sa.select(Ticket))
     [message] = await rows(store, sa.select(Message))
     assert ticket.channel == "vk" and message.text == "my order is late \ufffd"

@@ -19,6 +19,7 @@ import logging
 import os
 import re
 from collections.abc import Awaitable, Callable
+from dataclasses import replace
 from datetime import UTC
 from typing import Any
 
@@ -40,7 +41,10 @@ from bots.common.polling import (
     retry_while_unavailable,
     run_until_stopped,
 )
+from bots.telegram.albums import AlbumHolder, album_of, merged
+from bots.telegram.business import BUSINESS_UPDATES, BusinessConnections, customer_wrote
 from bots.telegram.errors import delivery_error
+from bots.telegram.files import fetch_file
 from bots.telegram.media import attachments_of, backfilled, text_of
 from bots.telegram.settings import TelegramTarget
 from bots.telegram.staff import TelegramStaffChat, Where, keyboard, render
@@ -54,7 +58,7 @@ from core.delivery.contract import (
     Cursor,
     DeliveryError,
 )
-from core.domain.records import Delivered, Inbound, Outbound, Unreadable
+from core.domain.records import Attachment, Delivered, Inbound, Outbound, Unreadable
 from core.domain.text import split_text
 from core.intake.quarantine import describe
 from core.staff.cards import StaffMessage
@@ -69,6 +73,8 @@ CHANNEL = "telegram"
 MAX_TEXT = 4096
 # "/start" (with a deep-link payload or not): a chat's opening, greeted, not a ticket.
 OPENING = re.compile(r"/start(@\w+)?( \S+)?")
+# What the bot asks Telegram for; anything else is never sent to it.
+ALLOWED_UPDATES = ["message", "edited_message", "callback_query", *BUSINESS_UPDATES]
 DELAY_WORTH_SAYING = 5.0  # seconds a staff message waited for the database before it ran
 NO_PREVIEW = LinkPreviewOptions(is_disabled=True)  # links in customer text stay inert
 
@@ -187,6 +193,8 @@ class TelegramAdapter(ChannelAdapter):
         self.connected = False
         self.staff = TelegramStaffChat(self)
         self.staff_media = StaffMedia(self.bot, CHANNEL)
+        self.business = BusinessConnections()
+        self.albums = AlbumHolder(self._store_album)
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -209,7 +217,7 @@ class TelegramAdapter(ChannelAdapter):
         if not self.application.updater.running:
             await self.application.updater.start_polling(
                 timeout=self.poll_timeout, bootstrap_retries=0,
-                allowed_updates=["message", "edited_message", "callback_query"])
+                allowed_updates=ALLOWED_UPDATES)
             self.connected = True
             log.info("telegram: polling as @%s", self.bot.username)
         # The Updater retries network errors by itself; it only stops on errors it
@@ -223,6 +231,7 @@ class TelegramAdapter(ChannelAdapter):
     async def stop(self) -> None:
         self.stopping.set()
         self.gate.stopping = True
+        self.albums.cancel()
         try:
             if self.application.updater and self.application.updater.running:
                 await self.application.updater.stop()
@@ -238,14 +247,22 @@ class TelegramAdapter(ChannelAdapter):
 
     def health(self) -> ChannelHealth:
         """For /healthz and /metrics: polling runs, and its latest getUpdates answered."""
-        return self.polls.report(self.connected)
+        health = self.polls.report(self.connected)
+        problem = self.business.problem()
+        return replace(health, problem=problem) if problem and not health.problem else health
 
     # --- receiving -----------------------------------------------------------------------------
 
     async def _on_update(self, update: Update, _context: Any) -> None:
         """Handle one update; confirm it to Telegram only once what it caused is stored.
         An update nothing can handle (a staff command that fails for a reason other than
-        the database) is quarantined, never skipped."""
+        the database) is quarantined, never skipped. An album's items are held until
+        the album is whole (``bots.telegram.albums``)."""
+        message = update.message or update.business_message
+        in_staff_group = message is not None \
+            and message.chat.id == self.settings.staff.telegram_chat_id
+        if await self.albums.offer(update, None if in_staff_group else album_of(update)):
+            return
         try:
             handled = await self._handle(update)
         except Exception as error:
@@ -258,6 +275,9 @@ class TelegramAdapter(ChannelAdapter):
         # else: stopping; the update stays unconfirmed and Telegram sends it again
 
     async def _handle(self, update: Update) -> bool:
+        if update.business_connection is not None:
+            self.business.changed(update.business_connection)
+            return True
         # A staff message has the customer's guarantee: while the database is
         # unavailable it waits (the update stays unconfirmed), then applies once.
         outcome = await retry_while_unavailable(
@@ -286,6 +306,21 @@ class TelegramAdapter(ChannelAdapter):
         return await ingest_until_stored(
             "telegram", lambda: self.context.ingest(batch, cursor, unreadable), self.stopping)
 
+    async def _store_album(self, updates: list[Update]) -> None:
+        """An album's items stored as one message, then confirmed."""
+        batch, unreadable = [], []
+        for update in updates:
+            try:
+                inbound = self.to_inbound(update)
+            except Exception as error:
+                unreadable.append(unreadable_update(update.to_dict(), error))
+                continue
+            if inbound is not None:
+                batch.append(inbound)
+        if await self._store(updates[-1], [merged(batch)] if batch else [], unreadable):
+            for update in updates:
+                self.gate.handled(update.update_id)
+
     async def _quarantine(self, unreadable: list[Unreadable]) -> bool:
         """Keep updates python-telegram-bot cannot read; False if the daemon stopped
         first."""
@@ -295,18 +330,26 @@ class TelegramAdapter(ChannelAdapter):
     # --- customers ------------------------------------------------------------------------
 
     def read_payload(self, payload: Any) -> Inbound | None:
-        """An update as Telegram sent it (``Inbound.raw``) read again."""
+        """An update as Telegram sent it (``Inbound.raw``; an album: its updates)
+        read again."""
+        if isinstance(payload, dict) and "media_group" in payload:
+            items = [self.read_payload(item) for item in payload["media_group"]]
+            return merged([item for item in items if item is not None])
         return self.to_inbound(Update.de_json(backfilled(payload), self.bot))
 
     def to_inbound(self, update: Update) -> Inbound | None:
         """A customer's message (or a new version of one: ``edited``) as Inbound, or
         None (not for the inbox)."""
-        message = update.message or update.edited_message
+        message = (update.message or update.edited_message or update.business_message
+                   or update.edited_business_message)
         if message is None:
             return self.ignored("not_a_message")  # a member joined, a poll closed, ...
         chat = message.chat
         if chat.id == self.settings.staff.telegram_chat_id:
             return None  # the staff group is the staff's command line, not a customer
+        business = message.business_connection_id
+        if business and not customer_wrote(message):
+            return self.ignored("business_owner")  # the account's owner, or our own reply
         author = _author(message)
         if author is None:
             return self.ignored("from_a_bot")  # a bot, or a service message
@@ -314,18 +357,24 @@ class TelegramAdapter(ChannelAdapter):
             return self.ignored("group_chatter")  # talk that does not address the bot
         author_id, handle, name = author
         private = chat.type == chat.PRIVATE
-        thread = f"chat:{chat.id}" if private else f"chat:{chat.id}:user:{author_id}"
+        # A chat through the company's business account is not the chat with the bot:
+        # its own thread, its own message ids, answered through the connection.
+        place = f"business:{chat.id}" if business else f"chat:{chat.id}"
+        thread = place if private else f"{place}:user:{author_id}"
         target = TelegramTarget(
             chat_id=chat.id, reply_to_message_id=message.message_id,
-            message_thread_id=message.message_thread_id if message.is_topic_message else None)
+            message_thread_id=message.message_thread_id if message.is_topic_message else None,
+            business_connection_id=business)
         return Inbound(
-            channel=CHANNEL, external_id=f"{chat.id}:{message.message_id}", thread_key=thread,
-            author_id=author_id, author_handle=handle, author_name=name,
+            channel=CHANNEL, external_id=f"{'b' if business else ''}{chat.id}:"
+                                         f"{message.message_id}",
+            thread_key=thread, author_id=author_id, author_handle=handle, author_name=name,
             text=text_of(message), attachments=attachments_of(message),
             sent_at=message.date.astimezone(UTC),
-            reply_target=target.model_dump(exclude_none=True),
-            raw=update.to_dict(), edited=update.edited_message is not None,
-            greeting=private and OPENING.fullmatch(message.text or "") is not None)
+            reply_target=target.model_dump(exclude_none=True), raw=update.to_dict(),
+            edited=(update.edited_message or update.edited_business_message) is not None,
+            greeting=private and not business
+            and OPENING.fullmatch(message.text or "") is not None)
 
     def _addressed_to_bot(self, message: Message) -> bool:
         replied = message.reply_to_message
@@ -338,6 +387,13 @@ class TelegramAdapter(ChannelAdapter):
                    or (e.user is not None and e.user.id == self.bot.id)  # a text mention
                    for e, text in mentions.items())
 
+    async def fetch_attachment(self, attachment: Attachment) -> tuple[bytes, str] | None:
+        """A customer's file by its file id (getFile), for `sameday media get`; what has
+        no file id but a URL is downloaded from it."""
+        if attachment.file_id:
+            return await fetch_file(self.settings.channels.telegram, attachment)
+        return await super().fetch_attachment(attachment)
+
     # --- sending -------------------------------------------------------------------------------
 
     def _where(self, outbound: Outbound) -> Where:
@@ -345,7 +401,8 @@ class TelegramAdapter(ChannelAdapter):
         if outbound.channel == STAFF_CHANNEL:
             return self.staff.where(StaffMessage.from_row(outbound.target, outbound.text))
         target = self.reply_target(outbound)
-        return Where(target.chat_id, target.message_thread_id, target.reply_to_message_id)
+        return Where(target.chat_id, target.message_thread_id, target.reply_to_message_id,
+                     target.business_connection_id)
 
     def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
         try:
@@ -387,7 +444,8 @@ class TelegramAdapter(ChannelAdapter):
         for index, part in enumerate(parts):
             sent = await self.bot.send_message(
                 chat_id=where.chat_id, text=part, message_thread_id=where.thread_id,
-                parse_mode=parse_mode, link_preview_options=NO_PREVIEW,
+                business_connection_id=where.business, parse_mode=parse_mode,
+                link_preview_options=NO_PREVIEW,
                 reply_markup=markup if index == len(parts) - 1 else None,
                 reply_parameters=ReplyParameters(message_id=reply_to,
                                                  allow_sending_without_reply=True)

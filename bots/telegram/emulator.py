@@ -2,7 +2,9 @@
 
 Methods: getMe, getChat, deleteWebhook, getUpdates (held open up to ``timeout``, honouring
 ``offset`` the way Telegram does: an offset confirms every earlier update), sendMessage,
-editMessageText, answerCallbackQuery, createForumTopic, setMyCommands. Errors come in
+editMessageText, answerCallbackQuery, createForumTopic, setMyCommands, the media
+methods, sendMediaGroup, copyMessage(s), sendLocation, sendContact, getFile (files
+added with ``add_file``, their bytes at ``/file/bot<token>/<file_path>``). Errors come in
 Bot API form (``{"ok": false, "error_code": 429, "parameters": {"retry_after": N}}``,
 403 for a user who blocked the bot).
 
@@ -27,9 +29,25 @@ BOT_USER = {"id": 7000000001, "is_bot": True, "first_name": "Sameday", "username
             "can_join_groups": True, "can_read_all_group_messages": False,
             "supports_inline_queries": False}
 MAX_TEXT = 4096
+MAX_FILE = 20 * 1024 * 1024  # what getFile lets a bot download
+# Who Telegram names as the sender of a message written as a chat
+# (tests/fixtures/real/telegram/anonymous_admin_sender_chat_forward_origin.json).
+ANONYMOUS_ADMIN = {"id": 1087968824, "is_bot": True, "first_name": "Group",
+                   "username": "GroupAnonymousBot"}
+CHANNEL_BOT = {"id": 136817688, "is_bot": True, "first_name": "Channel",
+               "username": "Channel_Bot"}
+# Update types sent while a bot never named allowed_updates (Bot API, getUpdates): all
+# but chat_member, message_reaction and message_reaction_count, which must be asked for.
+DEFAULT_UPDATES = ("message", "edited_message", "channel_post", "edited_channel_post",
+                   "business_connection", "business_message", "edited_business_message",
+                   "deleted_business_messages", "inline_query", "chosen_inline_result",
+                   "callback_query", "shipping_query", "pre_checkout_query",
+                   "purchased_paid_media", "poll", "poll_answer", "my_chat_member",
+                   "chat_join_request", "chat_boost", "removed_chat_boost")
 MEDIA_METHODS = {"sendPhoto": "photo", "sendVoice": "voice", "sendVideo": "video",
                  "sendAudio": "audio", "sendDocument": "document",
-                 "sendAnimation": "animation", "sendVideoNote": "video_note"}
+                 "sendAnimation": "animation", "sendVideoNote": "video_note",
+                 "sendSticker": "sticker"}
 NAMED = ("audio", "document", "video", "animation")  # kinds whose files keep their names
 # What copyMessage carries over from the original.
 COPIED = ("text", "entities", "caption", "caption_entities", "photo", "voice", "video",
@@ -61,10 +79,15 @@ class TelegramEmulator(Emulator):
         self.per_bot = SlidingWindow(30, 1.0)
         self.per_chat = SlidingWindow(1, 1.0)
         self.per_group = SlidingWindow(20, 60.0)
+        self.allowed_updates: list[str] = list(DEFAULT_UPDATES)
+        self.business: dict[str, dict[str, Any]] = {}  # connection id -> BusinessConnection
         self._next_update = 1
         self._next_message: dict[int, int] = {}
         self._new_update = asyncio.Condition()
-        self.app.add_routes([web.route("*", "/bot{token}/{method}", self._api)])
+        # Customers' files getFile knows: file_id -> (file_unique_id, file_path, bytes).
+        self.files_by_id: dict[str, tuple[str, str, bytes]] = {}
+        self.app.add_routes([web.route("*", "/bot{token}/{method}", self._api),
+                             web.get("/file/bot{token}/{file_path:.+}", self._file_download)])
 
     # --- what tests and the demo inject --------------------------------------------------
 
@@ -91,43 +114,101 @@ class TelegramEmulator(Emulator):
                        chat_type: str = "private", reply_to_message_id: int | None = None,
                        message_thread_id: int | None = None,
                        entities: list[dict[str, Any]] | None = None,
-                       date: int | None = None, **content: Any) -> dict[str, Any]:
+                       date: int | None = None, as_chat: dict[str, Any] | None = None,
+                       business_connection_id: str | None = None,
+                       **content: Any) -> dict[str, Any]:
         """A message from a user, as the next update; returns the message. ``content``:
-        more message fields as the Bot API names them (photo, caption, voice, ...)."""
+        more message fields as the Bot API names them (photo, caption, voice, ...).
+        ``as_chat``: written as that chat (a channel, or the group itself: an anonymous
+        admin; sign it with ``author_signature`` in ``content``).
+        ``business_connection_id``: written in a chat of that connection's business
+        account (a ``business_message``; ``chat_id`` is the customer's private chat with
+        the account, ``user_id`` the writer: that customer, or the account's owner)."""
         user = {"id": user_id, "is_bot": False, "first_name": first_name}
         if username:
             user["username"] = username
         chat = self.chat(chat_id, chat_type, **user)
+        where = _where(chat_id, business_connection_id)
         message: dict[str, Any] = {
-            "message_id": self._message_id(chat_id), "from": user, "chat": chat,
+            "message_id": self._message_id(where), "from": user, "chat": chat,
             "date": date or int(self.message_time()),
         }
+        if as_chat is not None:
+            message["sender_chat"] = as_chat
+            message["from"] = ANONYMOUS_ADMIN if as_chat["id"] == chat_id else CHANNEL_BOT
+        if business_connection_id is not None:
+            message["business_connection_id"] = business_connection_id
         if text is not None:
             message["text"] = text
-            mentions = [{"type": "mention", "offset": i, "length": len(w)}
-                        for i, w in _words_with_offsets(text) if w.startswith("@")]
+            mentions = [{"type": "mention", "offset": offset, "length": length}
+                        for offset, length, word in _words_in_utf16(text)
+                        if word.startswith("@")]
             if entities or mentions:
                 message["entities"] = entities or mentions
         if reply_to_message_id is not None:
-            replied = self.messages.get((chat_id, reply_to_message_id))
+            replied = self.messages.get((where, reply_to_message_id))
             message["reply_to_message"] = replied or {
                 "message_id": reply_to_message_id, "chat": chat, "date": message["date"]}
         if message_thread_id is not None:
             message["message_thread_id"] = message_thread_id
             message["is_topic_message"] = True
         message.update(content)
-        self.messages[(chat_id, message["message_id"])] = message
-        self.inject_update({"message": message})
+        self.messages[(where, message["message_id"])] = message
+        self.inject_update({"business_message" if business_connection_id else "message":
+                            message})
         return message
 
-    def inject_edit(self, *, chat_id: int, message_id: int, text: str) -> dict[str, Any]:
+    def inject_album(self, *, chat_id: int, user_id: int, items: list[dict[str, Any]],
+                     caption: str | None = None, **fields: Any) -> list[dict[str, Any]]:
+        """An album: one update per item (``items``: {"photo": [...]}, {"video": {...}}),
+        sharing a media_group_id, the caption on the first, as Telegram sends it
+        (tests/fixtures/real/telegram/album_item_photo_media_group.json)."""
+        group = str(13000000000000000 + self._next_update)
+        return [self.inject_message(chat_id=chat_id, user_id=user_id, media_group_id=group,
+                                    **item, **({"caption": caption}
+                                               if caption and index == 0 else {}),
+                                    **fields)
+                for index, item in enumerate(items)]
+
+    def connect_business(self, *, owner_id: int, first_name: str = "Owner",
+                         username: str | None = None, can_reply: bool = True,
+                         enabled: bool = True) -> str:
+        """The owner of a Telegram Business account connects the bot (or changes its
+        rights, or turns it off): a business_connection update with the fields of the
+        Bot API's BusinessConnection and BusinessBotRights (Bot API 9.0; no public
+        recording exists); returns the connection's id."""
+        connection_id = next((cid for cid, c in self.business.items()
+                              if c["user"]["id"] == owner_id), f"bc{len(self.business) + 1}")
+        owner = {"id": owner_id, "is_bot": False, "first_name": first_name}
+        if username:
+            owner["username"] = username
+        connection = {"id": connection_id, "user": owner, "user_chat_id": owner_id,
+                      "date": int(self.message_time()), "is_enabled": enabled,
+                      "rights": {"can_reply": True} if can_reply else {}}
+        self.business[connection_id] = connection
+        self.inject_update({"business_connection": connection})
+        return connection_id
+
+    def add_file(self, content: bytes, file_path: str) -> dict[str, Any]:
+        """A customer's file kept by "Telegram", for a message's photo size, voice or
+        document (``file_path`` as Telegram makes them: "photos/file_3.jpg",
+        "voice/file_4.oga"); returns its file_id, file_unique_id and file_size."""
+        number = len(self.files_by_id) + 1
+        file_id, unique_id = f"AgACAgIAAxkBAAI{number:04d}", f"AQAD{number:04d}"
+        self.files_by_id[file_id] = (unique_id, file_path, content)
+        return {"file_id": file_id, "file_unique_id": unique_id, "file_size": len(content)}
+
+    def inject_edit(self, *, chat_id: int, message_id: int, text: str,
+                    business_connection_id: str | None = None) -> dict[str, Any]:
         """The customer edits a message: an edited_message update with the whole message
         as it now is and its edit_date (as in tests/fixtures/real/telegram/
-        docs_edited_message.json)."""
-        message = dict(self.messages[(chat_id, message_id)], text=text,
+        docs_edited_message.json); in a business chat, an edited_business_message."""
+        where = _where(chat_id, business_connection_id)
+        message = dict(self.messages[(where, message_id)], text=text,
                        edit_date=int(self.message_time()))
-        self.messages[(chat_id, message_id)] = message
-        self.inject_update({"edited_message": message})
+        self.messages[(where, message_id)] = message
+        self.inject_update({"edited_business_message" if business_connection_id
+                            else "edited_message": message})
         return message
 
     def inject_callback(self, *, user_id: int, chat_id: int, message_id: int, data: str,
@@ -199,6 +280,27 @@ class TelegramEmulator(Emulator):
             return _error(403, "Forbidden: bot was blocked by the user")
         return None
 
+    async def _m_getFile(self, params: dict[str, Any]) -> web.Response:
+        """A File (https://core.telegram.org/bots/api#getfile): its bytes are then at
+        /file/bot<token>/<file_path>; over 20 MB Telegram refuses bots."""
+        found = self.files_by_id.get(str(params["file_id"]))
+        if found is None:
+            return _error(400, "Bad Request: invalid file_id")
+        unique_id, file_path, content = found
+        if len(content) > MAX_FILE:
+            return _error(400, "Bad Request: file is too big")
+        return _ok({"file_id": str(params["file_id"]), "file_unique_id": unique_id,
+                    "file_size": len(content), "file_path": file_path})
+
+    async def _file_download(self, request: web.Request) -> web.Response:
+        if self.token is not None and request.match_info["token"] != self.token:
+            return _error(401, "Unauthorized")
+        path = request.match_info["file_path"]
+        for _, file_path, content in self.files_by_id.values():
+            if file_path == path:
+                return web.Response(body=content, content_type="application/octet-stream")
+        return _error(404, "Not Found")
+
     async def _m_getMe(self, params: dict[str, Any]) -> web.Response:
         return _ok(BOT_USER)
 
@@ -221,11 +323,15 @@ class TelegramEmulator(Emulator):
         limit = min(int(params.get("limit") or 100), 100)
         timeout = float(params.get("timeout") or 0)
         self.offsets.append(offset)
+        if params.get("allowed_updates") is not None:  # kept until a call names others
+            self.allowed_updates = list(_json(params["allowed_updates"])) or list(
+                DEFAULT_UPDATES)
         if offset > self.confirmed:
             self.confirmed = offset  # Telegram forgets confirmed updates for good
         deadline = time.monotonic() + timeout
         while True:
-            ready = [u for u in self.updates if u["update_id"] >= max(offset, self.confirmed)]
+            ready = [u for u in self.updates if u["update_id"] >= max(offset, self.confirmed)
+                     and _kind(u) in self.allowed_updates]
             if ready or time.monotonic() >= deadline:
                 return _ok(ready[:limit])
             async with self._new_update:
@@ -247,7 +353,8 @@ class TelegramEmulator(Emulator):
         message["text"] = text
         return self._posted(message)
 
-    async def _send_media(self, kind: str, params: dict[str, Any]) -> web.Response:
+    async def _send_media(self, kind: str, params: dict[str, Any],
+                          media_group_id: str | None = None) -> web.Response:
         """sendPhoto, sendVoice, ...: a file id, a URL, or an uploaded file (multipart;
         a field named after the kind, or "attach://<field>")."""
         value = params.get(kind)
@@ -277,7 +384,12 @@ class TelegramEmulator(Emulator):
             item |= {"width": 800, "height": 600} if kind != "video_note" else {"length": 240}
         if kind in ("voice", "audio", "video", "animation", "video_note"):
             item["duration"] = int(params.get("duration") or 1)
+        if kind == "sticker":
+            item |= {"width": 512, "height": 512, "is_animated": False, "is_video": False,
+                     "type": "regular"}
         message[kind] = [item] if kind == "photo" else item
+        if media_group_id:
+            message["media_group_id"] = media_group_id
         if params.get("caption"):
             message["caption"] = str(params["caption"])
         return self._posted(message)
@@ -297,6 +409,51 @@ class TelegramEmulator(Emulator):
         message["contact"] = {"phone_number": str(params["phone_number"]),
                               "first_name": str(params["first_name"])}
         return self._posted(message)
+
+    async def _m_copyMessages(self, params: dict[str, Any]) -> web.Response:
+        """Several messages copied at once, an album kept an album (a new
+        media_group_id shared by the copies); answers their MessageIds."""
+        ids = [int(i) for i in _json(params["message_ids"])]
+        source = int(params["from_chat_id"])
+        originals = [self.messages.get((source, i)) for i in ids]
+        if not ids or None in originals:
+            return _error(400, "Bad Request: message to copy not found")
+        group = f"copy{self._next_update}{ids[0]}"
+        copied = []
+        for message_id, original in zip(ids, originals, strict=True):
+            message = self._bot_message(params)
+            if isinstance(message, web.Response):
+                return message
+            message |= {key: value for key, value in original.items() if key in COPIED}
+            if "media_group_id" in original:
+                message["media_group_id"] = group
+            message["copied_from"] = {"chat_id": source, "message_id": message_id}
+            self._posted(message)
+            copied.append({"message_id": message["message_id"]})
+        return _ok(copied)
+
+    async def _m_sendMediaGroup(self, params: dict[str, Any]) -> web.Response:
+        """An album of 2-10 photos/videos (InputMedia, files as attach://<field>);
+        answers the messages, sharing a media_group_id."""
+        items = _json(params.get("media"))
+        if not isinstance(items, list) or not 2 <= len(items) <= 10:
+            return _error(400, "Bad Request: wrong number of media in the album")
+        group = f"album{self._next_update}{len(self.sent)}"
+        posted = []
+        for item in items:
+            kind = item["type"]
+            fields = {kind: item["media"], "caption": item.get("caption"),
+                      "chat_id": params["chat_id"],
+                      "message_thread_id": params.get("message_thread_id"),
+                      "reply_parameters": params.get("reply_parameters")}
+            if isinstance(item["media"], str) and item["media"].startswith("attach://"):
+                fields[kind] = params.get(item["media"].removeprefix("attach://"))
+            answer = await self._send_media(kind, fields, media_group_id=group)
+            body = json.loads(answer.body)
+            if not body["ok"]:
+                return answer
+            posted.append(body["result"])
+        return _ok(posted)
 
     async def _m_copyMessage(self, params: dict[str, Any]) -> web.Response:
         """The original's content (not its sender) as a new message of the bot; answers
@@ -326,12 +483,23 @@ class TelegramEmulator(Emulator):
         if limited is not None:
             return limited
         chat = self.chat(chat_id, "private" if chat_id > 0 else "supergroup")
-        message: dict[str, Any] = {"message_id": self._message_id(chat_id), "from": BOT_USER,
+        business = params.get("business_connection_id")
+        where = _where(chat_id, business)
+        message: dict[str, Any] = {"message_id": self._message_id(where), "from": BOT_USER,
                                    "chat": chat, "date": int(self.message_time())}
+        if business:
+            connection = self.business.get(str(business))
+            if connection is None or not connection["is_enabled"]:
+                return _error(400, "Bad Request: BUSINESS_CONNECTION_INVALID")
+            if not connection["rights"].get("can_reply"):
+                return _error(403, "Forbidden: BOT_BUSINESS_MISSING")
+            # Sent as the account, by the bot (Bot API: Message.sender_business_bot).
+            message |= {"from": connection["user"], "sender_business_bot": BOT_USER,
+                        "business_connection_id": business}
         reply = _json(params.get("reply_parameters")) or {}
         reply_to = reply.get("message_id") or params.get("reply_to_message_id")
         if reply_to:
-            original = self.messages.get((chat_id, int(reply_to)))
+            original = self.messages.get((where, int(reply_to)))
             if original is None and not reply.get("allow_sending_without_reply"):
                 return _error(400, "Bad Request: message to be replied not found")
             if original is not None:
@@ -345,7 +513,8 @@ class TelegramEmulator(Emulator):
         return message
 
     def _posted(self, message: dict[str, Any]) -> web.Response:
-        self.messages[(message["chat"]["id"], message["message_id"])] = message
+        where = _where(message["chat"]["id"], message.get("business_connection_id"))
+        self.messages[(where, message["message_id"])] = message
         self.record_sent(message)
         return _ok(_public(message))
 
@@ -427,10 +596,26 @@ def _public(message: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in message.items() if k != "parse_mode"}
 
 
-def _words_with_offsets(text: str) -> list[tuple[int, str]]:
+def _words_in_utf16(text: str) -> list[tuple[int, int, str]]:
+    """Each word with its offset and length in UTF-16 code units, as the Bot API counts
+    entities (an emoji outside the BMP counts two)."""
     out, position = [], 0
     for word in text.split():
         position = text.index(word, position)
-        out.append((position, word))
+        out.append((_utf16(text[:position]), _utf16(word), word))
         position += len(word)
     return out
+
+
+def _utf16(text: str) -> int:
+    return len(text.encode("utf-16-le", "surrogatepass")) // 2  # chaos sends lone ones
+
+
+def _kind(update: dict[str, Any]) -> str:
+    return next((key for key in update if key != "update_id"), "")
+
+
+def _where(chat_id: int, business_connection_id: str | None) -> Any:
+    """The key of a chat's messages: a business account's chat with a customer has its
+    own message ids, apart from the customer's chat with the bot."""
+    return (business_connection_id, chat_id) if business_connection_id else chat_id

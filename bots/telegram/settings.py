@@ -44,6 +44,10 @@ class TelegramTarget(BaseModel):
     chat_id: int
     reply_to_message_id: int | None = None
     message_thread_id: int | None = None
+    # A customer who wrote to the company's own account (Telegram Business) is answered
+    # through that connection, as the account.
+    business_connection_id: str | None = None
+    album: tuple[int, ...] | None = None  # the message ids of an album's items
 
 
 def check(settings: Any) -> list[tuple[str, Any, str]]:

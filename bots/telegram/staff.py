@@ -103,6 +103,7 @@ class Where:
     chat_id: int
     thread_id: int | None = None
     reply_to: int | None = None
+    business: str | None = None  # a Telegram Business connection to answer through
 
 
 class TelegramStaffChat:

@@ -3,11 +3,13 @@
 A line names the ticket ("#12 Kate sent:"), then the media answer it:
 
 - a Telegram customer's message is copied as it is (``copyMessage``: photo, voice,
-  album item, sticker, location, with its caption), nothing downloaded;
+  sticker, location, with its caption; an album with ``copyMessages``, still one album),
+  nothing downloaded; a Telegram Business message, which the bot cannot copy, is sent
+  again by its file ids;
 - media of other platforms are downloaded from their URLs (at most ``MAX_DOWNLOAD``
   bytes, ``DOWNLOAD_TIMEOUT`` seconds, the content type checked: a photo must be an
   image, else it is sent as a document) and sent as the same kind: photo as photo, voice
-  as voice, document as document;
+  as voice, document as document; several photos and videos as one album;
 - a location or a contact is sent as one; what cannot be shown (no URL, too big, the
   download fails) stays a clear line in the text: kind, name, size, link.
 
@@ -21,16 +23,14 @@ from dataclasses import dataclass
 from typing import Any
 
 import httpx
-from telegram import Bot, InputFile, ReplyParameters
+from telegram import Bot, InputFile, InputMediaPhoto, InputMediaVideo, ReplyParameters
 
 from bots.telegram.staff import Where
+from core.delivery.files import DOWNLOAD_TIMEOUT, download, extension
 from core.domain.records import Attachment, Delivered
 from core.staff.cards import StaffMessage, attachment_line
 
 log = logging.getLogger(__name__)
-
-MAX_DOWNLOAD = 20 * 1024 * 1024  # Telegram takes 50 MB from a bot, 10 MB for a photo
-DOWNLOAD_TIMEOUT = 30.0
 
 
 @dataclass(frozen=True)
@@ -48,8 +48,16 @@ SENDERS = {
     "video": Sender("send_video", "video", ("video/",)),
     "animation": Sender("send_animation", "animation", ("video/", "image/gif")),
     "document": Sender("send_document", "document", ()),
+    # Only by a file id of this bot: Telegram's own formats, not fetched from elsewhere.
+    "sticker": Sender("send_sticker", "sticker", ()),
+    "video_note": Sender("send_video_note", "video_note", ()),
 }
 DOCUMENT = SENDERS["document"]
+FILE_ID_ONLY = ("sticker", "video_note")  # no caption either
+TIMED = ("voice", "audio", "video", "animation", "video_note")
+ALBUM_KINDS = ("photo", "video")  # sent together as one album
+ALBUM_SIZE = 10  # items Telegram takes in one album
+PLACES = ("location", "venue", "contact")
 
 
 class StaffMedia:
@@ -58,36 +66,51 @@ class StaffMedia:
         self.channel = channel  # the platform whose messages can be copied
 
     def cost(self, message: StaffMessage) -> int:
-        """Telegram messages the row becomes: the line, then one per item (a copy: one)."""
-        return 1 + (1 if self._copyable(message) else len(message.media))
+        """Telegram messages the row becomes: the line, then one per item."""
+        copy = self._copyable(message)
+        return 1 + (len(copy[1]) if copy else len(message.media))
 
     async def send(self, where: Where, message: StaffMessage) -> Delivered:
-        unshown: list[str] = []
         attachments = [Attachment.from_json(m) for m in message.media]
         header = await self._text(where, "\n".join(message.lines), where.reply_to)
         reply = ReplyParameters(message_id=header, allow_sending_without_reply=True)
         copy = self._copyable(message)
+        unshown: list[str] = []
         if copy is not None:
-            await self.bot.copy_message(chat_id=where.chat_id, from_chat_id=copy[0],
-                                        message_id=copy[1], message_thread_id=where.thread_id,
-                                        reply_parameters=reply)
+            await self._copy(where, reply, *copy)
         else:
+            # A Telegram Business message cannot be copied (the bot is not in that chat),
+            # but its file ids are the bot's to send again.
+            own = (message.media_source or {}).get("channel") == self.channel
             async with httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT,
                                          follow_redirects=True) as http:
-                for attachment in attachments:
-                    if not await self._show(http, where, reply, attachment):
-                        unshown.append(attachment_line(attachment))
+                unshown = await self._show_all(http, where, reply, attachments, own)
         if unshown:  # what could not be shown as media: the line, with its link
             await self._text(where, "\n".join(unshown), header)
         return Delivered(external_id=f"{where.chat_id}:{header}")
 
-    def _copyable(self, message: StaffMessage) -> tuple[int, int] | None:
+    def _copyable(self, message: StaffMessage) -> tuple[int, list[int]] | None:
+        """The chat and message ids (an album's items) to copy, or None."""
         source = message.media_source or {}
         target = source.get("target") or {}
-        if source.get("channel") != self.channel:
+        if source.get("channel") != self.channel or target.get("business_connection_id"):
             return None
         chat_id, message_id = target.get("chat_id"), target.get("reply_to_message_id")
-        return (int(chat_id), int(message_id)) if chat_id and message_id else None
+        if not (chat_id and message_id):
+            return None
+        return int(chat_id), [int(i) for i in target.get("album") or [message_id]]
+
+    async def _copy(self, where: Where, reply: ReplyParameters, chat_id: int,
+                    message_ids: list[int]) -> None:
+        if len(message_ids) == 1:
+            await self.bot.copy_message(chat_id=where.chat_id, from_chat_id=chat_id,
+                                        message_id=message_ids[0],
+                                        message_thread_id=where.thread_id,
+                                        reply_parameters=reply)
+        else:  # an album is copied as one: Telegram keeps its items together
+            await self.bot.copy_messages(chat_id=where.chat_id, from_chat_id=chat_id,
+                                         message_ids=message_ids,
+                                         message_thread_id=where.thread_id)
 
     async def _text(self, where: Where, text: str, reply_to: int | None) -> int:
         sent = await self.bot.send_message(
@@ -97,12 +120,43 @@ class StaffMedia:
             if reply_to else None)
         return sent.message_id
 
-    async def _show(self, http: httpx.AsyncClient, where: Where, reply: ReplyParameters,
-                    attachment: Attachment) -> bool:
-        """Send one attachment as media; False when it can only be a line."""
+    async def _show_all(self, http: httpx.AsyncClient, where: Where, reply: ReplyParameters,
+                        attachments: list[Attachment], own: bool) -> list[str]:
+        """Send each attachment as media, in order; several photos and videos go
+        together as one album where the first of them was. Returns the lines of those
+        that can only be lines."""
         common: dict[str, Any] = {"chat_id": where.chat_id,
                                   "message_thread_id": where.thread_id,
                                   "reply_parameters": reply}
+        unshown: list[str] = []
+        prepared: list[Attachment | Media] = []
+        for attachment in attachments:
+            if attachment.kind in PLACES:
+                prepared.append(attachment)
+            elif (media := await self._media(http, attachment, own)) is not None:
+                prepared.append(media)
+            else:
+                unshown.append(attachment_line(attachment))
+        album = [m for m in prepared if isinstance(m, Media) and m.sender.field in ALBUM_KINDS]
+        for item in prepared:
+            if isinstance(item, Attachment):
+                if not await self._place(item, common):
+                    unshown.append(attachment_line(item))
+            elif len(album) < 2 or item not in album:
+                await item.send(self.bot, common)
+            elif item is album[0]:
+                for start in range(0, len(album), ALBUM_SIZE):
+                    await self._album(album[start:start + ALBUM_SIZE], common)
+        return unshown
+
+    async def _album(self, items: list[Media], common: dict[str, Any]) -> None:
+        if len(items) == 1:  # what is left over after full albums of ten
+            await items[0].send(self.bot, common)
+        else:
+            await self.bot.send_media_group(media=[m.input_media() for m in items], **common)
+
+    async def _place(self, attachment: Attachment, common: dict[str, Any]) -> bool:
+        """A location or a contact, sent as one; False if it lacks what that needs."""
         if attachment.latitude is not None and attachment.longitude is not None:
             await self.bot.send_location(latitude=attachment.latitude,
                                          longitude=attachment.longitude, **common)
@@ -111,52 +165,54 @@ class StaffMedia:
             await self.bot.send_contact(phone_number=attachment.phone,
                                         first_name=attachment.title or "contact", **common)
             return True
+        return False
+
+    async def _media(self, http: httpx.AsyncClient, attachment: Attachment,
+                     own: bool) -> Media | None:
+        """What to send for one attachment: this bot's own file id, or the file
+        downloaded from its URL; None when it can only be a line."""
         sender = SENDERS.get(attachment.kind)
-        if sender is None or not attachment.url:
-            return False
+        if sender is None:
+            return None
+        caption = (attachment.caption or "")[:1024] or None
+        if own and attachment.file_id:
+            return Media(sender, attachment.file_id, None, caption, attachment.duration)
+        if sender.field in FILE_ID_ONLY or not attachment.url:
+            return None
         downloaded = await download(http, attachment.url)
         if downloaded is None:
-            return False
+            return None
         content, content_type = downloaded
         if sender.types and not content_type.startswith(sender.types):
             sender = DOCUMENT  # not what it claims to be: shown, but as a file
-        name = attachment.file_name or f"{attachment.kind}{_extension(content_type)}"
-        caption = (attachment.caption or "")[:1024] or None
-        if attachment.duration and sender.field in ("voice", "audio", "video", "animation"):
-            common["duration"] = attachment.duration
-        await getattr(self.bot, sender.method)(
-            **{sender.field: InputFile(content, filename=name)}, caption=caption, **common)
-        return True
+        name = attachment.file_name or f"{attachment.kind}{extension(content_type)}"
+        return Media(sender, content, name, caption, attachment.duration)
 
 
-async def download(http: httpx.AsyncClient, url: str) -> tuple[bytes, str] | None:
-    """The file at `url` and its content type, or None (logged) when it is not there,
-    too big, or too slow."""
-    try:
-        async with http.stream("GET", url) as response:
-            if response.status_code != 200:
-                log.warning("media %s: HTTP %s", url, response.status_code)
-                return None
-            declared = int(response.headers.get("content-length") or 0)
-            if declared > MAX_DOWNLOAD:
-                log.warning("media %s: %d bytes, over the %d limit", url, declared,
-                            MAX_DOWNLOAD)
-                return None
-            chunks, size = [], 0
-            async for chunk in response.aiter_bytes():
-                size += len(chunk)
-                if size > MAX_DOWNLOAD:
-                    log.warning("media %s: over the %d bytes limit", url, MAX_DOWNLOAD)
-                    return None
-                chunks.append(chunk)
-            content_type = response.headers.get("content-type", "").split(";")[0].strip()
-            return b"".join(chunks), content_type.lower()
-    except httpx.HTTPError as error:
-        log.warning("media %s: %s: %s", url, type(error).__name__, error)
-        return None
+@dataclass(frozen=True)
+class Media:
+    """One attachment ready to send: the Bot method, the file (an id, or the bytes and
+    their name)."""
 
+    sender: Sender
+    file: bytes | str
+    name: str | None
+    caption: str | None
+    duration: int | None
 
-def _extension(content_type: str) -> str:
-    return {"image/jpeg": ".jpg", "image/png": ".png", "image/gif": ".gif",
-            "audio/ogg": ".ogg", "audio/mpeg": ".mp3", "video/mp4": ".mp4",
-            "application/pdf": ".pdf"}.get(content_type, "")
+    async def send(self, bot: Bot, common: dict[str, Any]) -> None:
+        extra: dict[str, Any] = {}
+        if self.sender.field not in FILE_ID_ONLY:
+            extra["caption"] = self.caption
+        if self.duration and self.sender.field in TIMED:
+            extra["duration"] = self.duration
+        file = InputFile(self.file, filename=self.name) if self.name else self.file
+        await getattr(bot, self.sender.method)(**{self.sender.field: file}, **extra,
+                                               **common)
+
+    def input_media(self) -> InputMediaPhoto | InputMediaVideo:
+        # Bytes given to InputMedia are uploaded as "attach://" parts of the request.
+        if self.sender.field == "photo":
+            return InputMediaPhoto(self.file, caption=self.caption, filename=self.name)
+        return InputMediaVideo(self.file, caption=self.caption, duration=self.duration,
+                               filename=self.name)

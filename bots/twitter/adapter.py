@@ -12,6 +12,11 @@ the most recent mentions (X serves up to 800) -- so mentions written while samed
 not yet running are answered too. Delete the cursor row to replay; there is no option
 to skip the backlog.
 
+Not every mention asks something: a retweet of the company's post, and a quote of its
+own post whose text has no question mark, are kept as non-tickets (``Inbound.note``:
+stored and counted, never acknowledged); ``retweets`` and ``quotes_of_own_posts`` in
+``[channels.twitter]`` choose (docs/channels.md).
+
 Sending: every answer is a reply to the customer's tweet (``in_reply_to_tweet_id``),
 fitted to 280 weighted characters at a word boundary (``core.tweet_text``).
 """
@@ -22,6 +27,7 @@ import asyncio
 import contextlib
 import html
 import logging
+import re
 import time
 from datetime import datetime
 from typing import Any
@@ -68,6 +74,10 @@ MAX_RESULTS = 100  # the most X serves per page: fewest billed requests per poll
 Includes = dict[str, dict[str, dict[str, Any]]]  # "users"/"media"/"tweets" by id
 USER_FIELDS = ["username", "name"]
 STOP_GRACE = 2.0  # seconds a poll in flight may take to finish when stopping
+# What a quote's own text is read without when asking "does it ask something?": links
+# (t.co, the quoted post's own link) and @mentions.
+LINKS_AND_MENTIONS = re.compile(r"(?:https?://|www\.)\S+|@\w+")
+QUESTION_MARKS = ("?", "？")  # ASCII and full-width (CJK)
 
 
 class MalformedPage(Exception):
@@ -259,8 +269,9 @@ class TwitterAdapter(ChannelAdapter):
     def read_payload(self, payload: Any) -> Inbound | None:
         """A mention as kept in ``Inbound.raw``: {"tweet": ..., "author", "media",
         "quoted": its share of the page's includes} (bots.twitter.media.payloads_of).
-        None for our own posts and retweets; a malformed tweet raises MalformedPage (it
-        is quarantined)."""
+        None for our own posts (and retweets with ``retweets = "ignore"``); a retweet, or
+        a quote of our own post that asks nothing, is a non-ticket (``Inbound.note``); a
+        malformed tweet raises MalformedPage (it is quarantined)."""
         tweet, author = payload["tweet"], payload.get("author")
         if not isinstance(tweet, dict):
             raise MalformedPage(f"a tweet that is not an object: {tweet!r:.300}")
@@ -270,9 +281,9 @@ class TwitterAdapter(ChannelAdapter):
         tweet_id, author_id = str(tweet["id"]), str(tweet["author_id"])
         if author_id == self.user_id:
             return self.ignored("own_post")
-        if any(isinstance(ref, dict) and ref.get("type") == "retweeted"
-               for ref in tweet.get("referenced_tweets") or ()):
-            return self.ignored("retweet")  # "RT @company ...": sharing asks nothing
+        note = self._note_kind(tweet, payload.get("quoted"))
+        if note == "retweet" and self.x.retweets == "ignore":
+            return self.ignored("retweet")
         user = author if isinstance(author, dict) else {}
         username = user.get("username")
         conversation = tweet.get("conversation_id") or tweet_id
@@ -288,7 +299,26 @@ class TwitterAdapter(ChannelAdapter):
             author_handle=f"@{username}" if username else None, author_name=user.get("name"),
             reply_target=XTarget(in_reply_to_tweet_id=tweet_id,
                                  username=username).model_dump(exclude_none=True),
-            raw=payload)
+            raw=payload, note=note)
+
+    def _note_kind(self, tweet: dict[str, Any], quoted: Any) -> str | None:
+        """The kind of non-ticket this post is kept as, or None for a ticket: "retweet"
+        for a retweet ("RT @company ...": sharing asks nothing), "quote" for a quote of
+        our own post that is not to be a ticket (``quotes_of_own_posts``). A quote of
+        somebody else's post, or of a post X did not include (deleted, protected), is a
+        mention like any other; so is a quote that also replies (it is written in a
+        conversation, to whom it answers)."""
+        kinds = {ref.get("type") for ref in tweet.get("referenced_tweets") or ()
+                 if isinstance(ref, dict)}
+        if "retweeted" in kinds:
+            return "retweet"
+        if "quoted" not in kinds or "replied_to" in kinds or not isinstance(quoted, dict) \
+                or self.user_id is None or str(quoted.get("author_id")) != self.user_id:
+            return None
+        policy = self.x.quotes_of_own_posts
+        if policy == "ticket" or (policy == "question" and asks_something(text_of(tweet))):
+            return None
+        return "quote"
 
     def _sent_at(self, tweet: dict[str, Any]) -> datetime:
         """created_at ("2026-11-24T07:00:00.000Z") as aware UTC; arrival time if absent."""
@@ -353,6 +383,13 @@ def _rate_headers(headers: Any) -> tuple[int, float] | None:
     except (KeyError, ValueError):
         return None
     return remaining, max(0.0, reset_at - time.time())
+
+
+def asks_something(text: str) -> bool:
+    """Whether a post's own words ask something: a question mark ("?" or the full-width
+    "？") once links and @mentions are left out (a link's query string is no question)."""
+    words = LINKS_AND_MENTIONS.sub(" ", text)
+    return any(mark in words for mark in QUESTION_MARKS)
 
 
 def parse_created_at(value: Any) -> datetime:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, field_validator
 
@@ -22,6 +23,14 @@ class TwitterSettings(ChannelSettings):
     base_url: str = "https://api.twitter.com"
     # Every mentions read is billed on X's pay-per-use API: see docs/channels.md.
     poll_interval: Duration = timedelta(seconds=60)
+    # A retweet ("RT @company ...") shares, it asks nothing: "note" keeps it as a
+    # non-ticket (stored, counted, never acknowledged), "ignore" only counts it.
+    retweets: Literal["note", "ignore"] = "note"
+    # A quote of the company's own post: "question" opens a ticket only when the quote's
+    # own text (without links and @mentions) asks something ("?" or "？"), else it is kept
+    # as a non-ticket; "ticket": every one opens a ticket; "note": none does. A quote of
+    # anybody else's post that mentions the company is a mention like any other.
+    quotes_of_own_posts: Literal["question", "ticket", "note"] = "question"
 
     @field_validator("poll_interval")
     @classmethod

@@ -44,6 +44,7 @@ from bots.common.polling import (
     read_payloads,
     run_until_stopped,
 )
+from bots.vk.comments import BY_KIND, EDITS, PLACES, Place, answer_values
 from bots.vk.errors import api_delivery_error
 from bots.vk.media import attachments_of
 from bots.vk.settings import VKTarget
@@ -224,14 +225,19 @@ class VKAdapter(ChannelAdapter):
         version = str(settings.get("api_version") or "")
         if version and _version(version) < (5, 103):
             problems.append(
-                f"the community's Long Poll API version is {version}, whose events are "
-                f"not read: choose 5.103 or later in Manage community > API usage > "
+                f"the community's Long Poll API version is {version}, older than "
+                f"5.103, whose event format VK no longer documents (its messages are "
+                f"still read): choose 5.103 or later in Manage community > API usage > "
                 f"Long Poll API")
         events = settings.get("events") or {}
         off = [event for event in EVENTS_READ if not events.get(event)]
         if off:
             problems.append(f"Long Poll events turned off: {', '.join(off)}: turn them on "
                             f"in Manage community > API usage > Long Poll API > Event types")
+        unread = [event for event in COMMENT_EVENTS if not events.get(event)]
+        if unread:  # a community may have no photos, market or board: worth a line only
+            log.warning("vk: Long Poll events turned off, so such comments are not "
+                        "received: %s", ", ".join(unread))
         self.setup_problem = "; ".join(problems) or None
         if self.setup_problem:
             log.error("vk: %s", self.setup_problem)
@@ -294,13 +300,16 @@ class VKAdapter(ChannelAdapter):
 
     def to_inbound(self, raw: dict[str, Any]) -> Inbound | None:
         """A customer's message or comment as Inbound, or None (not for the inbox)."""
-        kind = raw["type"]
+        kind, obj = raw["type"], raw["object"]
         if kind == "message_new":
-            return self._from_message(raw, raw["object"]["message"])
+            # Before Long Poll API 5.103 the object was the message itself.
+            return self._from_message(raw, obj["message"] if "message" in obj else obj)
         if kind == "message_edit":  # its object is the message itself
-            return self._from_message(raw, raw["object"], edited=True)
-        if kind == "wall_reply_new":
-            return self._from_comment(raw, raw["object"])
+            return self._from_message(raw, obj, edited=True)
+        if kind in PLACES:
+            return self._from_comment(raw, obj, PLACES[kind])
+        if kind in EDITS:
+            return self._from_comment(raw, obj, PLACES[EDITS[kind]], edited=True)
         return self.ignored(f"event:{kind}")
 
     def _from_message(self, raw: dict[str, Any], message: dict[str, Any],
@@ -354,21 +363,24 @@ class VKAdapter(ChannelAdapter):
             return True
         return f"[club{self.group_id}|" in str(message.get("text") or "")
 
-    def _from_comment(self, raw: dict[str, Any], comment: dict[str, Any]) -> Inbound | None:
+    def _from_comment(self, raw: dict[str, Any], comment: dict[str, Any], place: Place,
+                      edited: bool = False) -> Inbound | None:
+        """A comment under a post, photo, video, market item or board topic: one thread
+        per customer and object, answered in the same place."""
         from_id, comment_id = int(comment["from_id"]), int(comment["id"])
         if from_id == -self.group_id:
             return self.ignored("own_comment")  # our answers among them
-        owner_id = int(comment.get("owner_id", comment["post_owner_id"]))
-        post_id = int(comment["post_id"])
-        post = f"{owner_id}_{post_id}"
+        owner_id = int(comment.get(place.owner_field, comment.get("owner_id")))
+        object_id = int(comment[place.id_field])
+        where = f"{place.kind}:{owner_id}_{object_id}"
         return Inbound(
-            channel=CHANNEL, external_id=f"wall:{post}_{comment_id}",
-            thread_key=f"wall:{post}:{from_id}", author_id=str(from_id),
+            channel=CHANNEL, external_id=f"{where}_{comment_id}",
+            thread_key=f"{where}:{from_id}", author_id=str(from_id),
             author_handle=_handle(from_id), text=_text(comment), sent_at=_time(comment["date"]),
             attachments=attachments_of(comment),
-            reply_target=VKTarget(type="wall", owner_id=owner_id, post_id=post_id,
+            reply_target=VKTarget(type=place.kind, owner_id=owner_id, post_id=object_id,
                                   reply_to_comment=comment_id).model_dump(exclude_none=True),
-            raw=raw)
+            raw=raw, edited=edited)
 
     # --- sending -------------------------------------------------------------------------------
 
@@ -390,18 +402,19 @@ class VKAdapter(ChannelAdapter):
         return Delivered(external_id=first_id)
 
     async def _send_part(self, address: VKTarget, text: str, key: str) -> str:
-        kind = address.type
-        if kind == "message":
+        if address.type == "message":
+            method = "messages.send"
             values = {"peer_id": address.peer_id, "message": text, "random_id": random_id(key)}
         else:
-            values = {"owner_id": address.owner_id, "post_id": address.post_id,
-                      "from_group": self.group_id, "message": text, "guid": key}
-            if address.reply_to_comment:
-                values["reply_to_comment"] = address.reply_to_comment
-        method = "messages.send" if kind == "message" else "wall.createComment"
+            place = BY_KIND[address.type]
+            method = place.method
+            values = answer_values(place, address.owner_id, address.post_id, self.group_id,
+                                   text, key, address.reply_to_comment)
         response = await self._call(method, values)
         try:
-            return str(int(response if kind == "message" else response["comment_id"]))
+            # wall.createComment answers {"comment_id": N}; the others the id itself.
+            return str(int(response["comment_id"] if isinstance(response, dict)
+                           else response))
         except (KeyError, TypeError, ValueError):
             raise DeliveryError(f"VK answered {method} without an id: {response!r:.200}"
                                 ) from None
@@ -427,7 +440,8 @@ class VKAdapter(ChannelAdapter):
 
 CHAT_PEERS = 2_000_000_000  # peer ids of group chats start here
 NAMES_PER_CALL = 1000  # users.get and groups.getById take up to 1000 ids
-EVENTS_READ = ("message_new", "message_edit", "wall_reply_new")  # what to_inbound reads
+EVENTS_READ = ("message_new", "message_edit", "wall_reply_new")  # needed: a problem if off
+COMMENT_EVENTS = tuple(kind for kind in (*PLACES, *EDITS) if kind != "wall_reply_new")
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -1,9 +1,15 @@
 """A loopback VK API server: the subset vk_api uses for sameday's community bot.
 
 API methods (``POST /method/{name}``, form parameters ``access_token``, ``v``, ...):
-``groups.getLongPollServer``, ``messages.send`` and ``wall.createComment``. Like VK, the
-two sending methods deduplicate: ``random_id`` per peer and ``guid`` per post return the
-first message's id and record nothing new, which is what makes a retried send safe.
+``groups.getLongPollServer``, ``groups.getLongPollSettings``, ``users.get``,
+``groups.getById``, ``messages.send`` and the ``createComment`` of walls, photos, videos,
+market items and board topics. Like VK, the sending methods deduplicate: ``random_id``
+per peer and ``guid`` per commented object return the first message's id and record
+nothing new, which is what makes a retried send safe. Events follow the community's Long
+Poll API version (``long_poll_version``): from 5.103 a message_new's object is
+{"message", "client_info"}, before it the message itself (tests/fixtures/real/vk/
+message_new_old_format_pre5103.json); in group chats a community bot sees ``id: 0``
+(tests/fixtures/real/vk/message_new_group_chat_id0_mention.json).
 Errors come in VK form with HTTP 200: ``{"error": {"error_code": 6, "error_msg": ...}}``.
 
 The Bots Long Poll server lives at ``{url}/lp``: ``?act=a_check&key=..&ts=..&wait=N`` is
@@ -25,6 +31,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any
 
 from aiohttp import web
@@ -67,6 +74,10 @@ class VKEmulator(Emulator):
             "groups.getLongPollServer": self._m_get_long_poll_server,
             "messages.send": self._m_messages_send,
             "wall.createComment": self._m_wall_create_comment,
+            "photos.createComment": partial(self._m_create_comment, "photo_id"),
+            "video.createComment": partial(self._m_create_comment, "video_id"),
+            "market.createComment": partial(self._m_create_comment, "item_id"),
+            "board.createComment": partial(self._m_create_comment, "topic_id"),
             "users.get": self._m_users_get,
             "groups.getLongPollSettings": self._m_long_poll_settings,
             "groups.getById": self._m_groups_get_by_id,
@@ -105,15 +116,35 @@ class VKEmulator(Emulator):
                                       "last_name": name[1]}
         self._conversation[peer_id] = self._conversation.get(peer_id, 0) + 1
         message = {
-            "id": self._message_id(), "date": int(self.message_time()), "peer_id": peer_id,
+            # A community bot sees id 0 for messages in group chats.
+            "id": 0 if peer_id >= CHAT_PEERS else self._message_id(),
+            "date": int(self.message_time()), "peer_id": peer_id,
             "from_id": from_id, "text": text, "out": 0,
             "conversation_message_id": self._conversation[peer_id],
             "fwd_messages": [], "attachments": attachments or [], "important": False,
             "is_hidden": False, **fields,
         }
+        if self.old_format:
+            return self.inject_event("message_new", message)
         client_info = {"button_actions": ["text"], "keyboard": True, "inline_keyboard": True,
                        "carousel": True, "lang_id": 0}
         return self.inject_event("message_new", {"message": message, "client_info": client_info})
+
+    def inject_comment(self, event_type: str, from_id: int, object_id: int, text: str,
+                       owner_id: int | None = None,
+                       attachments: list[dict[str, Any]] | None = None) -> dict[str, Any]:
+        """Someone comments under the community's photo, video, market item or board
+        topic: ``event_type`` photo_comment_new, video_comment_new, market_comment_new
+        or board_post_new, its object named as in tests/fixtures/real/vk/<event>.json."""
+        owner_field, id_field = COMMENT_FIELDS[event_type]
+        comment: dict[str, Any] = {
+            "id": self._next_comment, "from_id": from_id, "date": int(self.message_time()),
+            "text": text, owner_field: -self.group_id if owner_id is None else owner_id,
+            id_field: object_id}
+        if attachments:
+            comment["attachments"] = attachments
+        self._next_comment += 1
+        return self.inject_event(event_type, comment)
 
     def inject_wall_reply(self, from_id: int, post_id: int, text: str,
                           owner_id: int | None = None,
@@ -137,11 +168,17 @@ class VKEmulator(Emulator):
         edited = dict(message, text=text, update_time=int(self.message_time()))
         return self.inject_event("message_edit", edited)
 
+    @property
+    def old_format(self) -> bool:
+        return _version(self.long_poll_version) < (5, 103)
+
     def inject_event(self, event_type: str, obj: dict[str, Any]) -> dict[str, Any]:
         """Append any event to the stream and wake the waiting long polls."""
-        event_id = hashlib.sha1(f"{self.ts + 1}:{event_type}".encode()).hexdigest()
-        event = {"type": event_type, "object": obj, "group_id": self.group_id,
-                 "event_id": event_id, "v": "5.199"}
+        event = {"type": event_type, "object": obj, "group_id": self.group_id}
+        if not self.old_format:  # event_id and v came with 5.103
+            event |= {"event_id": hashlib.sha1(f"{self.ts + 1}:{event_type}".encode()
+                                               ).hexdigest(),
+                      "v": self.long_poll_version}
         self.events.append(event)
         self._changed.set()
         self._changed = asyncio.Event()
@@ -157,10 +194,14 @@ class VKEmulator(Emulator):
             return self.inject_wall_reply(int(body["from_id"]), int(body["post_id"]),
                                           str(body["text"]), body.get("owner_id"),
                                           body.get("reply_to_comment"))
+        if kind == "comment":  # under a photo, video, market item or board topic
+            return self.inject_comment(str(body["type"]), int(body["from_id"]),
+                                       int(body["object_id"]), str(body["text"]),
+                                       body.get("owner_id"))
         if kind == "event":  # any event, as it is (may be deliberately malformed)
             return self.inject_event(str(body["type"]), body["object"])
         raise web.HTTPBadRequest(
-            text=f"unknown kind {kind!r}; allowed: message, wall_reply, event")
+            text=f"unknown kind {kind!r}; allowed: message, wall_reply, comment, event")
 
     def block(self, peer_id: int) -> None:
         """This user has not allowed messages from the community: sends get error 901."""
@@ -169,8 +210,10 @@ class VKEmulator(Emulator):
     def sent_to(self, peer_id: int) -> list[dict[str, Any]]:
         return [m for m in self.sent if m.get("peer_id") == peer_id]
 
-    def comments_on(self, owner_id: int, post_id: int) -> list[dict[str, Any]]:
-        return [c for c in self.sent if c["method"] == "wall.createComment"
+    def comments_on(self, owner_id: int, post_id: int,
+                    method: str = "wall.createComment") -> list[dict[str, Any]]:
+        """What the community commented under an object (``post_id``: its id)."""
+        return [c for c in self.sent if c["method"] == method
                 and (c["owner_id"], c["post_id"]) == (owner_id, post_id)]
 
     # --- API methods ---------------------------------------------------------------------
@@ -269,6 +312,31 @@ class VKEmulator(Emulator):
                           "comment_id": comment_id})
         return _ok({"comment_id": comment_id})
 
+    async def _m_create_comment(self, id_param: str, params: dict[str, Any]
+                                ) -> web.Response:
+        """photos/video/market.createComment (owner_id) and board.createComment
+        (group_id): they answer the new comment's id itself, not {"comment_id": N}."""
+        owner_id = _int(params.get("owner_id"))
+        if owner_id is None and _int(params.get("group_id")) is not None:
+            owner_id = -_int(params.get("group_id"))
+        object_id, message = _int(params.get(id_param)), params.get("message")
+        guid = params.get("guid")
+        if owner_id is None or object_id is None or not message:
+            return _error(100, params)
+        if guid and (owner_id, object_id, guid) in self._by_guid:
+            return _ok(self._by_guid[(owner_id, object_id, guid)])
+        comment_id = self._next_comment
+        self._next_comment += 1
+        if guid:
+            self._by_guid[(owner_id, object_id, guid)] = comment_id
+        method = {"photo_id": "photos", "video_id": "video", "item_id": "market",
+                  "topic_id": "board"}[id_param] + ".createComment"
+        self.record_sent({"method": method, "owner_id": owner_id, "post_id": object_id,
+                          "reply_to_comment": _int(params.get("reply_to_comment")),
+                          "from_group": params.get("from_group"), "message": message,
+                          "guid": guid, "comment_id": comment_id})
+        return _ok(comment_id)
+
     # --- Bots Long Poll --------------------------------------------------------------------
 
     async def _long_poll(self, request: web.Request) -> web.StreamResponse:
@@ -308,6 +376,17 @@ class VKEmulator(Emulator):
         message_id = self._next_message
         self._next_message += 1
         return message_id
+
+
+CHAT_PEERS = 2_000_000_000  # peer ids of group chats start here
+COMMENT_FIELDS = {"photo_comment_new": ("photo_owner_id", "photo_id"),
+                  "video_comment_new": ("video_owner_id", "video_id"),
+                  "market_comment_new": ("market_owner_id", "item_id"),
+                  "board_post_new": ("topic_owner_id", "topic_id")}
+
+
+def _version(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in text.split(".") if part.isdigit())
 
 
 def _ok(response: Any) -> web.Response:

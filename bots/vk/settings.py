@@ -29,11 +29,12 @@ class VKSettings(ChannelSettings):
 
 
 class VKTarget(BaseModel):
-    """Where an answer goes in VK: a conversation, or a comment thread under a wall post."""
+    """Where an answer goes in VK: a conversation, or the comments under a wall post, a
+    photo, a video, a market item or a board topic (``post_id``: that object's id)."""
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    type: Literal["message", "wall"]
+    type: Literal["message", "wall", "photo", "video", "market", "board"]
     peer_id: int | None = None
     owner_id: int | None = None
     post_id: int | None = None
@@ -43,6 +44,6 @@ class VKTarget(BaseModel):
     def _complete(self) -> VKTarget:
         if self.type == "message" and self.peer_id is None:
             raise ValueError("a message target needs peer_id")
-        if self.type == "wall" and (self.owner_id is None or self.post_id is None):
-            raise ValueError("a wall target needs owner_id and post_id")
+        if self.type != "message" and (self.owner_id is None or self.post_id is None):
+            raise ValueError(f"a {self.type} target needs owner_id and post_id")
         return self

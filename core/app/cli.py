@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 
 import typer
 
-from core.app.options import ConfigOption, err, out, settings_or_exit
+from core.app.options import ConfigOption, database_unreadable, err, out, settings_or_exit
 from core.config.settings import Settings
 
 if TYPE_CHECKING:
@@ -155,10 +155,7 @@ async def _report(settings: Settings, period: Period, channel: str | None) -> Re
     try:
         return await report_for_period(store, period, channel)
     except sa.exc.DBAPIError as error:
-        err.print(f"cannot read the database {settings.database.url.split('://')[0]}: "
-                  f"{error.orig}; run `sameday db upgrade` first if it is new",
-                  markup=False, highlight=False)
-        raise typer.Exit(1) from None
+        raise database_unreadable(settings, error) from None
     finally:
         await store.close()
 
@@ -231,6 +228,12 @@ def _register_quarantine_commands() -> None:
     app.add_typer(quarantine_app, name="quarantine")
 
 
+def _register_media_commands() -> None:
+    from core.app.media import media_app
+
+    app.add_typer(media_app, name="media")
+
+
 def _register_plugin_commands() -> None:
     """Commands that live beside the adapters (the demo drives the emulators) come in
     through entry points, so the core never imports them."""
@@ -241,6 +244,7 @@ def _register_plugin_commands() -> None:
 
 
 _register_quarantine_commands()
+_register_media_commands()
 _register_plugin_commands()
 
 if __name__ == "__main__":

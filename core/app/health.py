@@ -37,7 +37,7 @@ from core.domain.kpi import Rate, local_day
 from core.domain.records import Direction, OutboxState
 from core.intake import quarantine
 from core.store.engine import Store
-from core.store.tables import Escalation, Message, Outbox, Quarantine, Ticket
+from core.store.tables import Escalation, Mention, Message, Outbox, Quarantine, Ticket
 from core.store.writes import RECEIVE, SEND
 
 log = logging.getLogger(__name__)
@@ -139,18 +139,20 @@ class DatabaseCollector(Collector):
         self.channels = channels
         self.database_up = False
         self.figures: dict[str, dict[str, float]] = {}
+        self.noted: dict[tuple[str, str], float] = {}  # stored non-tickets by channel, kind
 
     async def refresh(self) -> None:
         enabled = list(self.settings().channels.enabled())
         figures: dict[str, dict[str, float]] = {
             name: dict.fromkeys(enabled, 0.0) for name, _, _ in CHANNEL_METRICS}
         try:
-            read = await asyncio.wait_for(self._read_database(), DATABASE_TIMEOUT)
+            read, noted = await asyncio.wait_for(self._read_database(), DATABASE_TIMEOUT)
             self.database_up = True
         except Exception as error:
             log.warning("metrics: the database does not answer (%s: %s)",
                         type(error).__name__, error)
-            read, self.database_up = {}, False
+            read, noted, self.database_up = {}, {}, False
+        self.noted = noted
         for name, values in read.items():
             figures[name].update(values)
         figures.update(self._adapter_figures())
@@ -177,6 +179,12 @@ class DatabaseCollector(Collector):
         for (channel, kind), count in sorted(self.ignored.items()):
             left_out.add_metric([channel, kind], count)
         yield left_out
+        kept = CounterMetricFamily(
+            "sameday_noted", "Posts kept as non-tickets (no ticket, no acknowledgement), "
+            "by kind (retweet, quote).", labels=["channel", "kind"])
+        for (channel, kind), count in sorted(self.noted.items()):
+            kept.add_metric([channel, kind], count)
+        yield kept
         for name, kind, help_text in CHANNEL_METRICS:
             family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             family = family_type(name, help_text, labels=["channel"])
@@ -204,7 +212,8 @@ class DatabaseCollector(Collector):
         return {"sameday_poll_errors": errors, "sameday_channel_connected": connected,
                 "sameday_channel_last_poll_ok_timestamp_seconds": last_ok}
 
-    async def _read_database(self) -> dict[str, dict[str, float]]:
+    async def _read_database(self) -> tuple[dict[str, dict[str, float]],
+                                            dict[tuple[str, str], float]]:
         now = self.clock.now()
         day_start, day_end = local_day(now, ZoneInfo(self.settings().calendar.timezone))
         counts = {
@@ -234,9 +243,13 @@ class DatabaseCollector(Collector):
                 figures[name] = {channel: float(value) for channel, value in rows}
             ages = {channel: max(0.0, (now - due).total_seconds())
                     for channel, due in await session.execute(oldest_due)}
+            noted = {(channel, kind): float(value) for channel, kind, value in
+                     await session.execute(
+                         sa.select(Mention.channel, Mention.kind, sa.func.count())
+                         .group_by(Mention.channel, Mention.kind))}
         figures["sameday_outbox_oldest_due_age_seconds"] = {
             channel: ages.get(channel, 0.0) for channel in figures["sameday_outbox_depth"]}
-        return figures
+        return figures, noted
 
 
 def _count(table: Any, *where: Any) -> sa.Select:

@@ -26,3 +26,11 @@ def settings_or_exit(path: Path, *, check_secrets: bool = True) -> Settings:
         for problem in error.problems:
             err.print(f"  - {problem}", markup=False, highlight=False)
         raise typer.Exit(2) from None
+
+
+def database_unreadable(settings: Settings, error: Exception) -> typer.Exit:
+    """Say why the database could not be read (often: never migrated); the exit to raise."""
+    err.print(f"cannot read the database {settings.database.url.split('://')[0]}: "
+              f"{getattr(error, 'orig', error)}; run `sameday db upgrade` first if it is new",
+              markup=False, highlight=False)
+    return typer.Exit(1)

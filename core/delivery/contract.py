@@ -20,7 +20,8 @@ from pydantic import ValidationError
 from core.clock import Clock
 from core.config.channels import channel_label, installed_channels
 from core.config.settings import Settings
-from core.domain.records import Delivered, Inbound, Outbound, Unreadable
+from core.delivery.files import fetch_url
+from core.domain.records import Attachment, Delivered, Inbound, Outbound, Unreadable
 
 STAFF_CHANNEL = "staff"  # outbox rows for the staff chat (a channel's staff group, or console)
 
@@ -194,6 +195,16 @@ class ChannelAdapter(ABC):
         """Receiving health; None (the default) lists the channel on /healthz without
         ever making the daemon unhealthy."""
         return None
+
+    async def fetch_attachment(self, attachment: Attachment) -> tuple[bytes, str] | None:
+        """The file of a customer's attachment and its content type, for ``sameday media
+        get``; works on an adapter that was made but not started. None: the channel has
+        no way to this file (no URL); raises ``core.delivery.files.FetchError`` (too big,
+        the download failed) with the reason. The default downloads ``attachment.url``
+        (size limit, timeout); a platform that gives file ids only overrides it."""
+        if not attachment.url:
+            return None
+        return await fetch_url(attachment.url)
 
 
 AdapterFactory = Callable[[Settings], ChannelAdapter]

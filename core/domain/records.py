@@ -106,6 +106,9 @@ class Inbound:
     attachments: tuple[Attachment, ...] = ()
     edited: bool = False  # a new version of the stored message with this external_id
     greeting: bool = False  # a chat's opening ("/start"): greeted, opens no ticket
+    # Kept as a non-ticket mention of this kind ("retweet", "quote"): stored (once),
+    # counted, but no ticket, no acknowledgement and no staff card.
+    note: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

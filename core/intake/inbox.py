@@ -50,7 +50,7 @@ from core.staff.board import customer_name, latest_customer_texts
 from core.staff.cards import Card, card_message, follow_up, make_card, media_message
 from core.store.engine import Store, is_transient
 from core.store.tables import Cursor as CursorRow
-from core.store.tables import Customer, Event, Message, Outbox, Ticket
+from core.store.tables import Customer, Event, Mention, Message, Outbox, Ticket
 from core.store.writes import RECEIVE
 
 log = logging.getLogger(__name__)
@@ -68,11 +68,13 @@ class IngestResult:
     quarantined: list[int] = field(default_factory=list)  # new quarantine row ids
     edited: list[int] = field(default_factory=list)  # tickets whose message was edited
     greeted: int = 0  # chat openings answered with the greeting
+    noted: int = 0  # new non-ticket mentions stored (Inbound.note: retweets, quotes)
 
     def merge(self, other: IngestResult) -> None:
         self.received += other.received
         self.duplicates += other.duplicates
         self.greeted += other.greeted
+        self.noted += other.noted
         for name in ("opened", "reopened", "appended", "quarantined", "edited"):
             getattr(self, name).extend(getattr(other, name))
 
@@ -190,19 +192,73 @@ class Inbox:
         raise AssertionError("unreachable")
 
     async def _ingest(self, session: AsyncSession, batch: Sequence[Inbound]) -> IngestResult:
-        """New messages first, then edits (an edit may follow its original in a batch);
-        an edit of a message never stored is a new message. A greeting opens nothing."""
+        """New messages first, then non-ticket mentions, then edits (an edit may follow
+        its original in a batch); an edit of a message never stored is a new message. A
+        greeting opens nothing; a noted mention is stored apart, opening nothing."""
         greeted = [m for m in batch if m.greeting and await self._greet(session, m)]
         batch = [m for m in batch if not m.greeting]
-        result = await self._ingest_new(session, [m for m in batch if not m.edited])
+        result = await self._ingest_new(
+            session, [m for m in batch if not m.edited and not m.note])
         result.greeted = len(greeted)
-        edits = [_storable(m) for m in batch if m.edited]
+        noted, repeated, edits_of_messages = await self._note(
+            session, [m for m in batch if m.note])
+        result.noted, result.duplicates = noted, result.duplicates + repeated
+        edits = [_storable(m) for m in batch if m.edited and not m.note] + edits_of_messages
         if edits:
             edited, unknown = await apply_edits(session, edits, self.clock.now())
             if unknown:
                 result.merge(await self._ingest_new(session, unknown))
             result.edited += edited
         return result
+
+    async def _note(self, session: AsyncSession, notes: Sequence[Inbound]
+                    ) -> tuple[int, int, list[Inbound]]:
+        """Keep non-ticket mentions (a retweet, a quote that asks nothing) once each: no
+        ticket, no acknowledgement, no card. An edit of a kept one updates it; an edit
+        of a message already in a ticket stays an edit of that message (returned).
+        Returns (stored, duplicates, those edits)."""
+        if not notes:
+            return 0, 0, []
+        now = self.clock.now()
+        kept: set[tuple[str, str]] = set()
+        in_tickets: set[tuple[str, str]] = set()
+        for channel in {m.channel for m in notes}:
+            ids = [m.external_id for m in notes if m.channel == channel]
+            kept.update((channel, i) for (i,) in await session.execute(
+                sa.select(Mention.external_id).where(Mention.channel == channel,
+                                                     Mention.external_id.in_(ids))))
+            in_tickets.update((channel, i) for (i,) in await session.execute(
+                sa.select(Message.external_id).where(Message.channel == channel,
+                                                     Message.external_id.in_(ids))))
+        rows: list[dict] = []
+        duplicates, edits = 0, []
+        for note in map(_storable, notes):
+            key = (note.channel, note.external_id)
+            row = {"channel": note.channel, "external_id": note.external_id,
+                   "kind": note.note, "author_id": note.author_id,
+                   "author_handle": note.author_handle, "author_name": note.author_name,
+                   "text": note.text, "created_at": min(note.sent_at, now),
+                   "attachments": [a.to_json() for a in note.attachments] or None,
+                   "raw": pack(note.raw)}
+            if key in in_tickets:
+                if note.edited:
+                    edits.append(note)
+                else:
+                    duplicates += 1
+            elif key in kept:
+                duplicates += 1
+                if note.edited:  # the latest version is what is kept
+                    await session.execute(
+                        sa.update(Mention.__table__)
+                        .where(Mention.channel == note.channel,
+                               Mention.external_id == note.external_id)
+                        .values({k: row[k] for k in ("kind", "text", "attachments", "raw")}))
+            else:
+                kept.add(key)
+                rows.append(row)
+        if rows:
+            await session.execute(sa.insert(Mention.__table__), rows)
+        return len(rows), duplicates, edits
 
     async def _greet(self, session: AsyncSession, opening: Inbound) -> bool:
         """Answer a chat's opening ("/start") with the configured greeting, once."""

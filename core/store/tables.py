@@ -110,6 +110,31 @@ class Message(SQLModel, table=True):
     raw: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary))
 
 
+class Mention(SQLModel, table=True):
+    """A customer's post kept as a non-ticket (``Inbound.note``: a retweet, a quote that
+    asks nothing): stored and counted, never acknowledged, no staff card."""
+
+    __table_args__ = (
+        # A payload delivered again (a crash before the cursor moved) is kept once.
+        sa.UniqueConstraint("channel", "external_id", name="uq_mention_external"),
+        # /metrics counts them by channel and kind.
+        sa.Index("ix_mention_kind", "channel", "kind"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    channel: str = Field(max_length=32)
+    external_id: str = Field(max_length=128)
+    kind: str = Field(max_length=32)
+    author_id: str = Field(max_length=128)
+    author_handle: str | None = Field(default=None, max_length=255)
+    author_name: str | None = Field(default=None, max_length=255)
+    text: str
+    # As on Message: attachments as JSON, the payload packed (core.domain.payload.pack).
+    attachments: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
+    raw: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary))
+    created_at: datetime = _time(nullable=False)
+
+
 class Outbox(SQLModel, table=True):
     __table_args__ = (
         # The dispatcher claims due rows per channel in deadline order.
