@@ -15,7 +15,6 @@ channel, thread and customer that is not closed. If that ticket was closed less 
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 from collections import Counter
 from collections.abc import Callable, Sequence
@@ -34,7 +33,6 @@ from core.domain import lifecycle
 from core.domain.payload import pack
 from core.domain.policy import Policy
 from core.domain.records import (
-    Attachment,
     Direction,
     Inbound,
     OutboxKind,
@@ -42,15 +40,16 @@ from core.domain.records import (
     TicketStatus,
     Unreadable,
 )
-from core.domain.text import valid_unicode
 from core.intake import quarantine
 from core.intake.edits import apply_edits
+from core.intake.mentions import keep_mentions
 from core.intake.quarantine import describe, unstorable
+from core.intake.storable import storable
 from core.staff.board import customer_name, latest_customer_texts
 from core.staff.cards import Card, card_message, follow_up, make_card, media_message
 from core.store.engine import Store, is_transient
 from core.store.tables import Cursor as CursorRow
-from core.store.tables import Customer, Event, Mention, Message, Outbox, Ticket
+from core.store.tables import Customer, Event, Message, Outbox, Ticket
 from core.store.writes import RECEIVE
 
 log = logging.getLogger(__name__)
@@ -200,65 +199,16 @@ class Inbox:
         result = await self._ingest_new(
             session, [m for m in batch if not m.edited and not m.note])
         result.greeted = len(greeted)
-        noted, repeated, edits_of_messages = await self._note(
-            session, [m for m in batch if m.note])
+        noted, repeated, edits_of_messages = await keep_mentions(
+            session, [storable(m) for m in batch if m.note], self.clock.now())
         result.noted, result.duplicates = noted, result.duplicates + repeated
-        edits = [_storable(m) for m in batch if m.edited and not m.note] + edits_of_messages
+        edits = [storable(m) for m in batch if m.edited and not m.note] + edits_of_messages
         if edits:
             edited, unknown = await apply_edits(session, edits, self.clock.now())
             if unknown:
                 result.merge(await self._ingest_new(session, unknown))
             result.edited += edited
         return result
-
-    async def _note(self, session: AsyncSession, notes: Sequence[Inbound]
-                    ) -> tuple[int, int, list[Inbound]]:
-        """Keep non-ticket mentions (a retweet, a quote that asks nothing) once each: no
-        ticket, no acknowledgement, no card. An edit of a kept one updates it; an edit
-        of a message already in a ticket stays an edit of that message (returned).
-        Returns (stored, duplicates, those edits)."""
-        if not notes:
-            return 0, 0, []
-        now = self.clock.now()
-        kept: set[tuple[str, str]] = set()
-        in_tickets: set[tuple[str, str]] = set()
-        for channel in {m.channel for m in notes}:
-            ids = [m.external_id for m in notes if m.channel == channel]
-            kept.update((channel, i) for (i,) in await session.execute(
-                sa.select(Mention.external_id).where(Mention.channel == channel,
-                                                     Mention.external_id.in_(ids))))
-            in_tickets.update((channel, i) for (i,) in await session.execute(
-                sa.select(Message.external_id).where(Message.channel == channel,
-                                                     Message.external_id.in_(ids))))
-        rows: list[dict] = []
-        duplicates, edits = 0, []
-        for note in map(_storable, notes):
-            key = (note.channel, note.external_id)
-            row = {"channel": note.channel, "external_id": note.external_id,
-                   "kind": note.note, "author_id": note.author_id,
-                   "author_handle": note.author_handle, "author_name": note.author_name,
-                   "text": note.text, "created_at": min(note.sent_at, now),
-                   "attachments": [a.to_json() for a in note.attachments] or None,
-                   "raw": pack(note.raw)}
-            if key in in_tickets:
-                if note.edited:
-                    edits.append(note)
-                else:
-                    duplicates += 1
-            elif key in kept:
-                duplicates += 1
-                if note.edited:  # the latest version is what is kept
-                    await session.execute(
-                        sa.update(Mention.__table__)
-                        .where(Mention.channel == note.channel,
-                               Mention.external_id == note.external_id)
-                        .values({k: row[k] for k in ("kind", "text", "attachments", "raw")}))
-            else:
-                kept.add(key)
-                rows.append(row)
-        if rows:
-            await session.execute(sa.insert(Mention.__table__), rows)
-        return len(rows), duplicates, edits
 
     async def _greet(self, session: AsyncSession, opening: Inbound) -> bool:
         """Answer a chat's opening ("/start") with the configured greeting, once."""
@@ -276,7 +226,7 @@ class Inbox:
                           ) -> IngestResult:
         now = self.clock.now()
         result = IngestResult()
-        fresh = [_storable(m) for m in await self._new_messages(session, batch)]
+        fresh = [storable(m) for m in await self._new_messages(session, batch)]
         result.duplicates = len(batch) - len(fresh)
         if not fresh:
             return result
@@ -570,33 +520,3 @@ def _event(ticket: Ticket | NewTicket, kind: str, at: datetime, data: dict,
            actor: str | None = None) -> dict:
     return {"ticket_id": ticket.id, "channel": ticket.channel, "kind": kind, "actor": actor,
             "at": at, "data": data}
-
-
-def _storable(inbound: Inbound) -> Inbound:
-    """A message every database can store: a customer's message must not become a poison
-    batch that is fetched and refused for ever. PostgreSQL text cannot hold NUL, no
-    database driver can encode a lone surrogate ("\\ud800" is legal in JSON), and a
-    platform may send a number or null where text belongs."""
-    cleaned = {name: storable_text(value) for name in ("text", "author_handle", "author_name")
-               if (value := getattr(inbound, name)) is not None}
-    cleaned["text"] = cleaned.get("text", "")
-    attachments = tuple(_storable_attachment(a) for a in inbound.attachments)
-    if all(cleaned[name] is getattr(inbound, name) for name in cleaned) and all(
-            new is old for new, old in zip(attachments, inbound.attachments, strict=True)):
-        return inbound
-    return dataclasses.replace(inbound, **cleaned, attachments=attachments)
-
-
-def _storable_attachment(attachment: Attachment) -> Attachment:
-    texts = {name: storable_text(value) for name, value in attachment.to_json().items()
-             if isinstance(value, str)}
-    if all(texts[name] is getattr(attachment, name) for name in texts):
-        return attachment
-    return dataclasses.replace(attachment, **texts)
-
-
-def storable_text(value: object) -> str:
-    """The text as any database stores it: a string, without NUL, lone surrogates
-    replaced by U+FFFD. A text that needs nothing is returned as it is."""
-    text = valid_unicode(value if isinstance(value, str) else str(value))
-    return text.replace("\x00", "") if "\x00" in text else text
