@@ -15,7 +15,8 @@ import sqlalchemy as sa
 from bots.telegram.adapter import TelegramAdapter
 from bots.telegram.emulator import TelegramEmulator
 from core.domain.payload import unpack
-from core.store.tables import Message, Outbox
+from core.store.tables import Message, Outbox, Quarantine, Ticket
+from tests.adapter_harness import eventually, running
 from tests.conftest import make_settings
 from tests.helpers import check_attachment, rows
 
@@ -141,3 +142,35 @@ def test_a_recorded_start_is_a_chats_opening(name, adapter):
     if name == "docs_forwarded_from_user":
         assert_attachments(inbound.attachments, [("forward", {
             "forwarded_from": "Forward Firstname Forward Lastname"})])
+
+
+async def test_recorded_updates_python_telegram_bot_cannot_read_are_quarantined(
+        store, monkeypatch):
+    """Two recordings python-telegram-bot 22 refuses (a document whose thumbnail is an
+    empty object; Telegram's own webhook example whose sender carries a "type" and no
+    is_bot), and one inline button press with no message to act on: delivered by
+    getUpdates, the first two are quarantined whole, the press opens nothing, and the
+    customer's message after them arrives."""
+    monkeypatch.setenv("SAMEDAY_TELEGRAM_TOKEN", "1:test")
+    async with TelegramEmulator() as emulator:
+        settings = make_settings(channels={"telegram": {
+            "enabled": True, "base_url": f"{emulator.url}/bot", "poll_timeout": "1s"}},
+            staff={"chat": "console"})
+        for name in ("document", "docs_callback_query_inline",
+                     "callback_query_inline_ptb_issue"):
+            update = dict(load(name)["payload"])
+            update.pop("update_id")  # the emulator numbers them
+            emulator.inject_update(update)
+        emulator.inject_message(chat_id=8, user_id=8, text="after them")
+        async with running(TelegramAdapter(settings), store, settings) as h:
+            await eventually(lambda: h.count(Ticket), what="the message after them")
+            await eventually(lambda: _count_is(h, Quarantine, 2), what="two quarantined")
+            held = [json.loads(row.payload) for row in await h.rows(sa.select(Quarantine))]
+    assert sorted(next(k for k in u if k != "update_id") for u in held) == [
+        "callback_query", "message"]
+    [message] = await rows(store, sa.select(Message))
+    assert message.text == "after them"
+
+
+async def _count_is(h, table, n: int) -> bool:
+    return await h.count(table) == n

@@ -204,3 +204,20 @@ async def test_an_anonymous_admin_and_a_channel_are_customers_named_as_they_sign
 
 async def _count_is(h, table, n: int) -> bool:
     return await h.count(table) == n
+
+
+async def test_a_vk_sticker_reaches_staff_as_its_image(telegram, store):
+    """VK gives a sticker as images (tests/fixtures/real/vk/attachment_sticker.json);
+    Telegram takes only its own sticker formats, so staff get the image as a photo."""
+    png = b"\x89PNG\r\n\x1a\n" + bytes(100)
+    async with VKEmulator() as vk:
+        url = vk.host_file("sticker.png", png, "image/png")
+        settings = settings_for(telegram, vk=vk)
+        async with running_all([TelegramAdapter(settings), VKAdapter(settings)], store,
+                               settings):
+            vk.inject_message(from_id=78, text="", attachments=[{"type": "sticker", "sticker": {
+                "product_id": 1, "sticker_id": 9080,
+                "images": [{"url": url, "width": 512, "height": 512}]}}])
+            await eventually(lambda: any("photo" in m for m in telegram.sent_to(STAFF)),
+                             timeout=20, what="the sticker's image")
+    assert [u["content"] for u in telegram.uploads] == [png]

@@ -177,7 +177,9 @@ class StaffMedia:
         caption = (attachment.caption or "")[:1024] or None
         if own and attachment.file_id:
             return Media(sender, attachment.file_id, None, caption, attachment.duration)
-        if sender.field in FILE_ID_ONLY or not attachment.url:
+        if sender.field in FILE_ID_ONLY:  # another platform's sticker is an image
+            sender = SENDERS["photo"] if attachment.kind == "sticker" else None
+        if sender is None or not attachment.url:
             return None
         downloaded = await download(http, attachment.url)
         if downloaded is None:
