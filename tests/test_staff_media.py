@@ -102,3 +102,41 @@ async def test_show_lists_a_tickets_attachments_with_their_links(inbox, store, c
     reply = await desk.execute(desk.actor_named("anna"), "/show 1")
     assert "📄 document receipt.pdf · 50 kB · https://vk.com/doc77_7" in reply.text
     assert "🎤 voice · 0:07 · https://psv4.userapi.com/a.ogg" in reply.text
+
+
+TELEGRAM_MEDIA = {  # a customer's message content as Telegram sends it
+    "voice": {"voice": {"file_id": "AwACAgIAAxkBAAIB", "file_unique_id": "v1",
+                        "duration": 7, "mime_type": "audio/ogg", "file_size": 23000}},
+    "document": {"document": {"file_id": "BQACAgIAAxkBAAIC", "file_unique_id": "d1",
+                              "file_name": "receipt.pdf", "mime_type": "application/pdf",
+                              "file_size": 51200}},
+    "location": {"location": {"latitude": 55.7558, "longitude": 37.6173}},
+}
+
+
+@pytest.mark.parametrize("kind", sorted(TELEGRAM_MEDIA))
+async def test_a_telegram_customers_voice_document_and_location_are_copied(
+        telegram, store, kind):
+    settings = settings_for(telegram)
+    async with running_all([TelegramAdapter(settings)], store, settings):
+        telegram.inject_message(chat_id=602, user_id=602, **TELEGRAM_MEDIA[kind])
+        await eventually(lambda: staff_media(telegram), what=f"the {kind} in the staff group")
+        [copy] = staff_media(telegram)
+    assert copy[kind] == TELEGRAM_MEDIA[kind][kind]  # the media itself, not a line
+
+
+async def test_a_vk_document_is_downloaded_and_sent_as_a_document(telegram, store):
+    pdf = b"%PDF-1.4\n" + bytes(300)
+    async with VKEmulator() as vk:
+        url = vk.host_file("invoice.pdf", pdf, "application/pdf")
+        settings = settings_for(telegram, vk=vk)
+        async with running_all([TelegramAdapter(settings), VKAdapter(settings)], store,
+                               settings):
+            vk.inject_message(from_id=79, text="счёт", attachments=[{"type": "doc", "doc": {
+                "id": 8, "owner_id": 79, "title": "invoice.pdf", "size": len(pdf),
+                "ext": "pdf", "url": url}}])
+            await eventually(lambda: any("document" in m for m in telegram.sent_to(STAFF)),
+                             timeout=20, what="the document in the staff group")
+    [document] = [m["document"] for m in telegram.sent_to(STAFF) if "document" in m]
+    assert document["file_name"] == "invoice.pdf"
+    assert telegram.uploads == [{"kind": "document", "name": "invoice.pdf", "content": pdf}]
