@@ -34,7 +34,9 @@ def payloads_of(tweets: list[Any], includes: dict[str, dict[str, dict[str, Any]]
                        if isinstance(ref, dict) and ref.get("type") == "quoted"), None)
         out.append({"tweet": tweet,
                     "author": includes["users"].get(str(tweet.get("author_id"))),
-                    "media": [includes["media"][k] for k in keys if k in includes["media"]],
+                    # A key X left out of includes stays, so staff know there was one.
+                    "media": [includes["media"].get(k) or {"media_key": k, "missing": True}
+                              for k in keys],
                     "quoted": includes["tweets"].get(str(quoted)) if quoted else None})
     return out
 
@@ -56,13 +58,17 @@ def attachments_of(payload: dict[str, Any]) -> tuple[Attachment, ...]:
 
 
 def _media(media: dict[str, Any]) -> Attachment:
+    if media.get("missing"):
+        return Attachment("other", file_id=media.get("media_key"),
+                          title="media X did not include in the answer")
     kind = {"photo": "photo", "video": "video", "animated_gif": "animation"}.get(
         str(media.get("type")), "other")
     duration = media.get("duration_ms")
+    mp4 = _best_video(media)
     return Attachment(kind, file_id=media.get("media_key"),
-                      url=media.get("url") or _best_video(media) or
-                      media.get("preview_image_url"),
-                      mime_type="video/mp4" if kind in ("video", "animation") else None,
+                      url=media.get("url") or mp4 or media.get("preview_image_url"),
+                      # Without mp4 variants only the preview image is linked: no type.
+                      mime_type="video/mp4" if mp4 and not media.get("url") else None,
                       duration=int(duration) // 1000 if isinstance(duration, int) else None,
                       caption=media.get("alt_text") or None)
 
