@@ -41,6 +41,7 @@ from core.clock import VirtualClock
 from core.config.load import load_settings
 from core.domain.calendar import BusinessCalendar
 from core.domain.records import OutboxKind, OutboxState, TicketStatus
+from core.store.engine import is_transient
 from core.store.tables import Escalation, Outbox, Ticket
 
 STAFF_GROUP = -1001000000001
@@ -150,7 +151,8 @@ class Demo:
                    x: XEmulator, running: asyncio.Task) -> None:
         """Traffic and staff until the virtual day ends (or Ctrl-C stops the daemon)."""
         step = 0.1  # real seconds between ticks
-        with Live(self._view(Tally()), refresh_per_second=4, console=Console()) as live:
+        tally = Tally()
+        with Live(self._view(tally), refresh_per_second=4, console=Console()) as live:
             last = self.clock.now()
             while self.clock.now() < self.end.astimezone(UTC) and not running.done():
                 await asyncio.sleep(step)
@@ -158,9 +160,10 @@ class Demo:
                 self._customers_write(last, now, tg, vk, x)
                 self._staff_answer(now, tg)
                 last = now
-                live.update(self._view(await self._tally(daemon)))
+                tally = await self._tally_or(daemon, tally)
+                live.update(self._view(tally))
             await asyncio.sleep(1.0)  # let the last acknowledgements go out
-            live.update(self._view(await self._tally(daemon)))
+            live.update(self._view(await self._tally_or(daemon, tally)))
 
     def _customers_write(self, since: datetime, now: datetime, tg: TelegramEmulator,
                          vk: VKEmulator, x: XEmulator) -> None:
@@ -205,6 +208,17 @@ class Demo:
                                   chat_type="supergroup", reply_to_message_id=card_id,
                                   text=f"{self.rng.choice(ANSWERS)} (#{ticket})")
                 self.answer_at[ticket] = (datetime.max.replace(tzinfo=UTC), card_id)
+
+    async def _tally_or(self, daemon: Daemon, last: Tally) -> Tally:
+        """The figures now, or the last ones while the database is busy (a loaded
+        machine can hold SQLite's write lock past the busy timeout): the view waits, the
+        demo goes on."""
+        try:
+            return await self._tally(daemon)
+        except Exception as error:
+            if not is_transient(error):
+                raise
+            return last
 
     async def _tally(self, daemon: Daemon) -> Tally:
         now = self.clock.now()
