@@ -3,9 +3,12 @@
 It starts the three platform emulators on 127.0.0.1, the real daemon with the real
 adapters on the embedded SQLite default, a traffic generator that writes to the company
 on X, VK and Telegram with a business-day profile, and simulated staff who answer part of
-the queue by replying to the ticket cards in the Telegram staff group. A whole business
-day runs in about a minute on a virtual clock that the core, the emulators' message dates
-and the escalation sweep share. It ends with the same-day report and a chart.
+the queue in the Telegram staff group -- by replying to the ticket cards, or with a saved
+answer (``/t delivery N``) -- and close what they answered. Closed Telegram and VK
+tickets get the satisfaction survey with buttons, and simulated customers press them. A
+whole business day runs in about a minute on a virtual clock that the core, the
+emulators' message dates, the escalation sweep and the survey's delay share. It ends
+with the same-day report (with the survey and each staff member's figures) and a chart.
 
 The command is registered through the ``sameday.commands`` entry point, so the core's CLI
 does not import the adapters.
@@ -41,8 +44,9 @@ from core.clock import VirtualClock
 from core.config.load import load_settings
 from core.domain.calendar import BusinessCalendar
 from core.domain.records import OutboxKind, OutboxState, TicketStatus
+from core.domain.survey import BUTTONS
 from core.store.engine import is_transient
-from core.store.tables import Escalation, Outbox, Ticket
+from core.store.tables import Escalation, Outbox, Survey, Ticket
 
 STAFF_GROUP = -1001000000001
 STAFF = [("anna", 1001, "admin"), ("boris", 1002, "agent"), ("lead", 1003, "admin")]
@@ -62,6 +66,10 @@ ANSWERS = ["Проверили: заказ у курьера, привезёт �
            "Вернули лишнее списание, деньги придут в течение 3 дней.",
            "Оформили возврат, курьер заберёт товар завтра.",
            "Thanks for waiting! Your parcel is out for delivery today."]
+TEMPLATE = "delivery"  # the saved answer staff send with /t (in the demo's config)
+SAVED_SHARE = 0.3  # of the answers
+# How customers rate, when they do (70% of them): mostly content, some not.
+SCORE_WEIGHTS = (1, 1, 2, 4, 6)
 TOKENS = {"SAMEDAY_TELEGRAM_TOKEN": "100000:demo-telegram", "SAMEDAY_VK_TOKEN": "demo-vk",
           **{f"SAMEDAY_X_{n}": f"demo-x-{n.lower()}" for n in (
               "BEARER_TOKEN", "CONSUMER_KEY", "CONSUMER_SECRET", "ACCESS_TOKEN",
@@ -104,6 +112,9 @@ class Tally:
     answered: int = 0
     overdue: int = 0
     escalations: int = 0
+    surveys_asked: int = 0
+    rated: int = 0
+    average: float | None = None
     by_channel: dict[str, int] = field(default_factory=dict)
 
 
@@ -121,6 +132,10 @@ class Demo:
         self.speed = speed or (self.end - self.start).total_seconds() / duration
         self.clock = VirtualClock(self.start.astimezone(UTC), speed=self.speed)
         self.answer_at: dict[int, tuple[datetime, int]] = {}  # ticket -> (when, card id)
+        self.close_at: dict[int, datetime] = {}  # answered tickets staff close later
+        # A survey question (channel, chat, message id) -> (when it is rated, the score);
+        # a score of 0: this customer does not rate (or did already).
+        self.rate_at: dict[tuple[str, int, int], tuple[datetime, int]] = {}
         self.next_customer = 1
 
     async def run(self) -> int:
@@ -159,6 +174,8 @@ class Demo:
                 now = self.clock.now()
                 self._customers_write(last, now, tg, vk, x)
                 self._staff_answer(now, tg)
+                self._staff_close(now, tg)
+                self._customers_rate(now, tg, vk)
                 last = now
                 tally = await self._tally_or(daemon, tally)
                 live.update(self._view(tally))
@@ -203,11 +220,45 @@ class Demo:
         for ticket, (when, card_id) in list(self.answer_at.items()):
             if when <= now:
                 name, user_id, _ = self.rng.choice(STAFF)
-                # Numbered: X refuses a second tweet with the same text.
-                tg.inject_message(chat_id=STAFF_GROUP, user_id=user_id, first_name=name,
-                                  chat_type="supergroup", reply_to_message_id=card_id,
-                                  text=f"{self.rng.choice(ANSWERS)} (#{ticket})")
+                if self.rng.random() < SAVED_SHARE:  # a saved answer: /t delivery 12
+                    tg.inject_message(chat_id=STAFF_GROUP, user_id=user_id, first_name=name,
+                                      chat_type="supergroup", text=f"/t {TEMPLATE} {ticket}")
+                else:  # Numbered: X refuses a second tweet with the same text.
+                    tg.inject_message(chat_id=STAFF_GROUP, user_id=user_id, first_name=name,
+                                      chat_type="supergroup", reply_to_message_id=card_id,
+                                      text=f"{self.rng.choice(ANSWERS)} (#{ticket})")
                 self.answer_at[ticket] = (datetime.max.replace(tzinfo=UTC), card_id)
+                self.close_at[ticket] = now + timedelta(minutes=self.rng.uniform(5, 45))
+
+    def _staff_close(self, now: datetime, tg: TelegramEmulator) -> None:
+        """What staff answered they close a little later (the survey follows the close)."""
+        for ticket, when in list(self.close_at.items()):
+            if when <= now:
+                name, user_id, _ = self.rng.choice(STAFF)
+                tg.inject_message(chat_id=STAFF_GROUP, user_id=user_id, first_name=name,
+                                  chat_type="supergroup", text=f"/close {ticket}")
+                del self.close_at[ticket]
+
+    def _customers_rate(self, now: datetime, tg: TelegramEmulator, vk: VKEmulator) -> None:
+        """Seven customers in ten press a button of the survey, 2-30 minutes after it
+        arrives (the real press: a callback_query on Telegram, a message_event on VK)."""
+        questions = [("telegram", m["chat"]["id"], m["message_id"]) for m in tg.sent
+                     if "survey:" in str(m.get("reply_markup"))]
+        questions += [("vk", m["peer_id"], m["id"]) for m in vk.sent if m.get("keyboard")]
+        for question in questions:
+            if question not in self.rate_at:
+                score = self.rng.choices(range(1, 6), SCORE_WEIGHTS)[0] \
+                    if self.rng.random() < 0.7 else 0
+                self.rate_at[question] = (now + timedelta(minutes=self.rng.uniform(2, 30)),
+                                          score)
+        for (channel, chat, message_id), (when, score) in list(self.rate_at.items()):
+            if score and when <= now:
+                if channel == "telegram":
+                    tg.press(chat_id=chat, message_id=message_id, user_id=chat,
+                             label=BUTTONS[score - 1])
+                else:
+                    vk.press(peer_id=chat, message_id=message_id, label=BUTTONS[score - 1])
+                self.rate_at[(channel, chat, message_id)] = (when, 0)
 
     async def _tally_or(self, daemon: Daemon, last: Tally) -> Tally:
         """The figures now, or the last ones while the database is busy (a loaded
@@ -235,7 +286,14 @@ class Demo:
                 answered=await count(Ticket.first_response_at.is_not(None)),
                 overdue=await count(Ticket.status == TicketStatus.OPEN, Ticket.due_at < now),
                 escalations=await session.scalar(sa.select(sa.func.count())
-                                                 .select_from(Escalation)))
+                                                 .select_from(Escalation)),
+                surveys_asked=await session.scalar(
+                    sa.select(sa.func.count()).select_from(Outbox).where(
+                        Outbox.kind == "survey", Outbox.idempotency_key.like("survey:%"),
+                        Outbox.state == OutboxState.SENT)),
+                rated=await session.scalar(sa.select(sa.func.count()).select_from(Survey)
+                                           .where(Survey.score.is_not(None))),
+                average=await session.scalar(sa.select(sa.func.avg(Survey.score))))
             rows = await session.execute(sa.select(Ticket.channel, sa.func.count())
                                          .group_by(Ticket.channel))
             tally.by_channel = dict(rows.all())
@@ -246,11 +304,13 @@ class Demo:
         table = Table(title=f"sameday demo · {local:%a %d %b %H:%M} Moscow (virtual, "
                             f"x{self.speed:.0f})")
         for column in ("tickets", "acknowledged", "answered", "overdue", "escalations",
-                       "telegram", "vk", "x"):
+                       "surveyed", "rated", "avg", "telegram", "vk", "x"):
             table.add_column(column, justify="right")
         table.add_row(*(str(v) for v in (
             tally.received, tally.acknowledged, tally.answered, tally.overdue,
-            tally.escalations, tally.by_channel.get("telegram", 0),
+            tally.escalations, tally.surveys_asked, tally.rated,
+            "—" if tally.average is None else f"{tally.average:.1f}",
+            tally.by_channel.get("telegram", 0),
             tally.by_channel.get("vk", 0), tally.by_channel.get("twitter", 0))))
         return table
 
@@ -262,7 +322,7 @@ class Demo:
 
             report = await build_report(daemon.store, daemon.settings,
                                         since=self.start, until=self.end)
-            print_report(report, console)
+            print_report(report, console, by_agent=True)
         except ImportError:
             pass
         try:
@@ -349,6 +409,16 @@ per_group = "1000/1m"   # the demo compresses a day into a minute; see bots/demo
 {members}
 [ack]
 channel_languages = {{ vk = "ru", telegram = "ru" }}
+
+# /t {TEMPLATE} N: the saved answer the demo's staff use for some tickets.
+[templates.{TEMPLATE}]
+ru = "{{name}}, проверили: заказ по обращению {{ticket}} у курьера, привезём сегодня. {{agent}}"
+en = "{{name}}, we checked: the order of ticket {{ticket}} is out for delivery today. {{agent}}"
+
+# After a close, customers on Telegram and VK rate the answer with buttons (X is public).
+[survey]
+when = "after_close"
+delay = "5m"
 
 [[escalation]]
 name = "reminder"

@@ -191,7 +191,8 @@ ARGUMENT = st.one_of(
        separator=st.sampled_from([" ", "  ", "\n"]))
 def test_parse_raises_only_usage_errors_for_command_like_text(name, addressee, number,
                                                               arguments, separator):
-    line = "/" + name + addressee + " " + number + " " + separator.join(arguments)
+    saved = " late" if name == "t" else ""  # /t names its saved answer first
+    line = "/" + name + addressee + saved + " " + number + " " + separator.join(arguments)
     try:
         command = parse(line, BOT)
     except UsageError:
@@ -222,7 +223,13 @@ async def test_non_staff_are_refused_every_command_and_nothing_changes(desk, inb
              "reply": f"/reply {ticket_id} hi", "note": f"/note {ticket_id} hi",
              "close": f"/close {ticket_id}", "reopen": f"/reopen {ticket_id}",
              "snooze": f"/snooze {ticket_id} 1h", "priority": f"/priority {ticket_id} high",
-             "stats": "/stats", "sla": "/sla", "whoami": "/whoami", "reload": "/reload"}
+             "stats": "/stats", "sla": "/sla", "whoami": "/whoami", "reload": "/reload",
+             "edit": f"/edit {ticket_id} hi", "delete": f"/delete {ticket_id}",
+             "t": f"/t late {ticket_id}", "templates": "/templates",
+             "history": f"/history {ticket_id}", "customer": f"/customer {ticket_id}",
+             "find": "/find order", "merge": f"/merge {ticket_id} {ticket_id + 1}",
+             "link": f"/link {ticket_id} {ticket_id + 1}", "block": f"/block {ticket_id}",
+             "unblock": f"/unblock {ticket_id}", "blocked": "/blocked"}
     assert set(lines) == set(SPECS)  # every command is tried
     before = {table.__name__: await count(store, table) for table in (Message, Outbox, Event)}
     for line in [*lines.values(), "/nonsense", "hello"]:
@@ -467,9 +474,10 @@ async def test_unknown_ticket_numbers(desk, inbox):
     for name, spec in SPECS.items():
         if not spec.needs_ticket:
             continue
-        arg = {"assign": " boris", "snooze": " 1h", "priority": " high"}.get(
-            name, " text" if spec.rest else "")
-        reply = await refused(desk, ANNA, f"/{name} #9999{arg}")
+        arg = {"assign": " boris", "snooze": " 1h", "priority": " high",
+               "merge": " 1", "link": " 1"}.get(name, " text" if spec.rest else "")
+        head = f"/{name} late" if name == "t" else f"/{name}"  # /t names its answer first
+        reply = await refused(desk, ANNA, f"{head} #9999{arg}")
         assert reply.text == "There is no ticket #9999.", name
 
 

@@ -41,6 +41,7 @@ from bots.common.polling import (
     retry_while_unavailable,
     run_until_stopped,
 )
+from bots.telegram import answers
 from bots.telegram.albums import AlbumHolder, album_of, merged
 from bots.telegram.business import BUSINESS_UPDATES, BusinessConnections, customer_wrote
 from bots.telegram.errors import delivery_error
@@ -48,7 +49,9 @@ from bots.telegram.files import fetch_file
 from bots.telegram.media import attachments_of, backfilled, text_of
 from bots.telegram.settings import TelegramTarget
 from bots.telegram.staff import TelegramStaffChat, Where, keyboard, render
+from bots.telegram.staff_files import StaffFiles
 from bots.telegram.staff_media import StaffMedia
+from bots.telegram.survey import answer_press, is_press, survey_message
 from core.config.settings import Settings
 from core.delivery.contract import (
     STAFF_CHANNEL,
@@ -58,6 +61,7 @@ from core.delivery.contract import (
     Cursor,
     DeliveryError,
 )
+from core.delivery.outfiles import OutgoingFile
 from core.domain.records import Attachment, Delivered, Inbound, Outbound, Unreadable
 from core.domain.text import split_text
 from core.intake.quarantine import describe
@@ -171,6 +175,10 @@ class GatedBot(ExtBot):
 
 class TelegramAdapter(ChannelAdapter):
     name = CHANNEL
+    # Staff answers can be changed and withdrawn, and carry files (bots/telegram/answers.py).
+    can_edit = True
+    can_delete = True
+    file_rules = answers.TELEGRAM_FILES
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -193,6 +201,7 @@ class TelegramAdapter(ChannelAdapter):
         self.connected = False
         self.staff = TelegramStaffChat(self)
         self.staff_media = StaffMedia(self.bot, CHANNEL)
+        self.staff_files = StaffFiles(self.staff)
         self.business = BusinessConnections()
         self.albums = AlbumHolder(self._store_album)
 
@@ -278,6 +287,11 @@ class TelegramAdapter(ChannelAdapter):
         if update.business_connection is not None:
             self.business.changed(update.business_connection)
             return True
+        if is_press(update, self.settings.staff.telegram_chat_id):
+            # A customer's satisfaction score (bots/telegram/survey.py), not a staff button.
+            return await retry_while_unavailable(
+                "telegram: a survey answer", lambda: answer_press(self, CHANNEL, update),
+                self.stopping) is not None
         # A staff message has the customer's guarantee: while the database is
         # unavailable it waits (the update stays unconfirmed), then applies once.
         outcome = await retry_while_unavailable(
@@ -328,6 +342,13 @@ class TelegramAdapter(ChannelAdapter):
             "telegram", lambda: self.context.ingest([], None, unreadable), self.stopping)
 
     # --- customers ------------------------------------------------------------------------
+
+    @classmethod
+    def survey_private(cls, target: dict[str, Any]) -> bool:
+        """A private chat (positive chat ids; a business account's chats too), not a
+        group: the satisfaction survey goes there by default."""
+        chat_id = target.get("chat_id")
+        return isinstance(chat_id, int) and chat_id > 0
 
     def read_payload(self, payload: Any) -> Inbound | None:
         """An update as Telegram sent it (``Inbound.raw``; an album: its updates)
@@ -422,7 +443,8 @@ class TelegramAdapter(ChannelAdapter):
         where = self._where(outbound)
         try:
             if outbound.channel != STAFF_CHANNEL:
-                return await self._post(where, outbound.text)
+                text, markup = survey_message(outbound)  # a survey's question has buttons
+                return await self._post(where, text, markup=markup)
             message = StaffMessage.from_row(outbound.target, outbound.text)
             text = render(message, self.staff.settings.staff.members)
             if message.edit:
@@ -433,6 +455,25 @@ class TelegramAdapter(ChannelAdapter):
                 return await self.staff_media.send(where, message)
             return await self._post(where, text, parse_mode="HTML",
                                     markup=keyboard(message.buttons))
+        except TelegramError as error:
+            raise delivery_error(error) from error
+
+    async def send_file(self, outbound: Outbound, file: OutgoingFile) -> Delivered:
+        try:
+            return await answers.send_file(self.bot, self._where(outbound), outbound.text,
+                                           file)
+        except TelegramError as error:
+            raise delivery_error(error) from error
+
+    async def edit(self, outbound: Outbound) -> Delivered:
+        try:
+            return await answers.edit(self.bot, self._where(outbound), outbound)
+        except TelegramError as error:
+            raise delivery_error(error) from error
+
+    async def delete(self, outbound: Outbound) -> Delivered:
+        try:
+            return await answers.delete(self.bot, self._where(outbound), outbound)
         except TelegramError as error:
             raise delivery_error(error) from error
 

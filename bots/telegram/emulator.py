@@ -2,11 +2,13 @@
 
 Methods: getMe, getChat, deleteWebhook, getUpdates (held open up to ``timeout``, honouring
 ``offset`` the way Telegram does: an offset confirms every earlier update), sendMessage,
-editMessageText, answerCallbackQuery, createForumTopic, setMyCommands, the media
-methods, sendMediaGroup, copyMessage(s), sendLocation, sendContact, getFile (files
-added with ``add_file``, their bytes at ``/file/bot<token>/<file_path>``). Errors come in
-Bot API form (``{"ok": false, "error_code": 429, "parameters": {"retry_after": N}}``,
-403 for a user who blocked the bot).
+editMessageText, editMessageReplyMarkup, answerCallbackQuery, createForumTopic,
+setMyCommands, the media methods, sendMediaGroup, copyMessage(s), sendLocation,
+sendContact, editMessageCaption, deleteMessage (``deletions``), getFile (files added with
+``add_file``, their bytes at
+``/file/bot<token>/<file_path>``). Errors come in Bot API form (``{"ok": false,
+"error_code": 429, "parameters": {"retry_after": N}}``, 403 for a user who blocked the
+bot).
 
 Rate limits are Telegram's published ones: 30 messages/s per bot, 1/s per chat, 20/min
 per group. A send over a limit is answered with 429 and counted in ``violations``, so
@@ -72,6 +74,8 @@ class TelegramEmulator(Emulator):
         self.forums: set[int] = set()
         self.topics: dict[int, list[dict[str, Any]]] = {}
         self.edits: list[dict[str, Any]] = []
+        # Messages the bot deleted (deleteMessage): {"chat_id", "message_id", "message"}.
+        self.deletions: list[dict[str, Any]] = []
         self.callback_answers: list[dict[str, Any]] = []
         self.commands: list[Any] = []
         self.uploads: list[dict[str, Any]] = []  # files the bot uploaded: kind, name, bytes
@@ -220,6 +224,17 @@ class TelegramEmulator(Emulator):
                  "message": self.messages[(chat_id, message_id)]}
         self.inject_update({"callback_query": query})
         return query
+
+    def press(self, *, chat_id: int, message_id: int, user_id: int, label: str,
+              first_name: str = "Customer") -> dict[str, Any]:
+        """``user_id`` presses the inline button labelled ``label`` under the bot's message:
+        the callback_query carries that button's own callback_data (a press on a button
+        the message does not have is a test's mistake)."""
+        markup = self.messages[(chat_id, message_id)].get("reply_markup") or {}
+        data = next(button["callback_data"] for row in markup.get("inline_keyboard", [])
+                    for button in row if button["text"] == label)
+        return self.inject_callback(user_id=user_id, chat_id=chat_id, message_id=message_id,
+                                    data=data, first_name=first_name)
 
     def inject_update(self, payload: dict[str, Any]) -> dict[str, Any]:
         """Any update body (may be deliberately malformed); the update_id is assigned."""
@@ -533,8 +548,51 @@ class TelegramEmulator(Emulator):
                            "reply_markup": markup, "parse_mode": params.get("parse_mode")})
         return _ok(_public(message))
 
+    async def _m_editMessageReplyMarkup(self, params: dict[str, Any]) -> web.Response:
+        """Only the buttons change (an empty or absent reply_markup removes them)."""
+        chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
+        message = self.messages.get((chat_id, message_id))
+        if message is None:
+            return _error(400, "Bad Request: message to edit not found")
+        markup = _json(params.get("reply_markup")) or None
+        if markup == message.get("reply_markup"):
+            return _error(400, "Bad Request: message is not modified")
+        if markup is None:
+            message.pop("reply_markup", None)
+        else:
+            message["reply_markup"] = markup
+        self.edits.append({"chat_id": chat_id, "message_id": message_id,
+                           "text": message.get("text"), "reply_markup": markup})
+        return _ok(_public(message))
+
     async def _m_answerCallbackQuery(self, params: dict[str, Any]) -> web.Response:
         self.callback_answers.append(dict(params))
+        return _ok(True)
+
+    async def _m_editMessageCaption(self, params: dict[str, Any]) -> web.Response:
+        """A media message's caption changes (Bot API editMessageCaption)."""
+        chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
+        message = self.messages.get((chat_id, message_id))
+        if message is None:
+            return _error(400, "Bad Request: message to edit not found")
+        if not any(kind in message for kind in MEDIA_METHODS.values()):
+            return _error(400, "Bad Request: there is no caption in the message to edit")
+        caption = str(params.get("caption") or "")
+        if caption == message.get("caption", ""):
+            return _error(400, "Bad Request: message is not modified")
+        message["caption"] = caption
+        self.edits.append({"chat_id": chat_id, "message_id": message_id, "caption": caption})
+        return _ok(_public(message))
+
+    async def _m_deleteMessage(self, params: dict[str, Any]) -> web.Response:
+        """The bot deletes one of its messages (Bot API deleteMessage: True, or 400
+        "message to delete not found")."""
+        chat_id, message_id = int(params["chat_id"]), int(params["message_id"])
+        message = self.messages.pop((chat_id, message_id), None)
+        if message is None:
+            return _error(400, "Bad Request: message to delete not found")
+        self.deletions.append({"chat_id": chat_id, "message_id": message_id,
+                               "message": message})
         return _ok(True)
 
     async def _m_createForumTopic(self, params: dict[str, Any]) -> web.Response:

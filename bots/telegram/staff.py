@@ -26,6 +26,8 @@ from core.staff.cards import Button, Card, StaffMessage, notice
 log = logging.getLogger(__name__)
 
 TICKET_NUMBER = re.compile(r"#\d+")
+# "/t <name>" without a number: a saved answer for the ticket of the card it replies to.
+SAVED_ANSWER = re.compile(r"/t(@\w+)?\s+\S+\s*", re.IGNORECASE)
 LEGACY_BUTTONS = ("take", "close", "snooze", "reopen")  # "take:12" on cards sent before 0.2
 MAX_TEXT = 4096  # Telegram's limit for one message
 TOPIC_NAME = 128  # and for a forum topic's name
@@ -148,14 +150,24 @@ class TelegramStaffChat:
         if update.callback_query is not None:
             await self._on_button(update)
             return True
+        edited = update.edited_message
+        if edited is not None and edited.chat.id == self.chat_id:
+            # An answer edited in the group changes the customer's copy (staff_files.py).
+            await self.adapter.staff_files.edited(edited)
+            return True
         message = update.message
         if message is None or message.chat.id != self.chat_id or message.from_user is None:
             return False
         text = (message.text or "").strip()
         actor = self.actor(message.from_user.id, origin_of(message))
         if text.startswith("/"):
+            text = await self._with_ticket(message, text)
             await self._answer(message, await desk.execute(actor, text,
                                                            self.adapter.bot.username))
+            return True
+        if actor.is_staff and self.adapter.staff_files.carries_file(message):
+            # A photo, document, voice or video answering a card (staff_files.py).
+            await self.adapter.staff_files.answer(message, actor)
             return True
         if not actor.is_staff or not text:
             return True  # chatter in the staff group is not an answer
@@ -182,6 +194,14 @@ class TelegramStaffChat:
         if message.is_topic_message and message.message_thread_id:
             return await self.desk.ticket_for_staff_thread(message.message_thread_id)
         return None
+
+    async def _with_ticket(self, message: Message, text: str) -> str:
+        """``/t <name>`` replying to a card or notice, or in a ticket's topic, is
+        ``/t <name> N`` for that ticket."""
+        if not SAVED_ANSWER.fullmatch(text):
+            return text
+        ticket_id = await self._ticket_of(message)
+        return text if ticket_id is None else f"{text.strip()} {ticket_id}"
 
     async def _answer(self, message: Message, reply: Any) -> None:
         """Answer a staff member next to their message, through the outbox (the group's

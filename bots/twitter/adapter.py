@@ -44,6 +44,7 @@ from bots.common.polling import (
     read_payloads,
     run_until_stopped,
 )
+from bots.twitter import uploads
 from bots.twitter.errors import delivery_error, seconds_until
 from bots.twitter.media import (
     EXPANSIONS,
@@ -56,6 +57,7 @@ from bots.twitter.media import (
 from bots.twitter.settings import XTarget
 from bots.twitter.text import fit_tweet
 from core.config.settings import Settings
+from core.delivery.actions import ANSWER_CHANGES
 from core.delivery.contract import (
     AdapterContext,
     ChannelAdapter,
@@ -63,6 +65,7 @@ from core.delivery.contract import (
     Cursor,
     DeliveryError,
 )
+from core.delivery.outfiles import OutgoingFile
 from core.domain.records import Delivered, Inbound, Outbound
 
 log = logging.getLogger(__name__)
@@ -124,6 +127,16 @@ class TwitterAdapter(ChannelAdapter):
     name = CHANNEL
     # One post at a time: X's x-rate-limit-remaining of each post is read before the next.
     max_in_flight = 1
+    # A post cannot be edited through the API, only deleted; photos and videos go with a
+    # reply (bots/twitter/uploads.py).
+    can_delete = True
+    file_rules = uploads.X_FILES
+
+    @classmethod
+    def survey_private(cls, target: dict[str, Any]) -> bool:
+        """Every reply on X is a public post: no satisfaction survey unless
+        ``[survey.channels] twitter = true`` (then customers reply with a number)."""
+        return False
 
     def __init__(self, settings: Settings, *, poll_interval: float | None = None,
                  request_timeout: float = 30.0):
@@ -335,11 +348,22 @@ class TwitterAdapter(ChannelAdapter):
     async def send(self, outbound: Outbound) -> Delivered:
         if self.client is None:
             raise DeliveryError("the X adapter is not running")
+        return await self._post_reply(outbound, text=fit_tweet(outbound.text))
+
+    async def send_file(self, outbound: Outbound, file: OutgoingFile) -> Delivered:
+        """Upload the photo or video, then the reply carrying its media id."""
+        if self.client is None:
+            raise DeliveryError("the X adapter is not running")
+        media_id = await uploads.upload(self.client, X_API, file)
+        return await self._post_reply(outbound, text=fit_tweet(outbound.text) or None,
+                                      media_ids=[media_id])
+
+    async def _post_reply(self, outbound: Outbound, **post: Any) -> Delivered:
+        """Post a reply to the customer's post; its id and X's posting limits."""
         reply_to = self.reply_target(outbound).in_reply_to_tweet_id
-        text = fit_tweet(outbound.text)
         try:
             response = await self.client.create_tweet(
-                text=text, in_reply_to_tweet_id=str(reply_to), user_auth=True)
+                in_reply_to_tweet_id=str(reply_to), user_auth=True, **post)
         except Exception as error:
             raise delivery_error(error) from error
         tweet_id = ((response or {}).get("data") or {}).get("id")
@@ -351,6 +375,22 @@ class TwitterAdapter(ChannelAdapter):
         return Delivered(external_id=str(tweet_id), limit_remaining=remaining,
                          limit_reset_in=reset_in)
 
+    async def delete(self, outbound: Outbound) -> Delivered:
+        """Delete our reply post (DELETE /2/tweets/:id); one that is gone counts."""
+        if self.client is None:
+            raise DeliveryError("the X adapter is not running")
+        tweet_id = str((outbound.target.get("answer") or {}).get("external_id") or "")
+        if not tweet_id.isdigit():
+            raise DeliveryError(f"the answer's post on X is unknown ({tweet_id!r})",
+                                permanent=True)
+        try:
+            await self.client.delete_tweet(tweet_id, user_auth=True)
+        except tweepy.NotFound:
+            pass  # already gone
+        except Exception as error:
+            raise delivery_error(error) from error
+        return Delivered(external_id=tweet_id)
+
     def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
         return [("per_user", self.user_id or "me")]
 
@@ -358,16 +398,20 @@ class TwitterAdapter(ChannelAdapter):
         """After an unknown outcome (a crash mid-send, a lost answer, X calling it a
         duplicate): our reply to that tweet, if X has it (one read of our timeline; X
         returns text with &, < and > escaped)."""
-        if self.client is None or self.user_id is None:
-            return None
+        if self.client is None or self.user_id is None or outbound.kind in ANSWER_CHANGES:
+            return None  # a deletion is simply tried again: a post that is gone counts
         reply_to = str(outbound.target.get("in_reply_to_tweet_id"))
         text = fit_tweet(outbound.text)
+        # X appends a link to a post's media: a reply with a file starts with its text.
+        with_file = bool(outbound.target.get("file"))
         page = await self.client.get_users_tweets(
             self.user_id, max_results=100, tweet_fields=["referenced_tweets"], user_auth=True)
         for tweet in (page or {}).get("data") or []:
             replied = {ref.get("id") for ref in tweet.get("referenced_tweets") or []
                        if ref.get("type") == "replied_to"}
-            if reply_to in replied and html.unescape(str(tweet.get("text"))) == text:
+            posted = html.unescape(str(tweet.get("text")))
+            if reply_to in replied and (posted == text or with_file and posted.startswith(
+                    text) and posted[len(text):].strip().startswith("https://t.co/")):
                 return Delivered(external_id=str(tweet["id"]))
         return None
 

@@ -6,7 +6,11 @@ Endpoints, with X's JSON shapes, status codes and rate-limit headers:
     GET  /2/users/{id}/mentions       since_id, pagination_token, max_results (5..100),
                                       expansions, tweet.fields, media.fields, user.fields
     GET  /2/users/{id}/tweets         the account's own posts (find_sent)
-    POST /2/tweets                    {"text", "reply": {"in_reply_to_tweet_id"}}
+    POST /2/tweets                    {"text", "reply": {"in_reply_to_tweet_id"},
+                                      "media": {"media_ids"}}
+    DELETE /2/tweets/{id}             the bot's own post ({"data": {"deleted": true}})
+    POST /2/media/upload              multipart command=INIT|APPEND|FINALIZE (``uploads``)
+    GET  /2/media/upload              ?command=STATUS&media_id= (a video's processing)
 
 What X serves, as X serves it (each shape checked against a recorded real payload in
 tests/fixtures/real/twitter, named where it is built): text with &, < and > escaped;
@@ -30,8 +34,8 @@ Every response carries ``x-rate-limit-limit``, ``x-rate-limit-remaining`` and
 user, as X does. Posting beyond the post limit answers 429 and records a violation: the
 adapter and the dispatcher must never get there.
 
-Fault kinds (method names "mentions", "tweets", "me"): the base kinds "500", "timeout",
-"malformed", plus "429" (``seconds`` until ``x-rate-limit-reset``), "503" and
+Fault kinds (method names "mentions", "tweets", "me", "media", "delete"): the base kinds
+"500", "timeout", "malformed", plus "429" (``seconds`` until ``x-rate-limit-reset``), "503" and
 "missing_fields" (``drop`` = any of "id", "author_id", "text", "meta"; default
 ["author_id"]: the newest tweet of the page loses that field, or the page its meta).
 
@@ -97,6 +101,11 @@ RETWEET_LIMIT = 140  # a retweet's own text: "RT @author: " + the start of the p
 NOTE_PREVIEW = 270  # a long post's `text`: its first characters, at a word boundary
 JPEG = b"\xff\xd8\xff\xe0\x00\x10JFIF\x00" + bytes(600)
 MP4 = b"\x00\x00\x00\x18ftypmp42\x00\x00\x00\x00mp42isom" + bytes(600)
+# What POST /2/media/upload takes: (media_category, media_type) -> the largest size.
+MEDIA_LIMITS = {**{("tweet_image", t): 5 * 1024 * 1024
+                   for t in ("image/jpeg", "image/png", "image/webp")},
+                ("tweet_gif", "image/gif"): 15 * 1024 * 1024,
+                ("tweet_video", "video/mp4"): 512 * 1024 * 1024}
 
 
 @dataclass
@@ -173,7 +182,14 @@ class XEmulator(Emulator):
         self.windows = {"mentions": RateWindow(read_limit, read_window),
                         "tweets": RateWindow(post_limit, post_window),
                         "timeline": RateWindow(read_limit, read_window),
-                        "me": RateWindow(75, WINDOW)}
+                        "me": RateWindow(75, WINDOW),
+                        # X's published limits per user: media upload, post deletion.
+                        "media": RateWindow(500, WINDOW),
+                        "delete": RateWindow(50, WINDOW)}
+        # Media uploads (POST /2/media/upload): media id -> the upload as it stands.
+        self.uploads: dict[str, dict[str, Any]] = {}
+        self.deletions: list[str] = []  # ids of the bot's posts it deleted
+        self.processing_seconds = 1  # a video's check_after_secs after FINALIZE
         self.media: dict[str, dict[str, Any]] = {}  # media_key -> full media object
         self._next_id = FIRST_TWEET_ID
         self._next_media = FIRST_TWEET_ID - 10**9  # media ids are snowflakes too
@@ -184,6 +200,9 @@ class XEmulator(Emulator):
             web.get("/2/users/{id}/mentions", self._mentions),
             web.get("/2/users/{id}/tweets", self._timeline),
             web.post("/2/tweets", self._create_tweet),
+            web.delete("/2/tweets/{id}", self._delete_tweet),
+            web.post("/2/media/upload", self._media_upload),
+            web.get("/2/media/upload", self._media_status),
         ])
 
     # --- control (Python) ------------------------------------------------------------------
@@ -606,7 +625,13 @@ class XEmulator(Emulator):
     async def _answer_create_tweet(self, request: web.Request) -> web.Response:
         body = await self.params(request)
         text = body.get("text")
-        if not isinstance(text, str) or not text:
+        media_ids = [str(i) for i in (body.get("media") or {}).get("media_ids") or []]
+        media = [self.uploads.get(i) for i in media_ids]
+        if any(m is None or m["state"] != "succeeded" for m in media):
+            return _invalid_request("media.media_ids", media_ids, "Your media IDs are invalid.")
+        if media_ids and not isinstance(text, str):
+            text = ""
+        elif not isinstance(text, str) or not text:
             return _invalid_request("text", text, "The `text` field is required")
         if weighted_length(text) > MAX_WEIGHTED_LENGTH:
             return _invalid_request("text", text,
@@ -618,17 +643,119 @@ class XEmulator(Emulator):
                                         or str(in_reply_to) in self.deleted):
             return _problem(403, "Forbidden", "You attempted to reply to a Tweet that is "
                                               "deleted or not visible to you.")
-        if any(t["author_id"] == self.bot["id"] and t["text"] == text
-               and i not in self.deleted for i, t in self.tweets.items()):
+        if text and any(t["author_id"] == self.bot["id"] and t["text"] == text
+                        and i not in self.deleted for i, t in self.tweets.items()):
             return _problem(403, "Forbidden",
                             "You are not allowed to create a Tweet with duplicate content.")
-        tweet = self._store_tweet(self.bot["id"], text, in_reply_to, None, mention=False)
+        tweet = self._store_tweet(self.bot["id"], text, in_reply_to, None, mention=False,
+                                  media=[{"type": m["type"], "content": m["content"]}
+                                         for m in media])
         self.tweets[tweet["id"]]["_reply_to"] = str(in_reply_to) if in_reply_to else None
-        self.record_sent({"id": tweet["id"], "text": text,
-                          "in_reply_to_tweet_id": str(in_reply_to) if in_reply_to else None})
-        return web.json_response({"data": {"id": tweet["id"], "text": text,
+        sent = {"id": tweet["id"], "text": text,
+                "in_reply_to_tweet_id": str(in_reply_to) if in_reply_to else None}
+        if media:  # what the customer sees: the media, their bytes as uploaded
+            sent["media"] = [{"media_id": i, "type": m["type"], "content": m["content"]}
+                             for i, m in zip(media_ids, media, strict=True)]
+        self.record_sent(sent)
+        shown = self.tweets[tweet["id"]]["text"] if media else text  # with the media link
+        return web.json_response({"data": {"id": tweet["id"], "text": shown,
                                            "edit_history_tweet_ids": [tweet["id"]]}},
                                  status=201)
+
+    # --- media upload (docs.x.com/x-api/media/quickstart/media-upload-chunked) and
+    # --- deleting posts (DELETE /2/tweets/:id -> {"data": {"deleted": true}})
+
+    async def _media_upload(self, request: web.Request) -> web.Response:
+        return await self._guarded(request, "media", self._answer_media_upload)
+
+    async def _media_status(self, request: web.Request) -> web.Response:
+        return await self._guarded(request, "media", self._answer_media_status)
+
+    async def _answer_media_upload(self, request: web.Request) -> web.Response:
+        """multipart ``command``: INIT (media_type, total_bytes, media_category) ->
+        {"data": {"id", "media_key", "expires_after_secs"}}; APPEND (media_id,
+        segment_index, media: at most 5 MB) -> 204; FINALIZE (media_id) -> the media, with
+        processing_info for a video. X's limits: images up to 5 MB (JPG, PNG, WebP;
+        GIF up to 15 MB), MP4 videos up to 512 MB."""
+        form = await request.post()
+        command = str(form.get("command") or "")
+        if command == "INIT":
+            media_type = str(form.get("media_type") or "")
+            category = str(form.get("media_category") or "")
+            total = int(str(form.get("total_bytes") or "0") or 0)
+            limit = MEDIA_LIMITS.get((category, media_type))
+            if limit is None:
+                return _invalid_request("media_type", media_type,
+                                        f"media type {media_type} is not supported for "
+                                        f"{category or 'a post'}")
+            if not 0 < total <= limit:
+                return _invalid_request("total_bytes", total,
+                                        f"File size exceeds {limit} bytes.")
+            self._next_media += 1
+            media_id = str(self._next_media)
+            kind = {"tweet_video": "video", "tweet_gif": "animated_gif"}.get(category, "photo")
+            self.uploads[media_id] = {"type": kind, "media_type": media_type, "total": total,
+                                      "chunks": {}, "state": "init", "content": b""}
+            return web.json_response({"data": {
+                "id": media_id, "media_key": f"{MEDIA_PREFIX[kind]}_{media_id}",
+                "expires_after_secs": 86400}})
+        upload = self.uploads.get(str(form.get("media_id") or ""))
+        if upload is None:
+            return _invalid_request("media_id", form.get("media_id"), "Invalid media_id")
+        if command == "APPEND":
+            media = form.get("media")
+            if not isinstance(media, web.FileField) or upload["state"] != "init":
+                return _invalid_request("media", "", "The media part is required")
+            chunk = media.file.read()
+            if len(chunk) > 5 * 1024 * 1024:
+                return _invalid_request("media", "", "A segment is at most 5 MB")
+            upload["chunks"][int(str(form.get("segment_index") or "0"))] = chunk
+            return web.Response(status=204)
+        if command == "FINALIZE":
+            content = b"".join(upload["chunks"][i] for i in sorted(upload["chunks"]))
+            if len(content) != upload["total"]:
+                return _invalid_request("media_id", form.get("media_id"),
+                                        "File size does not match total_bytes.")
+            upload["content"] = content
+            media_id = str(form.get("media_id"))
+            data: dict[str, Any] = {"id": media_id, "size": len(content),
+                                    "media_key": f"{MEDIA_PREFIX[upload['type']]}_{media_id}",
+                                    "expires_after_secs": 86400}
+            if upload["type"] == "photo":
+                upload["state"] = "succeeded"
+            else:
+                upload["state"] = "pending"
+                data["processing_info"] = {"state": "pending",
+                                           "check_after_secs": self.processing_seconds}
+            return web.json_response({"data": data})
+        return _invalid_request("command", command, "command is INIT, APPEND or FINALIZE")
+
+    async def _answer_media_status(self, request: web.Request) -> web.Response:
+        """``?command=STATUS&media_id=``: a pending video is done at the first check."""
+        media_id = request.query.get("media_id", "")
+        upload = self.uploads.get(media_id)
+        if request.query.get("command") != "STATUS" or upload is None:
+            return _invalid_request("media_id", media_id, "Invalid media_id")
+        if upload["state"] == "pending":
+            upload["state"] = "succeeded"
+        return web.json_response({"data": {"id": media_id, "processing_info": {
+            "state": upload["state"], "progress_percent": 100}}})
+
+    async def _delete_tweet(self, request: web.Request) -> web.Response:
+        return await self._guarded(request, "delete", self._answer_delete_tweet)
+
+    async def _answer_delete_tweet(self, request: web.Request) -> web.Response:
+        tweet_id = request.match_info["id"]
+        tweet = self.tweets.get(tweet_id)
+        if tweet is None or tweet_id in self.deleted:
+            return _problem(404, "Not Found Error", f"Could not find tweet with id: "
+                                                    f"[{tweet_id}].")
+        if tweet["author_id"] != self.bot["id"]:
+            return _problem(403, "Forbidden", "You are not allowed to delete a Tweet that "
+                                              "does not belong to you.")
+        self.deleted.add(tweet_id)
+        self.deletions.append(tweet_id)
+        return web.json_response({"data": {"deleted": True}})
 
 
 def _listed(query: Any, name: str) -> list[str]:

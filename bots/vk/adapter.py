@@ -42,12 +42,15 @@ from bots.common.polling import (
     PollHealth,
     ingest_until_stored,
     read_payloads,
+    retry_while_unavailable,
     run_until_stopped,
 )
+from bots.vk import uploads
 from bots.vk.comments import BY_KIND, EDITS, PLACES, Place, answer_values
 from bots.vk.errors import api_delivery_error
 from bots.vk.media import attachments_of
 from bots.vk.settings import VKTarget
+from bots.vk.survey import answer_press, press_of, survey_message
 from core.blocking import in_daemon_thread
 from core.config.settings import Settings
 from core.delivery.contract import (
@@ -57,7 +60,8 @@ from core.delivery.contract import (
     Cursor,
     DeliveryError,
 )
-from core.domain.records import Delivered, Inbound, Outbound
+from core.delivery.outfiles import OutgoingFile
+from core.domain.records import Delivered, Inbound, Outbound, OutboxKind
 from core.domain.text import split_text
 
 log = logging.getLogger(__name__)
@@ -137,6 +141,10 @@ class VKAdapter(ChannelAdapter):
     # A repeated messages.send (random_id) or wall.createComment (guid) is dropped by VK:
     # a send interrupted by a crash is simply sent again.
     idempotent = True
+    # Answers in conversations can be changed, withdrawn and carry files (bots/vk/uploads.py).
+    can_edit = True
+    can_delete = True
+    file_rules = uploads.VK_FILES
 
     def __init__(self, settings: Settings):
         self.settings = settings
@@ -234,6 +242,10 @@ class VKAdapter(ChannelAdapter):
         if off:
             problems.append(f"Long Poll events turned off: {', '.join(off)}: turn them on "
                             f"in Manage community > API usage > Long Poll API > Event types")
+        if not events.get("message_event") and self.settings.survey.when != "off":
+            log.warning("vk: the Long Poll event message_event is off, so presses on the "
+                        "satisfaction survey's buttons are not received: turn it on in "
+                        "Manage community > API usage > Long Poll API > Event types")
         unread = [event for event in COMMENT_EVENTS if not events.get(event)]
         if unread:  # a community may have no photos, market or board: worth a line only
             log.warning("vk: Long Poll events turned off, so such comments are not "
@@ -257,7 +269,10 @@ class VKAdapter(ChannelAdapter):
         ts, updates = answer.get("ts"), answer.get("updates")
         if ts is None or not isinstance(updates, list):
             raise LongPollError("long poll answer without ts or updates")
-        batch, unreadable = read_payloads(self, updates, _event_key)
+        if not await self._survey_presses(updates):
+            return  # stopping: fetched again after the restart
+        batch, unreadable = read_payloads(
+            self, [u for u in updates if press_of(u) is None], _event_key)
         if not batch and not unreadable and str(ts) == str(self.longpoll.ts):
             return  # the wait ran out with nothing new
         batch = await self._named(batch)
@@ -266,6 +281,19 @@ class VKAdapter(ChannelAdapter):
             "vk", lambda: self.context.ingest(batch, cursor, unreadable), self.stopping)
         if stored:
             self.longpoll.ts = str(ts)
+
+    async def _survey_presses(self, updates: list[Any]) -> bool:
+        """Store the presses on satisfaction survey buttons (bots/vk/survey.py) before
+        the ts moves past them; False if the daemon stopped first."""
+        for press in filter(None, map(press_of, updates)):
+            try:
+                if await retry_while_unavailable(
+                        "vk: a survey answer", lambda p=press: answer_press(self, CHANNEL, p),
+                        self.stopping) is None:
+                    return False
+            except Exception:  # one bad press must not stop the channel
+                log.exception("vk: a survey press could not be stored; skipped")
+        return True
 
     async def _recover(self, answer: dict[str, Any]) -> None:
         """Act on the long poll's ``failed`` codes as VK documents them."""
@@ -293,6 +321,14 @@ class VKAdapter(ChannelAdapter):
         if await ingest_until_stored("vk", lambda: self.context.ingest([], cursor),
                                      self.stopping) and self.longpoll is not None:
             self.longpoll.ts = ts
+
+    @classmethod
+    def survey_private(cls, target: dict[str, Any]) -> bool:
+        """A private conversation, not a comment under a post or a group chat: the
+        satisfaction survey goes there by default."""
+        peer_id = target.get("peer_id")
+        return target.get("type") == "message" and isinstance(peer_id, int) \
+            and 0 < peer_id < CHAT_PEERS
 
     def read_payload(self, payload: Any) -> Inbound | None:
         """A long poll event as VK sent it (``Inbound.raw``) read again."""
@@ -388,23 +424,67 @@ class VKAdapter(ChannelAdapter):
         return [("per_token", "community")]
 
     def send_cost(self, outbound: Outbound) -> int:
-        return max(1, len(split_text(outbound.text, MAX_TEXT)))
+        # A file costs two calls more: the upload server, and saving the upload.
+        extra = 2 if outbound.kind == OutboxKind.REPLY and outbound.target.get("file") else 0
+        return max(1, len(split_text(outbound.text, MAX_TEXT))) + extra
+
+    async def send_file(self, outbound: Outbound, file: OutgoingFile) -> Delivered:
+        """Upload the file, then one messages.send with it (bots/vk/uploads.py)."""
+        peer_id = self._conversation(outbound, "carry files (send a link instead)")
+        attachment = await uploads.upload(self, peer_id, file)
+        first_id: str | None = None
+        for index, part in enumerate(split_text(outbound.text, MAX_TEXT) or [""]):
+            values = {"peer_id": peer_id, "message": part,
+                      "random_id": random_id(part_key(outbound.idempotency_key, index))}
+            if index == 0:
+                values["attachment"] = attachment
+            response = await self._call("messages.send", values)
+            try:
+                first_id = first_id or str(int(response))
+            except (TypeError, ValueError):
+                raise DeliveryError(f"VK answered messages.send without an id: "
+                                    f"{response!r:.200}") from None
+        return Delivered(external_id=f"{first_id}/{attachment}")
+
+    async def edit(self, outbound: Outbound) -> Delivered:
+        peer_id = self._conversation(outbound, "be changed by sameday (change it on VK)")
+        return Delivered(external_id=await uploads.edit(
+            self, peer_id, outbound.target.get("answer") or {}, outbound.text))
+
+    async def delete(self, outbound: Outbound) -> Delivered:
+        peer_id = self._conversation(outbound, "be withdrawn by sameday (delete it on VK)")
+        return Delivered(external_id=await uploads.delete(
+            self, peer_id, outbound.target.get("answer") or {}))
+
+    def _conversation(self, outbound: Outbound, what: str) -> int:
+        address = self.reply_target(outbound)
+        if address.type != "message" or address.peer_id is None:
+            raise DeliveryError(f"this VK answer is a comment under a {address.type}, which "
+                                f"cannot {what}", permanent=True)
+        return address.peer_id
 
     async def send(self, outbound: Outbound) -> Delivered:
         address = self.reply_target(outbound)
         first_id: str | None = None
-        for index, part in enumerate(split_text(outbound.text, MAX_TEXT)):
+        # A survey's question in a conversation has buttons (bots/vk/survey.py).
+        text, keyboard = survey_message(outbound, address.type == "message")
+        parts = split_text(text, MAX_TEXT)
+        for index, part in enumerate(parts):
             key = part_key(outbound.idempotency_key, index)
-            sent_id = await self._send_part(address, part, key)
+            sent_id = await self._send_part(address, part, key,
+                                            keyboard if index == len(parts) - 1 else None)
             first_id = first_id or sent_id
         if first_id is None:
             raise DeliveryError("empty text: nothing to send", permanent=True)
         return Delivered(external_id=first_id)
 
-    async def _send_part(self, address: VKTarget, text: str, key: str) -> str:
+    async def _send_part(self, address: VKTarget, text: str, key: str,
+                         keyboard: str | None = None) -> str:
         if address.type == "message":
             method = "messages.send"
             values = {"peer_id": address.peer_id, "message": text, "random_id": random_id(key)}
+            if keyboard:
+                values["keyboard"] = keyboard
         else:
             place = BY_KIND[address.type]
             method = place.method

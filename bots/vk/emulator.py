@@ -2,10 +2,12 @@
 
 API methods (``POST /method/{name}``, form parameters ``access_token``, ``v``, ...):
 ``groups.getLongPollServer``, ``groups.getLongPollSettings``, ``users.get``,
-``groups.getById``, ``messages.send`` and the ``createComment`` of walls, photos, videos,
-market items and board topics. Like VK, the sending methods deduplicate: ``random_id``
-per peer and ``guid`` per commented object return the first message's id and record
-nothing new, which is what makes a retried send safe. Events follow the community's Long
+``groups.getById``, ``messages.send`` (with an inline ``keyboard``: a press on a callback
+button is a ``message_event``, ``press``), ``messages.sendMessageEventAnswer`` and the
+``createComment`` of walls, photos, videos, market items and board topics. Like VK, the
+sending methods deduplicate: ``random_id`` per peer and ``guid`` per commented object
+return the first message's id and record nothing new, which is what makes a retried send
+safe. Events follow the community's Long
 Poll API version (``long_poll_version``): from 5.103 a message_new's object is
 {"message", "client_info"}, before it the message itself (tests/fixtures/real/vk/
 message_new_old_format_pre5103.json); in group chats a community bot sees ``id: 0``
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import json
 from collections.abc import Awaitable, Callable
 from functools import partial
 from typing import Any
@@ -46,6 +49,7 @@ ERROR_MESSAGES = {
     10: "Internal server error",
     100: "One of the parameters specified was missing or invalid",
     901: "Can't send messages for users without permission",
+    911: "Keyboard format is invalid",
 }
 MAX_WAIT = 90  # VK caps the long poll wait at 90 seconds
 
@@ -79,18 +83,36 @@ class VKEmulator(Emulator):
             "market.createComment": partial(self._m_create_comment, "item_id"),
             "board.createComment": partial(self._m_create_comment, "topic_id"),
             "users.get": self._m_users_get,
+            "messages.sendMessageEventAnswer": self._m_send_message_event_answer,
             "groups.getLongPollSettings": self._m_long_poll_settings,
             "groups.getById": self._m_groups_get_by_id,
+            # Files in messages, and changing sent messages (bots/vk/uploads.py).
+            "photos.getMessagesUploadServer": self._m_photo_upload_server,
+            "photos.saveMessagesPhoto": self._m_save_messages_photo,
+            "docs.getMessagesUploadServer": self._m_doc_upload_server,
+            "docs.save": self._m_docs_save,
+            "messages.edit": self._m_messages_edit,
+            "messages.delete": self._m_messages_delete,
         }
+        # Files staff sent: uploaded (token -> file), then saved ("photo-1_5" -> file).
+        self.uploaded: dict[str, dict[str, Any]] = {}
+        self.saved_files: dict[str, dict[str, Any]] = {}
+        self.message_edits: list[dict[str, Any]] = []
+        self.message_deletions: list[dict[str, Any]] = []
+        self._next_file = 457239017
         # Who people and communities are (users.get / groups.getById); unknown people
         # get a made-up name, as every real VK account has one.
         self.profiles: dict[int, dict[str, Any]] = {}
+        # Callback presses not answered yet (event_id -> user, peer), and the answers.
+        self.pending_presses: dict[str, tuple[int, int]] = {}
+        self.event_answers: list[dict[str, Any]] = []
         # The community's Long Poll settings (Manage community > API usage).
         self.long_poll_version = "5.199"
         self.events_off: set[str] = set()
         self.name_requests = 0
         self.app.add_routes([web.route("*", "/method/{name}", self._api),
-                             web.get("/lp", self._long_poll)])
+                             web.get("/lp", self._long_poll),
+                             web.post("/upload/{kind}/{peer}", self._upload)])
 
     async def stop(self) -> None:
         # Release the held long polls first: otherwise the server waits for each of them
@@ -203,6 +225,25 @@ class VKEmulator(Emulator):
         raise web.HTTPBadRequest(
             text=f"unknown kind {kind!r}; allowed: message, wall_reply, comment, event")
 
+    def press(self, *, peer_id: int, message_id: int, label: str,
+              user_id: int | None = None) -> dict[str, Any]:
+        """``user_id`` (the peer itself by default) presses the callback button labelled
+        ``label`` under the community's message: a message_event with that button's
+        payload, shaped like tests/fixtures/real/vk/message_event_callback_button.json."""
+        sent = next(m for m in self.sent if m.get("id") == message_id
+                    and m.get("peer_id") == peer_id)
+        keyboard = json.loads(sent["keyboard"])
+        action = next(button["action"] for row in keyboard["buttons"] for button in row
+                      if button["action"]["label"] == label)
+        if action["type"] != "callback":
+            raise ValueError(f"{label!r} is not a callback button")
+        event_id = hashlib.sha1(f"press:{len(self.events)}".encode()).hexdigest()[:12]
+        self.pending_presses[event_id] = (user_id or peer_id, peer_id)
+        return self.inject_event("message_event", {
+            "conversation_message_id": message_id, "user_id": user_id or peer_id,
+            "peer_id": peer_id, "event_id": event_id,
+            "payload": json.loads(action["payload"]) if action.get("payload") else {}})
+
     def block(self, peer_id: int) -> None:
         """This user has not allowed messages from the community: sends get error 901."""
         self.blocked.add(peer_id)
@@ -282,18 +323,46 @@ class VKEmulator(Emulator):
     async def _m_messages_send(self, params: dict[str, Any]) -> web.Response:
         peer_id, random_id = _int(params.get("peer_id")), _int(params.get("random_id"))
         message = params.get("message")
-        if peer_id is None or random_id is None or not message:
+        if peer_id is None or random_id is None or not (message or params.get("attachment")):
             return _error(100, params)
         if peer_id in self.blocked:
             return _error(901, params)
+        files = self._attached(str(params.get("attachment") or ""))
+        if files is None:
+            return _error(100, params)
         if random_id and (peer_id, random_id) in self._by_random_id:
             return _ok(self._by_random_id[(peer_id, random_id)])  # a retry: no new message
         message_id = self._message_id()
         if random_id:
             self._by_random_id[(peer_id, random_id)] = message_id
-        self.record_sent({"method": "messages.send", "peer_id": peer_id, "message": message,
-                          "random_id": random_id, "id": message_id})
+        sent = {"method": "messages.send", "peer_id": peer_id, "message": message,
+                "random_id": random_id, "id": message_id}
+        if files:  # what the customer received: the attachment and the files' bytes
+            sent |= {"attachment": params["attachment"], "files": files}
+        if params.get("keyboard"):
+            keyboard = json.loads(params["keyboard"])
+            if not _valid_keyboard(keyboard):
+                return _error(911, params)
+            sent["keyboard"] = params["keyboard"]
+        self.record_sent(sent)
         return _ok(message_id)
+
+    async def _m_send_message_event_answer(self, params: dict[str, Any]) -> web.Response:
+        """The answer to a callback press (dev.vk.com/ru/method/messages.sendMessageEventAnswer:
+        event_id, user_id, peer_id, event_data as JSON, e.g. {"type": "show_snackbar",
+        "text": "..."} of at most 90 characters); answers 1."""
+        event_id = str(params.get("event_id", ""))
+        who = (_int(params.get("user_id")), _int(params.get("peer_id")))
+        if self.pending_presses.get(event_id) != who:
+            return _error(100, params)
+        data = json.loads(params.get("event_data") or "null")
+        if data is not None and (data.get("type") != "show_snackbar"
+                                 or not 0 < len(data.get("text", "")) <= 90):
+            return _error(100, params)
+        del self.pending_presses[event_id]
+        self.event_answers.append({"event_id": event_id, "user_id": who[0],
+                                   "peer_id": who[1], "event_data": data})
+        return _ok(1)
 
     async def _m_wall_create_comment(self, params: dict[str, Any]) -> web.Response:
         owner_id, post_id = _int(params.get("owner_id")), _int(params.get("post_id"))
@@ -336,6 +405,129 @@ class VKEmulator(Emulator):
                           "from_group": params.get("from_group"), "message": message,
                           "guid": guid, "comment_id": comment_id})
         return _ok(comment_id)
+
+    # --- files in messages, changing sent messages ---------------------------------------
+    # Shapes as dev.vk.com documents them (api/upload/photo-in-message,
+    # api/upload/document-in-message, method/messages.edit, method/messages.delete).
+
+    async def _m_photo_upload_server(self, params: dict[str, Any]) -> web.Response:
+        peer_id = _int(params.get("peer_id")) or 0
+        return _ok({"album_id": -3, "upload_url": f"{self.url}/upload/photo/{peer_id}",
+                    "user_id": 0, "group_id": self.group_id})
+
+    async def _m_doc_upload_server(self, params: dict[str, Any]) -> web.Response:
+        kind = params.get("type") or "doc"
+        if kind not in ("doc", "audio_message", "graffiti"):
+            return _error(100, params)
+        peer_id = _int(params.get("peer_id")) or 0
+        return _ok({"upload_url": f"{self.url}/upload/{kind}/{peer_id}"})
+
+    async def _upload(self, request: web.Request) -> web.StreamResponse:
+        """The upload server: a photo in the field ``photo`` (answers server, photo, hash;
+        "[]" as the photo when it is no image), a document in ``file`` (answers file).
+        Fault method name: "upload"."""
+        faulty = await self.apply_fault("upload", request)
+        if faulty is not None:
+            return faulty
+        kind = request.match_info["kind"]
+        form = await request.post()
+        field = form.get("photo" if kind == "photo" else "file")
+        if not isinstance(field, web.FileField):
+            return web.json_response({"error": "ERR_UPLOAD_FILE_NOT_UPLOADED: no file"})
+        content = field.file.read()
+        token = hashlib.sha1(content + str(len(self.uploaded)).encode()).hexdigest()[:16]
+        self.uploaded[token] = {"kind": kind, "content": content, "name": field.filename,
+                                "content_type": field.content_type}
+        if kind == "photo":
+            is_image = content.startswith((b"\xff\xd8\xff", b"\x89PNG", b"GIF8"))
+            return self.answer(request, web.json_response({
+                "server": 843221, "hash": hashlib.md5(content).hexdigest(),
+                "photo": json.dumps([{"photo": token, "sizes": []}]) if is_image else "[]"}))
+        return self.answer(request, web.json_response({"file": token}))
+
+    async def _m_save_messages_photo(self, params: dict[str, Any]) -> web.Response:
+        try:
+            token = json.loads(params.get("photo") or "[]")[0]["photo"]
+        except (ValueError, IndexError, KeyError, TypeError):
+            return _error(100, params)
+        upload = self.uploaded.get(token)
+        if upload is None or upload["kind"] != "photo":
+            return _error(100, params)
+        photo = self._saved("photo", upload, {"album_id": -3, "text": "", "sizes": [],
+                                              "date": int(self.message_time())})
+        return _ok([photo])
+
+    async def _m_docs_save(self, params: dict[str, Any]) -> web.Response:
+        upload = self.uploaded.get(str(params.get("file") or ""))
+        if upload is None or upload["kind"] == "photo":
+            return _error(100, params)
+        title = str(params.get("title") or upload["name"] or "file")
+        if upload["kind"] == "audio_message":
+            item = self._saved("doc", upload, {"duration": 1, "waveform": [],
+                                               "link_ogg": "", "link_mp3": ""})
+            return _ok({"type": "audio_message", "audio_message": item})
+        item = self._saved("doc", upload, {"title": title, "size": len(upload["content"]),
+                                           "ext": title.rpartition(".")[2], "type": 8,
+                                           "date": int(self.message_time())})
+        return _ok({"type": "doc", "doc": item})
+
+    def _saved(self, prefix: str, upload: dict[str, Any], more: dict[str, Any]
+               ) -> dict[str, Any]:
+        self._next_file += 1
+        item = {"id": self._next_file, "owner_id": -self.group_id,
+                "access_key": hashlib.sha1(str(self._next_file).encode()).hexdigest()[:18],
+                **more}
+        self.saved_files[f"{prefix}{-self.group_id}_{self._next_file}"] = {
+            **upload, "attachment_kind": "audio_message"
+            if upload["kind"] == "audio_message" else prefix}
+        return item
+
+    def _attached(self, attachment: str) -> list[dict[str, Any]] | None:
+        """The files a messages.send ``attachment`` names ("photo-1_5_key,doc-1_6");
+        None when one is unknown."""
+        files = []
+        for item in filter(None, (part.strip() for part in attachment.split(","))):
+            prefix_owner_id = "_".join(item.split("_")[:2])
+            found = self.saved_files.get(prefix_owner_id)
+            if found is None:
+                return None
+            files.append({"attachment": item, "kind": found["attachment_kind"],
+                          "name": found["name"], "content": found["content"]})
+        return files
+
+    def _message(self, params: dict[str, Any]) -> dict[str, Any] | None:
+        """The community's message a call names (peer_id + message_id)."""
+        peer_id, message_id = _int(params.get("peer_id")), _int(params.get("message_id"))
+        return next((m for m in self.sent if m.get("method") == "messages.send"
+                     and m.get("peer_id") == peer_id and m.get("id") == message_id), None)
+
+    async def _m_messages_edit(self, params: dict[str, Any]) -> web.Response:
+        """Answers 1; the message's text (and attachments: those not given again are
+        dropped) change."""
+        message = self._message(params)
+        if message is None or message.get("deleted"):
+            return _error(100, params)
+        files = self._attached(str(params.get("attachment") or ""))
+        if files is None or not (params.get("message") or files):
+            return _error(100, params)
+        message["message"] = str(params.get("message") or "")
+        message["files"] = files
+        message["attachment"] = params.get("attachment")
+        self.message_edits.append({"peer_id": message["peer_id"], "id": message["id"],
+                                   "message": message["message"],
+                                   "attachment": params.get("attachment")})
+        return _ok(1)
+
+    async def _m_messages_delete(self, params: dict[str, Any]) -> web.Response:
+        """``message_ids`` (one here) with ``delete_for_all=1``: answers {"<id>": 1}."""
+        params = {**params, "message_id": params.get("message_ids")}
+        message = self._message(params)
+        if message is None:
+            return _error(100, params)
+        message["deleted"] = True
+        self.message_deletions.append({"peer_id": message["peer_id"], "id": message["id"],
+                                       "for_all": str(params.get("delete_for_all")) == "1"})
+        return _ok({str(message["id"]): 1})
 
     # --- Bots Long Poll --------------------------------------------------------------------
 
@@ -383,6 +575,18 @@ COMMENT_FIELDS = {"photo_comment_new": ("photo_owner_id", "photo_id"),
                   "video_comment_new": ("video_owner_id", "video_id"),
                   "market_comment_new": ("market_owner_id", "item_id"),
                   "board_post_new": ("topic_owner_id", "topic_id")}
+
+
+def _valid_keyboard(keyboard: Any) -> bool:
+    """VK's limits of an inline keyboard (dev.vk.com/ru/api/bots/development/keyboard): at
+    most 6 rows of at most 5 buttons, 10 in all; a callback button's payload is a JSON
+    text of at most 255 characters."""
+    rows = keyboard.get("buttons") if isinstance(keyboard, dict) else None
+    if not isinstance(rows, list) or len(rows) > 6 or any(len(row) > 5 for row in rows) \
+            or sum(len(row) for row in rows) > 10:
+        return False
+    return all(len(button["action"].get("payload") or "") <= 255 for row in rows
+               for button in row)
 
 
 def _version(text: str) -> tuple[int, ...]:

@@ -96,14 +96,20 @@ def report(config: Path = ConfigOption,
                                             "json."),
            chart: Path = typer.Option(None, "--chart", metavar="FILE.png",
                                       help="Also draw the period as a PNG chart."),
+           by: str = typer.Option("channel", "--by",
+                                  help="channel (the figures per channel) or agent: also "
+                                       "each staff member's tickets answered, first "
+                                       "response, same-day rate, promises kept and CSAT."),
            ) -> None:
     """The same-day report: how many customers got an answer the same day, and why not.
 
     Headline: the share of tickets opened in the period that staff answered
     on the same local calendar day. Behind it: messages received, tickets
     opened and acknowledged, acknowledgement and first-response times
-    (p50/p90), promises kept, escalations per rule, the backlog by age and
-    dead letters. Reads the daemon's database; changes nothing.
+    (p50/p90), promises kept, escalations per rule, the backlog by age,
+    dead letters and the satisfaction survey (CSAT per channel, response
+    rate); --by agent adds each staff member's figures. Reads the daemon's
+    database; changes nothing.
     """
     from zoneinfo import ZoneInfo
 
@@ -118,6 +124,8 @@ def report(config: Path = ConfigOption,
         problems.append(f"--channel {channel}: allowed: {', '.join(channel_names())}")
     if format_ not in ("table", "csv", "json"):
         problems.append(f"--format {format_}: allowed: table, csv, json")
+    if by not in ("channel", "agent"):
+        problems.append(f"--by {by}: allowed: channel, agent")
     if chart is not None and chart.suffix.lower() != ".png":
         problems.append(f"--chart {chart}: the file name must end in .png")
     try:
@@ -130,12 +138,13 @@ def report(config: Path = ConfigOption,
     if problems:
         raise typer.Exit(2)
     figures = asyncio.run(_report(settings, period, channel))
+    by_agent = by == "agent"
     if format_ == "csv":
-        typer.echo(report_csv(figures), nl=False)
+        typer.echo(report_csv(figures, by_agent), nl=False)
     elif format_ == "json":
-        typer.echo(report_json(figures))
+        typer.echo(report_json(figures, by_agent))
     else:
-        print_report(figures, out)
+        print_report(figures, out, by_agent)
     if chart is not None:
         from core.reporting.chart import render_chart
 

@@ -228,11 +228,12 @@ class DatabaseCollector(Collector):
             "sameday_outbox_depth": _count(Outbox, Outbox.state.in_(DUE_STATES)),
             "sameday_quarantined": _count(Quarantine, Quarantine.state == quarantine.HELD),
             "sameday_tickets_opened_today": _count(
-                Ticket, Ticket.opened_at >= day_start, Ticket.opened_at < day_end),
+                Ticket, Ticket.opened_at >= day_start, Ticket.opened_at < day_end,
+                Ticket.merged_into.is_(None)),
             # kpi.answered_same_day as a query: first answered before the day ends.
             "sameday_tickets_answered_same_day_today": _count(
                 Ticket, Ticket.opened_at >= day_start, Ticket.opened_at < day_end,
-                Ticket.first_response_at < day_end),
+                Ticket.first_response_at < day_end, Ticket.merged_into.is_(None)),
         }
         oldest_due = sa.select(Outbox.channel, sa.func.min(Outbox.next_attempt_at)).where(
             Outbox.state.in_(DUE_STATES), Outbox.next_attempt_at <= now).group_by(Outbox.channel)

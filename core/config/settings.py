@@ -117,10 +117,33 @@ class DaemonSettings(Strict):
     sweep_interval: SweepInterval = timedelta(seconds=1)
 
 
+MAX_FLOOD_WINDOW = timedelta(hours=1)
+
+
+def _flood(value: Any) -> Any:
+    """inbox.flood: a rate like "10/1m", or "off"."""
+    if isinstance(value, str) and value.strip().lower() == "off":
+        return None
+    if isinstance(value, str):
+        limit = RateLimit.parse(value)
+        if limit.per > MAX_FLOOD_WINDOW:
+            raise ValueError(f"{shown(value)}: the window is at most "
+                             f"{format_duration(MAX_FLOOD_WINDOW)}")
+        return limit
+    if value is None or isinstance(value, RateLimit):
+        return value
+    raise ValueError(f'{shown(value)} is not {RATE_HELP}, nor "off"')
+
+
 class InboxSettings(Strict):
     # A customer message within this time after a ticket was closed reopens it; later
     # messages open a new ticket. "0s" never reopens.
     reopen_within: Duration = timedelta(hours=24)
+    # A customer who sends more than this many messages within the window (from the
+    # first one) is flooding: the rest of the window is stored and folded into one card
+    # update, with no follow-up notices or acknowledgements (core.intake.flood). "off".
+    flood: Annotated[RateLimit | None, BeforeValidator(_flood)] = RateLimit(
+        10, timedelta(minutes=1))
 
 
 # --- channels -------------------------------------------------------------------------
@@ -300,6 +323,9 @@ class CustomersSettings(Strict):
 # --- acknowledgement -------------------------------------------------------------------
 
 
+# What an acknowledgement text may say: core.domain.ack fills them in.
+ACK_PLACEHOLDERS = ("name", "handle", "ticket", "promise", "back")
+
 # The acknowledgement every channel gets unless the admin writes texts of their own.
 DEFAULT_ACK_TEXTS = {
     "ru": {"default": "{name}, спасибо! Обращение {ticket} принято, ответим {promise}. {back}"},
@@ -336,7 +362,7 @@ class AckSettings(Strict):
     def _texts(cls, value: dict[str, dict[str, str]] | None) -> dict[str, dict[str, str]] | None:
         if value is None:
             return value
-        allowed = {"name", "handle", "ticket", "promise", "back"}
+        allowed = set(ACK_PLACEHOLDERS)
         for language, by_channel in value.items():
             if "default" not in by_channel:
                 raise ValueError(f'texts.{language} needs a "default" text')
@@ -346,6 +372,133 @@ class AckSettings(Strict):
                         raise ValueError(f"texts.{language}.{channel}: unknown placeholder "
                                          f"{{{placeholder}}}; allowed: "
                                          + ", ".join(f"{{{p}}}" for p in sorted(allowed)))
+        return value
+
+
+# --- saved answers ---------------------------------------------------------------------
+
+# A saved answer says what an acknowledgement may say, and who answers ({agent}).
+TEMPLATE_PLACEHOLDERS = (*ACK_PLACEHOLDERS, "agent")
+_TEMPLATE_NAME = re.compile(r"[^\W\d_][\w-]{0,31}")
+
+
+def _template_text(text: str) -> str:
+    if not text.strip():
+        raise ValueError("is empty; allowed: the text of the answer")
+    for placeholder in re.findall(r"{(\w*)}", text):
+        if placeholder not in TEMPLATE_PLACEHOLDERS:
+            raise ValueError(f"unknown placeholder {{{placeholder}}}; allowed: "
+                             + ", ".join(f"{{{p}}}" for p in TEMPLATE_PLACEHOLDERS))
+    return text
+
+
+def _template_name(name: str) -> str:
+    if not _TEMPLATE_NAME.fullmatch(name):
+        raise ValueError("is not a saved answer's name; allowed: a letter, then up to 31 "
+                         "letters, digits, _ or - (/t <name> N)")
+    return name
+
+
+def _texts_table(texts: Any) -> Any:
+    if not isinstance(texts, dict):
+        raise ValueError('must be a table of texts by language; allowed: [templates.<name>] '
+                         'with ru = "..." and/or en = "..."')
+    if not texts:
+        raise ValueError('has no text; allowed: ru = "..." and/or en = "..."')
+    return texts
+
+
+def _names_unique(templates: dict[str, Any]) -> dict[str, Any]:
+    seen: dict[str, str] = {}
+    for name in templates:
+        if name.lower() in seen:
+            raise ValueError(f"{name!r} and {seen[name.lower()]!r} are one name to /t "
+                             f"(case does not count); allowed: different names")
+        seen[name.lower()] = name
+    return templates
+
+
+# [templates.<name>]: the texts of one saved answer by language (like ack.texts), with the
+# acknowledgement's placeholders and {agent}; core.staff.templates sends them (/t).
+TemplateTexts = Annotated[dict[Literal["ru", "en"], Annotated[str, AfterValidator(
+    _template_text)]], BeforeValidator(_texts_table)]
+Templates = Annotated[dict[Annotated[str, AfterValidator(_template_name)], TemplateTexts],
+                      AfterValidator(_names_unique)]
+
+
+# --- the satisfaction survey ------------------------------------------------------------
+
+
+# What the survey says unless the admin writes texts of their own (core.domain.survey).
+DEFAULT_SURVEY_TEXTS = {
+    "ru": {"question": "{name}, оцените, пожалуйста, как мы помогли с обращением {ticket}: "
+                       "от 1 (плохо) до 5 (отлично).",
+           "reply_hint": "Ответьте одной цифрой от 1 до 5.",
+           "thanks": "Спасибо за оценку! Если хотите что-то добавить к обращению {ticket}, "
+                     "просто напишите."},
+    "en": {"question": "{name}, how did we do with ticket {ticket}? Rate us from 1 (poor) "
+                       "to 5 (excellent).",
+           "reply_hint": "Just reply with a number from 1 to 5.",
+           "thanks": "Thank you for rating us! If you want to add anything about ticket "
+                     "{ticket}, just write it here."},
+}
+SURVEY_PLACEHOLDERS = ("name", "handle", "ticket", "agent")
+SurveyText = Literal["question", "reply_hint", "thanks"]
+
+
+def _toml_bool(value: Any) -> Any:
+    if not isinstance(value, bool):
+        raise ValueError("must be true or false (without quotes)")
+    return value
+
+
+Switch = Annotated[bool, BeforeValidator(_toml_bool)]
+
+
+class SurveySettings(Strict):
+    """``[survey]``: the satisfaction question after a ticket is done (core.staff.survey)."""
+
+    # off | after_close (staff closed the ticket) | after_first_answer (the first staff
+    # answer of each waiting cycle); one survey per ticket and cycle either way.
+    when: Literal["off", "after_close", "after_first_answer"] = "off"
+    # How long after that the question goes out; a moment outside business hours (the
+    # calendar) moves to the next opening. A customer who writes first cancels it.
+    delay: Duration = timedelta(minutes=10)
+    # A button press or a typed "1".."5" counts this long after the question arrived.
+    answer_within: PositiveDuration = timedelta(days=3)
+    # The customer's next text message this soon after their score is its comment
+    # (stored with the score, not a new question); "0s": no comments.
+    comment_within: Duration = timedelta(minutes=30)
+    # Per channel: true asks there, false never. Unset: asked where an answer is seen by
+    # the customer alone (a private chat), not where it is public (an X post, a comment).
+    channels: dict[str, Switch] = {}
+    # texts.<language>.question / reply_hint / thanks, with {name} {handle} {ticket}
+    # {agent}; unset ones are the built-in texts (DEFAULT_SURVEY_TEXTS).
+    texts: dict[Literal["ru", "en"], dict[SurveyText, str]] = {}
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: dict[str, bool]) -> dict[str, bool]:
+        from core.config.channels import channel_names
+
+        for name in value:
+            if name not in channel_names():
+                raise ValueError(f"unknown channel {shown(name)}; allowed: "
+                                 f"{', '.join(channel_names())}")
+        return value
+
+    @field_validator("texts")
+    @classmethod
+    def _placeholders(cls, value: dict[str, dict[str, str]]) -> dict[str, dict[str, str]]:
+        for language, texts in value.items():
+            for name, text in texts.items():
+                if not text.strip():
+                    raise ValueError(f"texts.{language}.{name} is empty")
+                for placeholder in re.findall(r"{(\w*)}", text):
+                    if placeholder not in SURVEY_PLACEHOLDERS:
+                        raise ValueError(f"texts.{language}.{name}: unknown placeholder "
+                                         f"{{{placeholder}}}; allowed: " + ", ".join(
+                                             f"{{{p}}}" for p in SURVEY_PLACEHOLDERS))
         return value
 
 
@@ -473,5 +626,7 @@ class Settings(Strict):
     promise: list[PromiseRule] = []
     customers: CustomersSettings = CustomersSettings()
     ack: AckSettings = AckSettings()
+    templates: Templates = {}
     escalation: list[EscalationRule] = []
     outbox: OutboxSettings = OutboxSettings()
+    survey: SurveySettings = SurveySettings()

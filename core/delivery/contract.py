@@ -21,6 +21,7 @@ from core.clock import Clock
 from core.config.channels import channel_label, installed_channels
 from core.config.settings import Settings
 from core.delivery.files import fetch_url
+from core.delivery.outfiles import FileRules, OutgoingFile
 from core.domain.records import Attachment, Delivered, Inbound, Outbound, Unreadable
 
 STAFF_CHANNEL = "staff"  # outbox rows for the staff chat (a channel's staff group, or console)
@@ -76,8 +77,10 @@ class StaffDeskPort(Protocol):
 
     settings: Settings
 
-    async def execute(self, actor: Any, line: str, bot_username: str | None = None) -> Any:
-        """Run one staff command line for an actor; returns a ``Reply``."""
+    async def execute(self, actor: Any, line: Any, bot_username: str | None = None, *,
+                      file: OutgoingFile | None = None) -> Any:
+        """Run one staff command line (or a parsed ``Command``) for an actor; returns a
+        ``Reply``. ``file``: a /reply that carries it (core.delivery.outfiles)."""
 
     def actor_named(self, name: str, origin: dict[str, Any] | None = None) -> Any:
         """The staff member of that name (an ``Actor``; not staff if unknown); ``origin``
@@ -100,6 +103,12 @@ class StaffDeskPort(Protocol):
 
     async def ticket_title(self, ticket_id: int) -> str:
         """A short title of the ticket (for a topic or a thread)."""
+
+    async def answer_survey(self, channel: str, survey_id: int, score: int,
+                            author_id: str) -> Any:
+        """A customer pressed a satisfaction survey's button (any channel's adapter may
+        ask this); returns what to show them (``.text``) and whether the survey has its
+        score now (``.done``: its buttons may go): core.staff.survey.Pressed."""
 
 
 class DeliveryListener(Protocol):
@@ -139,6 +148,13 @@ class ChannelAdapter(ABC):
     # At most this many sends in flight (X: one, so each post's rate-limit headers are
     # read before the next goes out); None: ``outbox.concurrency``.
     max_in_flight: ClassVar[int | None] = None
+    # What the platform lets staff do with an answer besides sending text; the staff
+    # commands ask before queueing (core/staff/files.py, core/staff/file_answers.py), the
+    # methods below do it. Files: what it takes (core.delivery.outfiles.FileRules); None:
+    # no files.
+    can_edit: ClassVar[bool] = False
+    can_delete: ClassVar[bool] = False
+    file_rules: ClassVar[FileRules | None] = None
     context: AdapterContext | None = None  # given by start()
 
     def ignored(self, kind: str) -> None:
@@ -176,6 +192,14 @@ class ChannelAdapter(ABC):
             raise DeliveryError(f"not a {channel_label(self.name)} address ({problem}): "
                                 f"{outbound.target!r:.200}", permanent=True) from None
 
+    @classmethod
+    def survey_private(cls, target: dict[str, Any]) -> bool:
+        """Whether a message to this reply target is seen by the customer alone (a private
+        chat): the satisfaction survey goes there unless ``[survey.channels]`` turns the
+        channel off, and goes to public places (an X post, a comment, a group chat) only
+        where it turns the channel on. The default: private."""
+        return True
+
     def read_payload(self, payload: Any) -> Inbound | None:
         """The Inbound in one payload as kept in ``Inbound.raw`` (None: not for the
         inbox); raises when the payload is malformed. ``sameday quarantine retry`` reads
@@ -206,8 +230,43 @@ class ChannelAdapter(ABC):
             return None
         return await fetch_url(attachment.url)
 
+    # --- what else becomes of an answer (optional; the dispatcher routes by row kind) ---
+
+    async def send_file(self, outbound: Outbound, file: OutgoingFile) -> Delivered:
+        """Deliver an answer carrying a file (``outbound.text`` is its caption; the row's
+        ``target["file"]`` describes it, ``file`` has its bytes or, ``by_reference``, the
+        staff chat's handle of it)."""
+        raise DeliveryError(f"{channel_label(self.name)} cannot carry files from sameday",
+                            permanent=True)
+
+    async def edit(self, outbound: Outbound) -> Delivered:
+        """Change a sent answer to ``outbound.text``: the row's target is the answer's
+        own, with ``answer`` = {"external_id": what its send returned, "file": its kind or
+        None}."""
+        raise DeliveryError(f"{channel_label(self.name)} does not let a sent answer be "
+                            f"changed", permanent=True)
+
+    async def delete(self, outbound: Outbound) -> Delivered:
+        """Withdraw a sent answer (the row's target as for ``edit``); one that is gone
+        already counts as withdrawn."""
+        raise DeliveryError(f"{channel_label(self.name)} does not let a sent answer be "
+                            f"withdrawn", permanent=True)
+
 
 AdapterFactory = Callable[[Settings], ChannelAdapter]
+
+
+def adapter_class(name: str) -> type[ChannelAdapter] | None:
+    """The adapter class of an installed channel, without starting or making one (its
+    module, and so its SDK, is imported); None if the channel is not installed."""
+    description = installed_channels().get(name)
+    if description is None:
+        return None
+    factory = description.adapter
+    # A description names the class itself, or a ``lazy`` factory that returns the class
+    # when called without arguments.
+    found = factory if isinstance(factory, type) else factory()
+    return found if isinstance(found, type) and issubclass(found, ChannelAdapter) else None
 
 
 def adapter_factories() -> dict[str, AdapterFactory]:

@@ -36,9 +36,11 @@ import sqlalchemy as sa
 from core.clock import Clock
 from core.config.settings import OutboxSettings
 from core.delivery import claims
+from core.delivery.actions import perform
 from core.delivery.claims import BEAT, HeartbeatWatch
 from core.delivery.contract import ChannelAdapter, DeliveryError, DeliveryListener
 from core.delivery.enqueue import Lane
+from core.delivery.outfiles import release
 from core.delivery.ratelimit import Limiter, RateKey, Reservation
 from core.domain.records import Delivered, Outbound, OutboxState
 from core.store.engine import Store, is_transient
@@ -156,6 +158,7 @@ class Dispatcher:
                           kind="dead_letter", at=now,
                           data={"outbox_id": outbound.outbox_id, "kind": outbound.kind,
                                 "reason": reason}))
+        await release(session, outbound)  # a file it carried is not kept any longer
         if self.listener is not None:
             await self.listener.dead(session, outbound, reason, now)
 
@@ -305,7 +308,8 @@ class ChannelLoop:
 
     async def _send(self, row: Claimed) -> None:
         try:
-            delivered = await self.adapter.send(row.outbound)
+            # A send, a file, or a change of a sent answer (core.delivery.actions).
+            delivered = await perform(self.adapter, self.store, row.outbound)
         except DeliveryError as error:
             self.limiter.settle(row.reservation)
             if error.retry_after:
@@ -334,6 +338,7 @@ class ChannelLoop:
             if not await _settle(session, row, state=OutboxState.SENT, sent_at=self.now,
                                  external_id=delivered.external_id, last_error=None):
                 return
+            await release(session, row.outbound)
             if self.dispatcher.listener is not None:
                 await self.dispatcher.listener.delivered(session, row.outbound, self.now)
         return apply
@@ -468,6 +473,8 @@ class ChannelLoop:
         async def apply(session: Any) -> None:
             if not await _settle(session, claim, recovered=Outbox.recovered + 1, **values):
                 return  # another dispatcher settled it first
+            if found is not None:
+                await release(session, outbound)
             if found is not None and self.dispatcher.listener is not None:
                 await self.dispatcher.listener.delivered(session, outbound, now)
             if values["state"] == OutboxState.DEAD:

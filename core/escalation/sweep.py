@@ -13,7 +13,8 @@ crash, or run by several replicas, cannot fire a rule twice.
 
 The clock: a staff answer stops it (``next_escalation_at`` is cleared); a new customer
 message after an answer starts a new cycle (all rules apply again); a snooze holds the
-ticket until it ends, and rules that fell due meanwhile fire then.
+ticket until it ends, and rules that fell due meanwhile fire then. A blocked customer's
+tickets (/block) do not escalate: the sweep clears their clock, /unblock sets it again.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.clock import Clock
 from core.config.settings import EscalationRule, Settings
 from core.domain import lifecycle
+from core.domain.merging import escalations_held
 from core.domain.policy import Policy
 from core.domain.records import TicketStatus
 from core.domain.rules import TicketFacts, plan
@@ -109,6 +111,10 @@ class Escalator:
 
     async def _sweep_ticket(self, session: AsyncSession, ticket: Ticket,
                             now: datetime) -> list[Fired]:
+        customer = await session.get(Customer, ticket.customer_id)
+        if customer is not None and customer.blocked_at is not None:
+            escalations_held(ticket)  # /block: no escalation until /unblock plans it again
+            return []
         if ticket.status == TicketStatus.SNOOZED:
             if ticket.snoozed_until and ticket.snoozed_until > now:
                 ticket.next_escalation_at = ticket.snoozed_until

@@ -9,7 +9,10 @@ doubled.
 
 Threading rule (documented in docs/inbox.md): a message joins the ticket of the same
 channel, thread and customer that is not closed. If that ticket was closed less than
-``inbox.reopen_within`` ago it is reopened; otherwise a new ticket is opened.
+``inbox.reopen_within`` ago it is reopened; otherwise a new ticket is opened. A ticket
+closed by /merge continues in the one it was merged into. A blocked customer's messages
+are stored quietly (core.intake.held); a flooding customer's fold into one card update
+(core.intake.flood).
 """
 
 from __future__ import annotations
@@ -42,11 +45,17 @@ from core.domain.records import (
 )
 from core.intake import quarantine
 from core.intake.edits import apply_edits
+from core.intake.flood import FloodGuard
+from core.intake.held import hold_blocked
 from core.intake.mentions import keep_mentions
 from core.intake.quarantine import describe, unstorable
 from core.intake.storable import storable
+from core.intake.survey import take_answers
+from core.staff.blocking import is_blocked
 from core.staff.board import customer_name, latest_customer_texts
 from core.staff.cards import Card, card_message, follow_up, make_card, media_message
+from core.staff.merging import merge_target
+from core.staff.survey import cancel_waiting
 from core.store.engine import Store, is_transient
 from core.store.tables import Cursor as CursorRow
 from core.store.tables import Customer, Event, Message, Outbox, Ticket
@@ -217,6 +226,11 @@ class Inbox:
         if not text or await session.scalar(
                 sa.select(Outbox.id).where(Outbox.idempotency_key == key)):
             return False  # no greeting configured, or delivered again after a crash
+        customer = await session.scalar(sa.select(Customer.id).where(
+            Customer.channel == opening.channel,
+            Customer.external_user_id == opening.author_id))
+        if customer is not None and await is_blocked(session, customer):
+            return False  # /block: nothing is sent to them
         await enqueue(session, outbox_row(
             channel=opening.channel, kind=OutboxKind.ACK, text=text,
             target=dict(opening.reply_target), key=key, now=self.clock.now()))
@@ -233,8 +247,18 @@ class Inbox:
         customers = await self._upsert_customers(session, fresh, now)
         tickets: dict[tuple, Ticket | NewTicket] = await self._threadable_tickets(
             session, fresh, customers, now)
+        # Blocked customers' messages are stored quietly (core.intake.held).
+        fresh, held = await hold_blocked(session, fresh, customers, tickets, now)
+        result.received = held
+        # Answers to the satisfaction survey (a typed "5", its comment) open nothing.
+        fresh, answers = await take_answers(session, self.settings, self.policy, fresh, now)
+        result.received += answers
+        if not fresh:
+            return result
+        flood = FloodGuard(self.settings.inbox.flood)
 
         placed: list[tuple[Inbound, CustomerView, Ticket | NewTicket, datetime]] = []
+        waiting_again: list[int] = []
         new_tickets: list[tuple[Inbound, CustomerView, NewTicket]] = []
         events: list[dict] = []
         # The customer's messages of each ticket so far: what promise and escalation
@@ -247,6 +271,12 @@ class Inbox:
             arrival = min(inbound.sent_at, now)  # a platform clock ahead of ours is not news
             key = (inbound.channel, inbound.thread_key, customer.id)
             ticket = tickets.get(key)
+            folded = flood.count(customer, arrival)
+            if folded and ticket is None:  # a flood opens no ticket: it joins the latest
+                ticket = await flood.window_ticket(session, customer)
+                if ticket is not None and id(ticket) not in texts:
+                    texts.update(await _customer_texts(session, [ticket]))
+                folded = ticket is not None
             if ticket is None:
                 planned = lifecycle.promise(self.policy, inbound.channel, [inbound.text],
                                             customer.tags, arrival)
@@ -260,7 +290,8 @@ class Inbox:
                 new_tickets.append((inbound, customer, ticket))
             else:
                 ticket.last_customer_at = max(ticket.last_customer_at, arrival)
-                ticket.reply_target = dict(inbound.reply_target)  # answer the latest message
+                if ticket.channel == inbound.channel:  # (a merge may join two channels)
+                    ticket.reply_target = dict(inbound.reply_target)  # answer the latest
                 texts.setdefault(id(ticket), []).append(inbound.text)
                 # A ticket opened by this batch was planned with its first text: no change.
                 changes = [] if isinstance(ticket, NewTicket) else lifecycle.customer_wrote(
@@ -270,8 +301,12 @@ class Inbox:
                                          actor=inbound.author_id))
                     if change.kind == "reopened":
                         result.reopened.append(ticket.id)
+                if changes:  # waiting again: a survey not sent yet is withdrawn
+                    waiting_again.append(ticket.id)
+            flood.placed(inbound, customer, ticket, folded)
             placed.append((inbound, customer, ticket, arrival))
         await _insert_tickets(session, [ticket for _, _, ticket in new_tickets])
+        await cancel_waiting(session, waiting_again, now, "the customer wrote again")
 
         outbox: list[dict] = []
         acked_customers: set[int] = set()
@@ -309,6 +344,8 @@ class Inbox:
             })
             events.append(_event(ticket, "received", now, {"external_id": inbound.external_id},
                                  actor=inbound.author_id))
+            if flood.folded(inbound):
+                continue  # shown on the card instead (core.intake.flood)
             if not isinstance(ticket, NewTicket):
                 notice = follow_up(ticket.id, customer_name(customer), inbound.text,
                                    inbound.attachments)
@@ -329,7 +366,8 @@ class Inbox:
         await session.execute(sa.insert(Message.__table__), messages)
         await session.execute(sa.insert(Event.__table__), events)
         await enqueue(session, *outbox)
-        result.received = len(fresh)
+        await flood.settle(session, self.policy, now)
+        result.received += len(fresh)
         result.appended = sorted({row["ticket_id"] for row in messages} - set(result.opened))
         return result
 
@@ -378,7 +416,8 @@ class Inbox:
             rows = await session.execute(
                 sa.select(Customer.id, Customer.channel, Customer.external_user_id,
                           Customer.handle, Customer.name, Customer.tags,
-                          Customer.last_acked_at)
+                          Customer.last_acked_at, Customer.flood_since, Customer.flood_count,
+                          Customer.blocked_at)
                 .where(Customer.channel == channel, Customer.external_user_id.in_(ids)))
             customers.update(((row.channel, row.external_user_id), CustomerView(*row))
                              for row in rows)
@@ -426,14 +465,19 @@ class Inbox:
         rows = await session.scalars(
             sa.select(Ticket)
             .where(Ticket.customer_id.in_(customer_ids),
-                   sa.or_(Ticket.status != TicketStatus.CLOSED, Ticket.closed_at >= reopen_after))
+                   sa.or_(Ticket.status != TicketStatus.CLOSED, Ticket.closed_at >= reopen_after,
+                          Ticket.merged_into.is_not(None)))
             .order_by(Ticket.id))
         wanted = {(m.channel, m.thread_key) for m in fresh}
         tickets: dict[tuple[str, str, int], Ticket] = {}
-        for ticket in rows:
+        for ticket in list(rows):
             if (ticket.channel, ticket.thread_key) not in wanted:
                 continue
             key = (ticket.channel, ticket.thread_key, ticket.customer_id)
+            # A ticket closed by /merge continues in the one it was merged into.
+            ticket = await merge_target(session, ticket, reopen_after)
+            if ticket is None:
+                continue
             current = tickets.get(key)
             # A ticket that is not closed always wins; among closed ones, the newest.
             if current is None or current.status == TicketStatus.CLOSED:
@@ -460,6 +504,9 @@ class CustomerView:
     name: str | None
     tags: list[str]
     last_acked_at: datetime | None
+    flood_since: datetime | None = None  # the flood guard's window (core.intake.flood)
+    flood_count: int = 0
+    blocked_at: datetime | None = None  # /block (core.intake.held)
 
 
 @dataclass

@@ -5,8 +5,10 @@ state, so it works on a headless server and inside a running process alike.
 
 Top: per local hour, messages that arrived and staff answers (bars), and tickets that
 were waiting past their promise at the end of the hour (line) -- the hours where the
-queue outran the team stand out. Bottom: the same-day rate per channel (horizontal bars
-with the percentage and "n of m"), the headline figure split where it is made or lost.
+queue outran the team stand out. Below: the same-day rate per channel (horizontal bars
+with the percentage and "n of m"), the headline figure split where it is made or lost;
+and, when satisfaction surveys were asked in the period, the share of answers rated 4-5
+per channel with the average score and how many customers answered.
 """
 
 from __future__ import annotations
@@ -25,16 +27,22 @@ from core.store.engine import Store
 
 ARRIVALS, ANSWERS, OVERDUE = "#4C72B0", "#55A868", "#C44E52"
 RATE, TOTAL = "#8172B3", "#3B3363"
+SATISFIED = "#DD8452"
 SIZE_IN, DPI = (10, 7), 120
+SIZE_WITH_SURVEY_IN = (10, 9.5)
 
 
 def render_chart(report: Report, path: str | Path) -> Path:
     """Write the chart of `report` to `path` (PNG) and return the path."""
-    figure = Figure(figsize=SIZE_IN, dpi=DPI)
+    surveyed = report.csat.asked > 0
+    figure = Figure(figsize=SIZE_WITH_SURVEY_IN if surveyed else SIZE_IN, dpi=DPI)
     FigureCanvasAgg(figure)
-    top, bottom = figure.subplots(2, 1, gridspec_kw={"height_ratios": [3, 2]})
-    _hourly(top, report)
-    _same_day_by_channel(bottom, report)
+    ratios = [3, 2, 2] if surveyed else [3, 2]
+    axes = figure.subplots(len(ratios), 1, gridspec_kw={"height_ratios": ratios})
+    _hourly(axes[0], report)
+    _same_day_by_channel(axes[1], report)
+    if surveyed:
+        _satisfaction_by_channel(axes[2], report)
     figure.suptitle(_headline(report), fontsize=14, fontweight="bold")
     figure.tight_layout()
     path = Path(path)
@@ -146,4 +154,29 @@ def _same_day_by_channel(axes, report: Report) -> None:
                   color="white" if inside else "black", fontweight="bold")
     axes.set_yticks(y, names)
     axes.invert_yaxis()  # the first channel on top, as in the tables
+    axes.grid(axis="x", alpha=0.3)
+
+
+def _satisfaction_by_channel(axes, report: Report) -> None:
+    """One horizontal bar per channel: the share of survey answers rated 4 or 5."""
+    axes.set_title("Satisfaction survey: answers rated 4-5, by channel")
+    axes.set_xlim(0, 1)
+    axes.xaxis.set_major_formatter(PercentFormatter(1.0))
+    axes.set_xlabel("questions delivered in the period; answers rated 4 or 5 of all answers")
+    rows = [(channel_label(c), csat, SATISFIED) for c, csat in report.csat_by_channel.items()]
+    if len(rows) > 1:
+        rows.insert(0, ("All channels", report.csat, TOTAL))
+    y = list(range(len(rows)))
+    axes.barh(y, [csat.satisfied.value or 0 for _, csat, _ in rows],
+              color=[color for *_, color in rows], height=0.6)
+    for i, (_, csat, _) in zip(y, rows, strict=True):
+        share = csat.satisfied.value or 0
+        text = (f"{share:.0%} · avg {csat.average:.1f}  ({csat.responses} of {csat.asked} "
+                f"answered)" if csat.responses else f"no answer yet (0 of {csat.asked})")
+        inside = share > 0.6
+        axes.text(share + (-0.01 if inside else 0.01), i, text, va="center",
+                  ha="right" if inside else "left", fontsize=10,
+                  color="white" if inside else "black", fontweight="bold")
+    axes.set_yticks(y, [name for name, *_ in rows])
+    axes.invert_yaxis()
     axes.grid(axis="x", alpha=0.3)

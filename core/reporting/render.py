@@ -17,21 +17,23 @@ from rich.text import Text
 
 from core.config.durations import format_duration
 from core.domain.kpi import Rate
+from core.domain.survey import Csat
 from core.reporting.report import Report
 
 
-def report_csv(report: Report) -> str:
-    """The figures as CSV (name,channel,value), one row per figure; empty value = none."""
+def report_csv(report: Report, by_agent: bool = False) -> str:
+    """The figures as CSV (name,channel,value), one row per figure; empty value = none;
+    ``by_agent`` adds each staff member's figures (agent.<name>.<figure>)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(["name", "channel", "value"])
-    for name, channel, value in report.figures():
+    for name, channel, value in report.figures(by_agent):
         writer.writerow([name, channel, "" if value is None else value])
     return buffer.getvalue()
 
 
-def report_json(report: Report) -> str:
-    return json.dumps(report.to_dict(), indent=2, ensure_ascii=False)
+def report_json(report: Report, by_agent: bool = False) -> str:
+    return json.dumps(report.to_dict(by_agent), indent=2, ensure_ascii=False)
 
 
 def human_duration(seconds: float | None) -> str:
@@ -50,11 +52,16 @@ def _percent(rate: Rate) -> str:
     return "—" if rate.value is None else f"{rate.value:.0%} ({rate.part} of {rate.whole})"
 
 
-def print_report(report: Report, console: Console) -> None:
-    """The report as rich tables: the headline first, big, then the figures behind it."""
+def print_report(report: Report, console: Console, by_agent: bool = False) -> None:
+    """The report as rich tables: the headline first, big, then the figures behind it;
+    ``by_agent`` adds a table of each staff member's figures."""
     console.print(_headline_panel(report))
     console.print(_summary_table(report))
     console.print(_channel_table(report))
+    if report.csat.asked:
+        console.print(_satisfaction_table(report))
+    if by_agent:
+        console.print(_agent_table(report))
     console.print(_counts_table("Escalations by rule", "rule", report.escalations,
                                 empty="no escalation fired"))
     zone = report.period.zone
@@ -101,8 +108,56 @@ def _summary_table(report: Report) -> Table:
                                        f"{human_duration(report.first_response['all'].p90)}"),
         ("promises kept", _percent(report.promises)),
         ("dead letters", str(report.dead_letters)),
+        *([("satisfaction (rated 4-5 · average · answered)", _csat_cell(report.csat))]
+          if report.csat.asked else []),
     ]:
         table.add_row(label, value)
+    return table
+
+
+def _csat_cell(csat: Csat) -> str:
+    """"80% · 4.4 · 5 of 8"; "—" where nothing was answered."""
+    if not csat.responses:
+        return f"— · — · 0 of {csat.asked}"
+    return (f"{csat.satisfied.fraction:.0%} · {csat.average:.1f} · {csat.responses} of "
+            f"{csat.asked}")
+
+
+def _satisfaction_table(report: Report) -> Table:
+    table = Table(title="Satisfaction survey (questions delivered in the period)",
+                  title_justify="left")
+    for name in ("channel", "asked", "answered", "average", "rated 4-5", "1", "2", "3", "4",
+                 "5"):
+        table.add_column(name, justify="left" if name == "channel" else "right")
+    rows = list(report.csat_by_channel.items())
+    if len(rows) != 1:
+        rows.append(("all", report.csat))
+    for channel, csat in rows:
+        spread = csat.distribution()
+        table.add_row(channel, str(csat.asked), _percent_of(csat.response_rate),
+                      "—" if csat.average is None else f"{csat.average:.1f}",
+                      _percent_of(csat.satisfied), *(str(spread[s]) for s in range(1, 6)))
+    return table
+
+
+def _percent_of(rate: Rate) -> str:
+    return "—" if rate.value is None else f"{rate.value:.0%} ({rate.part})"
+
+
+def _agent_table(report: Report) -> Table:
+    table = Table(title="By staff member (whose ticket: the first answer's author)",
+                  title_justify="left")
+    for name in ("staff", "tickets answered", "first response p50", "p90",
+                 "answered the same day", "promises kept", "CSAT: 4-5 · avg · answered"):
+        table.add_column(name, justify="left" if name == "staff" else "right")
+    for name, agent in report.agents.items():
+        table.add_row(name, str(agent.tickets_answered),
+                      human_duration(agent.first_response.p50),
+                      human_duration(agent.first_response.p90), _percent(agent.same_day),
+                      _percent(agent.promises),
+                      _csat_cell(agent.csat) if agent.csat.asked else "—")
+    if not report.agents:
+        table.add_row("—", "0", "—", "—", "—", "—", "—")
     return table
 
 

@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -46,7 +46,15 @@ from core.domain.kpi import (
     same_day_rate,
     seconds_between,
 )
-from core.reporting.facts import EventFacts, ReportData, TicketFacts, load_report_data
+from core.domain.survey import Csat
+from core.reporting.agents import AgentFigures, agent_figures
+from core.reporting.facts import (
+    EventFacts,
+    ReportData,
+    SurveyFacts,
+    TicketFacts,
+    load_report_data,
+)
 from core.reporting.period import Period, hour_starts, period_of
 from core.store.engine import Store
 
@@ -135,15 +143,21 @@ class Report:
     backlog: dict[str, int]
     dead_letters: int
     hourly: list[HourSlot]
+    # The satisfaction survey: questions delivered in the period and their answers.
+    csat: Csat = Csat(0)
+    csat_by_channel: dict[str, Csat] = field(default_factory=dict)
+    # Per staff member (sameday report --by agent): core.reporting.agents.
+    agents: dict[str, AgentFigures] = field(default_factory=dict)
 
     @property
     def scope(self) -> str:
         """The channel column of overall figures: the filtered channel, or "all"."""
         return self.channel or "all"
 
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready data; times ISO 8601 UTC, durations in seconds, rates 0..1."""
-        return {
+    def to_dict(self, by_agent: bool = False) -> dict[str, Any]:
+        """Plain JSON-ready data; times ISO 8601 UTC, durations in seconds, rates 0..1;
+        ``by_agent`` adds the figures of each staff member."""
+        data = {
             "period": {"since": self.period.since.isoformat(),
                        "until": self.period.until.isoformat(),
                        "as_of": self.period.as_of.isoformat(),
@@ -162,10 +176,16 @@ class Report:
             "dead_letters": self.dead_letters,
             "hourly": [{"start": h.start.isoformat(), "arrivals": h.arrivals,
                         "answers": h.answers, "overdue": h.overdue} for h in self.hourly],
+            "csat": {"all": self.csat.to_dict(),
+                     "by_channel": {c: v.to_dict() for c, v in self.csat_by_channel.items()}},
         }
+        if by_agent:
+            data["agents"] = {name: a.to_dict() for name, a in self.agents.items()}
+        return data
 
-    def figures(self) -> list[tuple[str, str, Any]]:
-        """One (name, channel, value) row per figure, the headline first (the CSV rows)."""
+    def figures(self, by_agent: bool = False) -> list[tuple[str, str, Any]]:
+        """One (name, channel, value) row per figure, the headline first (the CSV rows);
+        ``by_agent`` adds agent.<name>.<figure> rows."""
         scope = self.scope
         rows: list[tuple[str, str, Any]] = [
             ("same_day_rate", scope, self.same_day.value),
@@ -189,6 +209,15 @@ class Report:
         rows += [(f"escalations.{rule}", scope, n) for rule, n in self.escalations.items()]
         rows += [(f"backlog.{bucket}", scope, n) for bucket, n in self.backlog.items()]
         rows.append(("dead_letters", scope, self.dead_letters))
+        for channel, csat in [(scope, self.csat), *self.csat_by_channel.items()]:
+            rows += [("surveys_asked", channel, csat.asked),
+                     ("survey_responses", channel, csat.responses),
+                     ("survey_response_rate", channel, csat.response_rate.value),
+                     ("csat_average", channel, csat.average),
+                     ("csat_satisfied_rate", channel, csat.satisfied.value)]
+        if by_agent:
+            rows += [(f"agent.{name}.{figure}", scope, value)
+                     for name, agent in self.agents.items() for figure, value in agent.figures()]
         return rows
 
 
@@ -196,9 +225,9 @@ def _rate_dict(rate: Rate) -> dict[str, Any]:
     return {"answered": rate.part, "opened": rate.whole, "rate": rate.value}
 
 
-def _channels_in(tickets: Iterable[TicketFacts]) -> list[str]:
+def _channels_in(items: Iterable[TicketFacts | SurveyFacts]) -> list[str]:
     """Channels in a fixed order (known ones first), so tables and charts do not shuffle."""
-    seen = {t.channel for t in tickets}
+    seen = {item.channel for item in items}
     return [c for c in channel_names() if c in seen] + sorted(seen - set(channel_names()))
 
 
@@ -230,7 +259,17 @@ def compute_report(data: ReportData, period: Period, channel: str | None = None)
         backlog=backlog(data.tickets, period.as_of),
         dead_letters=sum(1 for e in events if e.kind == "dead_letter"),
         hourly=_hourly(data.tickets, events, period),
+        csat=_csat(data.surveys),
+        csat_by_channel={c: _csat(s for s in data.surveys if s.channel == c)
+                         for c in _channels_in(data.surveys)},
+        agents=agent_figures(opened, events, data.surveys, data.first_answered_by, zone,
+                             period.as_of),
     )
+
+
+def _csat(surveys: Iterable[SurveyFacts]) -> Csat:
+    surveys = list(surveys)
+    return Csat.of(len(surveys), [s.score for s in surveys])
 
 
 def _waits(tickets: Iterable[TicketFacts]) -> list[tuple[datetime, datetime | None]]:

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.config.channels import channel_label
+from core.delivery.actions import DELETE, EDIT
 from core.delivery.contract import STAFF_CHANNEL
 from core.delivery.enqueue import Lane, enqueue, outbox_row
 from core.domain import lifecycle
@@ -158,8 +159,9 @@ class StaffNotices:
         """A row given up: tell the staff chat, with the ticket number and the reason."""
         if outbound.channel == STAFF_CHANNEL:
             return  # a notice about a failed notice would fail the same way
-        what = {OutboxKind.ACK: "the acknowledgement", OutboxKind.REPLY: "the answer"}.get(
-            outbound.kind, "a message")
+        what = {OutboxKind.ACK: "the acknowledgement", OutboxKind.REPLY: "the answer",
+                EDIT: "the change of the answer", DELETE: "the withdrawal of the answer",
+                }.get(outbound.kind, "a message")
         number = f"#{outbound.ticket_id}: " if outbound.ticket_id else ""
         confirm = outbound.target.get("confirm") or {}
         await queue_staff_message(session, notice(

@@ -10,8 +10,8 @@ and every change of a ticket goes through core.domain.lifecycle.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -24,10 +24,12 @@ from core.config.durations import format_duration, parse_duration
 from core.config.settings import Settings
 from core.delivery.contract import STAFF_CHANNEL
 from core.delivery.enqueue import Lane, enqueue, outbox_row
+from core.delivery.outfiles import OutgoingFile
 from core.domain import lifecycle
 from core.domain.kpi import Rate, local_day
 from core.domain.policy import Policy
 from core.domain.records import Attachment, Direction, OutboxKind, TicketStatus
+from core.staff import blocking, files, lookup, merging, survey, templates  # noqa: F401
 from core.staff.board import (
     customer_name,
     customer_texts,
@@ -37,6 +39,8 @@ from core.staff.board import (
     ticket_card,
 )
 from core.staff.cards import StaffMessage, attachment_line
+from core.staff.file_answers import CHAT_OPTION, as_attachment, attach, prepared, typed_option
+from core.staff.handlers import HANDLERS, Actor, Reply
 from core.staff.language import SPECS, Command, UsageError, parse
 from core.store.engine import Store
 from core.store.tables import Customer, Event, Message, Outbox, Ticket
@@ -44,31 +48,9 @@ from core.store.tables import Customer, Event, Message, Outbox, Ticket
 QUEUE_LINES = 20
 
 
-@dataclass(frozen=True)
-class Actor:
-    """Who is typing: a configured staff member, or someone who is not staff."""
-
-    name: str | None  # the staff member's name; None: not staff
-    role: str | None = None  # "agent" | "admin"
-    origin: dict[str, Any] = field(default_factory=dict)  # where to confirm (chat, message)
-
-    @property
-    def is_staff(self) -> bool:
-        return self.name is not None
-
-
-@dataclass
-class Reply:
-    text: str  # plain text; the staff chat renders it (escaped, ticket numbers marked)
-    ok: bool = True
-    ticket_id: int | None = None
-    reload: bool = False  # the staff chat should reload the config and say how it went
-    # Nothing to post in a busy staff group: the change shows on the ticket's card.
-    quiet: bool = False
-
-
 class StaffDesk:
-    """Runs staff commands against the store; the one place they are implemented."""
+    """Runs staff commands against the store: its own methods, and the handlers of
+    core.staff.handlers (one module per group of commands)."""
 
     def __init__(self, store: Store, settings: Settings, clock: Clock,
                  on_outbox: Callable[[], None] | None = None):
@@ -93,17 +75,28 @@ class StaffDesk:
 
     # --- running commands ------------------------------------------------------------------
 
-    async def execute(self, actor: Actor, line: str, bot_username: str | None = None) -> Reply:
+    async def execute(self, actor: Actor, line: str | Command,
+                      bot_username: str | None = None, *,
+                      file: OutgoingFile | None = None) -> Reply:
+        """Run a line (or a parsed Command); ``file``: an answer that carries it (a
+        staff chat's file, the console's --file; core.staff.file_answers)."""
         if not actor.is_staff:
             return Reply("Sorry, staff commands are only for the support team listed in "
                          "the config.", ok=False)
         try:
-            command = parse(line, bot_username)
+            command = line if isinstance(line, Command) else parse(line, bot_username)
         except UsageError as error:
             return Reply(str(error), ok=False)
         if SPECS[command.name].admin and actor.role != "admin":
             return Reply(f"/{command.name} is for admins only.", ok=False)
-        handler = getattr(self, f"_{command.name}")
+        # The commands of a group of their own live in their module (core.staff.handlers).
+        handler = getattr(self, f"_{command.name}", None) or partial(HANDLERS[command.name],
+                                                                     self)
+        if file is not None:  # fetched (if it must be) before the transaction
+            file = await prepared(self, command, file)
+            if isinstance(file, Reply):
+                return file
+            handler = partial(handler, file=file)
         try:
             async with self.store.session() as session, session.begin():
                 if command.ticket is None:
@@ -196,23 +189,25 @@ class StaffDesk:
         received = await _count_events(session, "received", start)
         answered = await _count_events(session, "answered", start)
         opened = await session.scalar(sa.select(sa.func.count()).select_from(Ticket)
-                                      .where(Ticket.opened_at >= start))
+                                      .where(Ticket.opened_at >= start,
+                                             Ticket.merged_into.is_(None)))
         acknowledged = await session.scalar(sa.select(sa.func.count()).select_from(Ticket)
                                             .where(Ticket.opened_at >= start,
                                                    Ticket.acked_at.is_not(None)))
         # kpi.answered_same_day as a query: first answered before the local day ends.
         same_day = await session.scalar(sa.select(sa.func.count()).select_from(Ticket).where(
             Ticket.opened_at >= start, Ticket.first_response_at.is_not(None),
-            Ticket.first_response_at < end))
+            Ticket.first_response_at < end, Ticket.merged_into.is_(None)))
         overdue = await session.scalar(sa.select(sa.func.count()).select_from(Ticket)
                                        .where(Ticket.status == TicketStatus.OPEN,
                                               Ticket.due_at < now))
         rate = Rate(same_day, opened)
         percent = "—" if rate.fraction is None else f"{rate.fraction:.0%}"
+        satisfaction = await survey.stats_line(self, session, start, end)
         return Reply(f"Today ({local_now:%d.%m}): received {received}, new tickets {opened}, "
                      f"acknowledged {acknowledged}, answered {answered}.\n"
                      f"Same-day answer rate: {percent} ({rate.part} of {rate.whole}). "
-                     f"Overdue now: {overdue}.")
+                     f"Overdue now: {overdue}." + (f"\n{satisfaction}" if satisfaction else ""))
 
     async def _show(self, session: AsyncSession, actor: Actor, command: Command,
                     ticket: Ticket) -> Reply:
@@ -258,7 +253,7 @@ class StaffDesk:
         return Reply(f"#{ticket.id} assigned to {agent}.")
 
     async def _reply(self, session: AsyncSession, actor: Actor, command: Command,
-                     ticket: Ticket) -> Reply:
+                     ticket: Ticket, file: OutgoingFile | None = None) -> Reply:
         if closed := _closed(ticket):
             return closed
         if not ticket.reply_target:
@@ -267,14 +262,23 @@ class StaffDesk:
         if len(command.arg) > limit:
             return Reply(f"That answer has {len(command.arg)} characters; the limit is {limit} "
                          f"(staff.max_reply_chars). Shorten it or send it in parts.", ok=False)
+        if file is None and typed_option(command.arg):
+            return Reply(CHAT_OPTION, ok=False)
         now = self.clock.now()
+        if file is not None:  # checked against what the channel takes, and kept
+            file = await attach(self, session, ticket, file, now)
+            if isinstance(file, Reply):
+                return file
         message = Message(ticket_id=ticket.id, channel=ticket.channel,
                           direction=Direction.OUT, author=actor.name, text=command.arg,
-                          created_at=now)
+                          created_at=now, attachments=[
+                              as_attachment(file).to_json()] if file else None)
         session.add(message)
         await session.flush()
         # Who answered and where they asked: the staff chat hears of the delivery there.
         target = {**ticket.reply_target, "confirm": {"by": actor.name, "origin": actor.origin}}
+        if file is not None:
+            target["file"] = file.ref()
         # Keyed by the staff message when there is one, so a redelivered message cannot
         # answer the customer twice (a repeat fails here, before anything else changes).
         key = f"reply:{actor.origin['key']}" if actor.origin.get("key") else \
@@ -282,7 +286,9 @@ class StaffDesk:
         await enqueue(session, outbox_row(
             channel=ticket.channel, kind=OutboxKind.REPLY, ticket_id=ticket.id,
             text=command.arg, target=target, key=key, now=now))
+        ended_wait = ticket.status in lifecycle.WAITING
         first = lifecycle.answered(ticket, actor.name, now)
+        await survey.after_answer(self, session, ticket, ended_wait)
         # The card changes once, when the answer is delivered (StaffNotices), not now:
         # one edit per answer in a staff group that may allow only 20 messages a minute.
         session.add(_event(ticket, "answered", actor, now, {
@@ -308,7 +314,8 @@ class StaffDesk:
             return Reply(f"#{ticket.id} is already closed.", ok=False)
         lifecycle.closed(ticket, self.clock.now())
         await self._changed(session, ticket, "closed", actor)
-        return Reply(f"#{ticket.id} closed.")
+        asked = await survey.after_close(self, session, ticket)
+        return Reply(f"#{ticket.id} closed.{' ' + asked if asked else ''}")
 
     async def _reopen(self, session: AsyncSession, actor: Actor, command: Command,
                       ticket: Ticket) -> Reply:
@@ -322,6 +329,7 @@ class StaffDesk:
         for change in changes[:-1]:  # "reopened"; the card edit goes with the last change
             session.add(_event(ticket, change.kind, actor, now, change.data))
         await self._changed(session, ticket, changes[-1].kind, actor, changes[-1].data)
+        await survey.cancel_waiting(session, [ticket.id], now, f"reopened by {actor.name}")
         return Reply(f"#{ticket.id} reopened; due "
                      f"{self.policy.promise_for_staff(ticket.due_at, now)}.")
 
@@ -343,6 +351,12 @@ class StaffDesk:
         return Reply(f"#{ticket.id} priority: {command.arg}.")
 
     # --- shared by the commands ------------------------------------------------------------
+
+    async def answer(self, session: AsyncSession, actor: Actor, ticket: Ticket,
+                     text: str) -> Reply:
+        """Answer the ticket's customer with ``text`` in the caller's transaction, exactly
+        as ``/reply N text`` does (a saved answer, /t, is sent this way)."""
+        return await self._reply(session, actor, Command("reply", ticket.id, text), ticket)
 
     async def _changed(self, session: AsyncSession, ticket: Ticket, kind: str, actor: Actor,
                        data: dict | None = None) -> None:
@@ -380,6 +394,11 @@ class StaffDesk:
             await session.execute(sa.update(Ticket).where(Ticket.id == ticket_id)
                                   .values(staff_topic=thread_id))
 
+    async def answer_survey(self, channel: str, survey_id: int, score: int,
+                            author_id: str) -> survey.Pressed:
+        """A customer pressed a satisfaction survey's button (core.staff.survey)."""
+        return await survey.answer_press(self, channel, survey_id, score, author_id)
+
     async def ticket_title(self, ticket_id: int) -> str:
         async with self.store.session() as session:
             row = (await session.execute(sa.select(Ticket, Customer).join(Customer)
@@ -391,6 +410,9 @@ class StaffDesk:
 
 
 def _closed(ticket: Ticket) -> Reply | None:
+    if ticket.merged_into is not None:
+        return Reply(f"#{ticket.id} was merged into #{ticket.merged_into}: answer there.",
+                     ok=False)
     if ticket.status == TicketStatus.CLOSED:
         return Reply(f"#{ticket.id} is closed. /reopen {ticket.id} first.", ok=False)
     return None

@@ -34,8 +34,10 @@ from core.delivery.contract import STAFF_CHANNEL, AdapterContext, ChannelAdapter
 from core.delivery.dispatcher import Dispatcher
 from core.domain.records import Delivered, Outbound
 from core.domain.text import valid_unicode
+from core.staff import file_answers
 from core.staff.board import StaffNotices
 from core.staff.commands import Actor, StaffDesk
+from core.staff.handlers import Reply
 from core.staff.language import SPECS, queue_filters
 from core.staff.terminal import render_reply, render_staff_row
 from core.store.engine import Store
@@ -49,6 +51,7 @@ HISTORY_FILE = Path.home() / ".sameday_history"
 HISTORY_LENGTH = 1000
 QUIT_WORDS = {"quit", "exit", "/quit", "/exit"}
 CONSOLE_HELP = ("In the console: the leading / is optional, /reply N <text> answers, "
+                "/reply N --file PATH [text] sends a file with the answer, "
                 "Tab completes, quit or Ctrl-D leaves.")
 
 
@@ -301,7 +304,8 @@ class Session:
         command = as_command(line)
         if command is None:
             return
-        reply = await self.desk.execute(self.actor, command)
+        reply = await self._with_file(command) if file_answers.wants_file(command) else \
+            await self.desk.execute(self.actor, command)
         self.console.print(terminal_safe(render_reply(reply)))
         if reply.ok and command.split()[0].lower() == "/help":
             self.console.print(Text(CONSOLE_HELP, style="dim"))
@@ -309,6 +313,17 @@ class Session:
             self.reload()
         if self.sink is not None:
             await self.sink.drain()
+
+    async def _with_file(self, line: str) -> Reply:
+        """``/reply N --file PATH [text]``: the file read here, the answer as usual."""
+        parsed = file_answers.file_line(line)
+        if isinstance(parsed, Reply):
+            return parsed
+        command, path = parsed
+        file = await file_answers.read_file(path)
+        if isinstance(file, Reply):
+            return file
+        return await self.desk.execute(self.actor, command, file=file)
 
     def reload(self) -> None:
         """Re-read the config like the daemon's SIGHUP: a broken file changes nothing."""

@@ -52,6 +52,25 @@ SPECS: dict[str, Spec] = {
     "sla": Spec("/sla", "tickets closest to breaking their promise"),
     "whoami": Spec("/whoami", "who the bot thinks you are"),
     "reload": Spec("/reload", "re-read the config file (admins)", admin=True),
+    "edit": Spec("/edit N <text>", "change your last answer where the platform allows",
+                 needs_ticket=True, rest="text"),
+    "delete": Spec("/delete N", "withdraw the last answer where the platform allows",
+                   needs_ticket=True),
+    "t": Spec("/t <name> N", "answer with a saved answer (replying to a card: /t <name>)",
+              needs_ticket=True),
+    "templates": Spec("/templates", "the saved answers"),
+    "history": Spec("/history N", "the customer's earlier tickets", needs_ticket=True),
+    "customer": Spec("/customer N", "who the customer is: names, tags, notes, tickets",
+                     needs_ticket=True),
+    "find": Spec("/find <text>", "tickets whose messages match", rest="text"),
+    "merge": Spec("/merge A B", "move ticket B into A and close B", needs_ticket=True,
+                  rest="ticket"),
+    "link": Spec("/link A B", "the customers of A and B are one person", needs_ticket=True,
+                 rest="ticket"),
+    "block": Spec("/block N [reason]", "no more acknowledgements, cards or escalations for "
+                  "this customer", needs_ticket=True),
+    "unblock": Spec("/unblock N", "undo /block", needs_ticket=True),
+    "blocked": Spec("/blocked", "blocked customers"),
 }
 QUEUE_OWN_FILTERS = ("mine", "overdue")
 
@@ -87,7 +106,13 @@ def parse(line: str, bot_username: str | None = None) -> Command:
     if not spec.needs_ticket:
         if name == "queue" and rest and rest.lower() not in queue_filters():
             raise UsageError(f"Usage: /queue [{'|'.join(queue_filters())}]")
-        return Command(name, arg=rest.lower() if name == "queue" else rest)
+        if spec.rest and not rest.strip():
+            raise UsageError(f"Usage: {spec.usage}")
+        return Command(name, arg=rest.lower() if name == "queue" else rest.strip())
+    if name == "t":  # the saved answer's name comes first: /t late 12
+        template, rest = _split_word(rest)
+        if not template or template.startswith("#") or template.isdigit():
+            raise UsageError(f"Usage: {spec.usage} (/templates lists the names)")
     number, arg = _split_word(rest)
     ticket = _ticket_number(number)
     if ticket is None:
@@ -106,6 +131,13 @@ def parse(line: str, bot_username: str | None = None) -> Command:
                              f"at most {MAX_SNOOZE.days} days") from None
     if name == "assign":
         arg = arg.lstrip("@").lower()
+    if name in ("merge", "link"):
+        other = _ticket_number(arg)
+        if other is None or other == ticket:
+            raise UsageError(f"Usage: {spec.usage} (two different ticket numbers)")
+        arg = str(other)
+    if name == "t":
+        arg = template.lower()
     return Command(name, ticket, arg.lower() if name == "priority" else arg)
 
 

@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlmodel import JSON, Column, Field, SQLModel
 
 from core.domain.records import OutboxState, Priority, TicketStatus
+from core.store.search import create_search, drop_search
 
 
 class UTCDateTime(sa.types.TypeDecorator):
@@ -55,6 +56,19 @@ class Customer(SQLModel, table=True):
     created_at: datetime = _time(nullable=False)
     # The latest acknowledgement to this customer: a burst gets one (ack.quiet_window).
     last_acked_at: datetime | None = _time()
+    # /link: customers who are one person (the same person on two channels) all carry
+    # the id of the person's first customer (that one too); None: linked to no one. The
+    # person of any customer is coalesce(person_id, id) (core.staff.merging.person_of).
+    person_id: int | None = Field(default=None, foreign_key="customer.id", index=True)
+    # /block: their messages are stored and counted, never acknowledged, carded or
+    # escalated (core.staff.blocking); /unblock clears the three.
+    blocked_at: datetime | None = _time()
+    blocked_by: str | None = Field(default=None, max_length=128)
+    blocked_reason: str | None = Field(default=None, max_length=500)
+    # The flood guard (inbox.flood, core.intake.flood): the first message of the
+    # customer's current window and how many messages they sent in it.
+    flood_since: datetime | None = _time()
+    flood_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
 class Ticket(SQLModel, table=True):
@@ -90,6 +104,9 @@ class Ticket(SQLModel, table=True):
     staff_topic: int | None = Field(default=None, index=True)
     # Where answers go: the platform address of the customer's latest message.
     reply_target: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    # /merge: the ticket this one was merged into (and closed for); the customer's next
+    # message on this one's thread lands there (core.intake.inbox threading).
+    merged_into: int | None = Field(default=None, foreign_key="ticket.id")
 
 
 class Message(SQLModel, table=True):
@@ -108,6 +125,14 @@ class Message(SQLModel, table=True):
     # payload as received (core.domain.payload.pack: compressed, size-capped).
     attachments: list[dict[str, Any]] | None = Field(default=None, sa_column=Column(JSON))
     raw: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary))
+
+
+# /find's full-text index over customers' messages (core.store.search) comes with the
+# table, also where a schema is made by SQLModel.metadata.create_all, not the migrations.
+sa.event.listen(Message.__table__, "after_create",
+                lambda _table, connection, **_: create_search(connection))
+sa.event.listen(Message.__table__, "before_drop",
+                lambda _table, connection, **_: drop_search(connection))
 
 
 class Mention(SQLModel, table=True):
@@ -171,6 +196,24 @@ class Outbox(SQLModel, table=True):
     last_error: str | None = None
 
 
+class StaffFile(SQLModel, table=True):
+    """A file staff send to a customer, kept until its answer's outbox row is delivered
+    or dead (core/delivery/outfiles.py); the row names it in ``target["file"]``."""
+
+    __tablename__ = "staff_file"
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    kind: str = Field(max_length=16)  # photo | video | voice | document
+    name: str | None = Field(default=None, max_length=255)
+    content_type: str = Field(max_length=128)
+    size: int
+    # None: the staff chat's platform has it by reference ({"channel", "file_id"}).
+    content: bytes | None = Field(default=None, sa_column=Column(sa.LargeBinary))
+    source: dict[str, Any] | None = Field(default=None, sa_column=Column(JSON))
+    created_at: datetime = _time(nullable=False)
+
+
 class Escalation(SQLModel, table=True):
     # A rule fires once per ticket and waiting cycle, however many sweeps or replicas run.
     __table_args__ = (sa.UniqueConstraint("ticket_id", "rule", "cycle"),)
@@ -180,6 +223,37 @@ class Escalation(SQLModel, table=True):
     rule: str = Field(max_length=128)
     cycle: int
     fired_at: datetime = _time(nullable=False)
+
+
+class Survey(SQLModel, table=True):
+    """A satisfaction survey of one ticket cycle (core.staff.survey). The question is the
+    outbox row keyed ``survey:<id>`` (sent not before ``due_at``): it was asked when that
+    row was sent."""
+
+    __table_args__ = (
+        # One survey per ticket and waiting cycle, however often a trigger repeats.
+        sa.UniqueConstraint("ticket_id", "cycle", name="uq_survey_cycle"),
+        # A customer's typed "5" finds the survey it answers.
+        sa.Index("ix_survey_customer", "customer_id", "state"),
+    )
+
+    id: int | None = Field(default=None, primary_key=True)
+    ticket_id: int = Field(foreign_key="ticket.id", index=True)
+    cycle: int
+    channel: str = Field(max_length=32)
+    customer_id: int = Field(foreign_key="customer.id")
+    # Who answered the customer in that cycle: the CSAT of each staff member.
+    agent: str | None = Field(default=None, max_length=128)
+    language: str = Field(default="ru", max_length=8)
+    # queued (the question is in the outbox, or sent) -> answered; or cancelled (the
+    # customer wrote again before it went out)
+    state: str = Field(default="queued", max_length=16)
+    created_at: datetime = _time(nullable=False)
+    due_at: datetime = _time(nullable=False)
+    score: int | None = None
+    comment: str | None = None
+    answered_at: datetime | None = _time(index=True)
+    commented_at: datetime | None = _time()
 
 
 class Cursor(SQLModel, table=True):
