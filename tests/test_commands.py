@@ -229,7 +229,8 @@ async def test_non_staff_are_refused_every_command_and_nothing_changes(desk, inb
              "history": f"/history {ticket_id}", "customer": f"/customer {ticket_id}",
              "find": "/find order", "merge": f"/merge {ticket_id} {ticket_id + 1}",
              "link": f"/link {ticket_id} {ticket_id + 1}", "block": f"/block {ticket_id}",
-             "unblock": f"/unblock {ticket_id}", "blocked": "/blocked"}
+             "unblock": f"/unblock {ticket_id}", "blocked": "/blocked",
+             "forget": f"/forget {ticket_id} yes"}
     assert set(lines) == set(SPECS)  # every command is tried
     before = {table.__name__: await count(store, table) for table in (Message, Outbox, Event)}
     for line in [*lines.values(), "/nonsense", "hello"]:

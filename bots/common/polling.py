@@ -11,6 +11,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from core.config.settings import TEXTS_LOGGER
 from core.delivery.contract import ChannelAdapter, ChannelHealth
 from core.domain.records import Inbound, Unreadable
 from core.intake.quarantine import describe
@@ -19,6 +20,7 @@ from core.store.engine import is_transient
 T = TypeVar("T")
 
 log = logging.getLogger(__name__)
+texts = logging.getLogger(TEXTS_LOGGER)  # customers' texts: debug only, off by default
 
 
 class Backoff:
@@ -102,8 +104,11 @@ def read_payloads(adapter: ChannelAdapter, payloads: list[Any],
         try:
             inbound = adapter.read_payload(payload)
         except Exception as error:
-            log.warning("%s: quarantining a payload it cannot read (%s): %.300r",
-                        adapter.name, describe(error, 300), payload)
+            # The error and the payload may quote the customer's text: ids only here.
+            log.warning("%s: quarantining a payload it cannot read (%s, id %s)",
+                        adapter.name, type(error).__name__, key(payload))
+            texts.debug("%s: unreadable payload (%s): %.300r", adapter.name,
+                        describe(error, 300), payload)
             unreadable.append(Unreadable(adapter.name, payload, describe(error), key(payload)))
             continue
         if inbound is not None:

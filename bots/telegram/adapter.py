@@ -52,7 +52,7 @@ from bots.telegram.staff import TelegramStaffChat, Where, keyboard, render
 from bots.telegram.staff_files import StaffFiles
 from bots.telegram.staff_media import StaffMedia
 from bots.telegram.survey import answer_press, is_press, survey_message
-from core.config.settings import Settings
+from core.config.settings import TEXTS_LOGGER, Settings
 from core.delivery.contract import (
     STAFF_CHANNEL,
     AdapterContext,
@@ -72,6 +72,7 @@ from core.staff.cards import StaffMessage
 os.environ.setdefault("PTB_TIMEDELTA", "1")
 
 log = logging.getLogger(__name__)
+texts = logging.getLogger(TEXTS_LOGGER)  # customers' texts: debug only, off by default
 
 CHANNEL = "telegram"
 MAX_TEXT = 4096
@@ -160,13 +161,16 @@ class GatedBot(ExtBot):
             if isinstance(update_id, int):
                 self._gate.floor = max(self._gate.floor, update_id + 1)
             if not isinstance(update_id, int):
-                log.warning("telegram: skipping an update without update_id: %.300r", raw)
+                log.warning("telegram: skipping an update without update_id")
+                texts.debug("telegram: the update without update_id: %.300r", raw)
                 continue  # nothing to confirm it by; Telegram will not send it again
             try:
                 Update.de_json(raw, self)
             except Exception as error:
-                log.warning("telegram: quarantining a malformed update (%s): %.300r",
-                            error, raw)
+                log.warning("telegram: quarantining malformed update %s (%s)", update_id,
+                            type(error).__name__)
+                texts.debug("telegram: malformed update %s (%s): %.300r", update_id, error,
+                            raw)
                 self._unreadable.append(unreadable_update(raw, error))
                 continue
             good.append(raw)
@@ -306,7 +310,9 @@ class TelegramAdapter(ChannelAdapter):
         try:
             inbound = self.to_inbound(update)
         except Exception as error:  # kept whole; the updates after it go on
-            log.warning("telegram: quarantining update %s (%s)", update.update_id, error)
+            log.warning("telegram: quarantining update %s (%s)", update.update_id,
+                        type(error).__name__)
+            texts.debug("telegram: update %s not read: %s", update.update_id, error)
             return await self._store(update, [], [unreadable_update(update.to_dict(), error)])
         return await self._store(update, [inbound] if inbound else [], [])
 

@@ -17,7 +17,8 @@ if TYPE_CHECKING:
 
 app = typer.Typer(help="sameday: a self-hosted support inbox that answers the same day.",
                   no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False)
-db_app = typer.Typer(help="Database schema commands.", no_args_is_help=True)
+db_app = typer.Typer(help="Database commands: migrations, backup, restore.",
+                    no_args_is_help=True)
 app.add_typer(db_app, name="db")
 
 @app.command()
@@ -33,7 +34,7 @@ def run(config: Path = ConfigOption,
         err.print(f"--log-format {log_format!r}: allowed: text, json")
         raise typer.Exit(2)
     setup_logging(settings.daemon.log_level, log_format or settings.daemon.log_format,
-                  configured_secrets(settings))
+                  configured_secrets(settings), texts=settings.daemon.log_texts)
     code = asyncio.run(Daemon(config, settings).run())
     raise typer.Exit(code)
 
@@ -231,6 +232,47 @@ def db_upgrade(config: Path = ConfigOption) -> None:
     out.print(f"database at revision {current_revision(settings.database)}")
 
 
+@db_app.command("backup")
+def db_backup(file: Path = typer.Argument(..., help="The backup file to write (new)."),
+              config: Path = ConfigOption) -> None:
+    """Copy the SQLite database to FILE (0600), consistent while the daemon runs.
+
+    For PostgreSQL use pg_dump --format=custom (the command says how)."""
+    from core.store.backup import BackupError, backup
+
+    settings = settings_or_exit(config, check_secrets=False)
+    try:
+        result = backup(settings.database, file)
+    except BackupError as error:
+        err.print(f"backup refused: {error}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    out.print(f"backup written to {result.path} ({result.pages} pages, revision "
+              f"{result.revision}, integrity_check ok)", markup=False, highlight=False)
+
+
+@db_app.command("restore")
+def db_restore(file: Path = typer.Argument(..., help="A backup made by `sameday db backup`."),
+               config: Path = ConfigOption,
+               force: bool = typer.Option(False, "--force",
+                                          help="Restore even though the database seems in "
+                                               "use (a lock or a recent heartbeat).")) -> None:
+    """Replace a stopped daemon's SQLite database with FILE, keeping the old one as
+    <database>.before-restore. FILE must be a sameday database passing integrity_check."""
+    from core.store.backup import BackupError, restore
+
+    settings = settings_or_exit(config, check_secrets=False)
+    try:
+        result = restore(settings.database, file, force=force)
+    except BackupError as error:
+        err.print(f"restore refused: {error}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    kept = f"; the previous database is kept as {result.kept}" if result.kept else ""
+    later = "" if result.revision == result.head else \
+        "; the daemon applies the newer migrations when it starts (or: sameday db upgrade)"
+    out.print(f"restored {file} into {result.path} (revision {result.revision}){kept}{later}",
+              markup=False, highlight=False)
+
+
 def _register_quarantine_commands() -> None:
     from core.app.quarantine import quarantine_app
 
@@ -241,6 +283,19 @@ def _register_media_commands() -> None:
     from core.app.media import media_app
 
     app.add_typer(media_app, name="media")
+
+
+def _register_privacy_commands() -> None:
+    from core.app.privacy import export, forget
+
+    app.command("forget")(forget)
+    app.command("export")(export)
+
+
+def _register_retention_commands() -> None:
+    from core.app.retention import retention_app
+
+    app.add_typer(retention_app, name="retention")
 
 
 def _register_plugin_commands() -> None:
@@ -254,6 +309,8 @@ def _register_plugin_commands() -> None:
 
 _register_quarantine_commands()
 _register_media_commands()
+_register_retention_commands()
+_register_privacy_commands()
 _register_plugin_commands()
 
 if __name__ == "__main__":

@@ -30,11 +30,14 @@ from core.delivery.contract import (
 from core.delivery.dispatcher import Dispatcher
 from core.escalation.sweep import Escalator
 from core.intake.inbox import Inbox
+from core.retention.purge import Retention
 from core.staff.board import StaffNotices
 from core.staff.commands import StaffDesk
 from core.store.engine import Store, is_transient
 
 log = logging.getLogger(__name__)
+
+PURGE_FIRST_AFTER = timedelta(minutes=5)  # the daily purge: not in the start's rush
 
 
 class Daemon:
@@ -55,6 +58,8 @@ class Daemon:
         self.scheduler: AsyncIOScheduler | None = None
         self._sweeping = self._sweep_again = False
         self._sweep_task: asyncio.Task | None = None
+        self.retention: Retention | None = None
+        self._purge_task: asyncio.Task | None = None
         self._last_reload_error = ""
         self.dispatcher: Dispatcher | None = None
         self.health: HealthServer | None = None
@@ -166,6 +171,7 @@ class Daemon:
                                                   name="dispatcher")
         self.escalator = Escalator(self.store, self.settings, self.clock,
                                    on_outbox=self._wake_dispatcher)
+        self.retention = Retention(self.store, self.clock)
         self._start_scheduler()
 
     def _start_scheduler(self) -> None:
@@ -174,7 +180,23 @@ class Daemon:
         self.scheduler.add_job(self._sweep, "interval", id="sweep", max_instances=1,
                                coalesce=True, next_run_time=datetime.now(UTC),
                                seconds=self.settings.daemon.sweep_interval.total_seconds())
+        # The retention purge ([retention]): daily, the first a while after the start.
+        self.scheduler.add_job(self._purge, "interval", id="retention", max_instances=1,
+                               coalesce=True, days=1,
+                               next_run_time=datetime.now(UTC) + PURGE_FIRST_AFTER)
         self.scheduler.start()
+
+    async def _purge(self) -> None:
+        """Empty what [retention] no longer keeps, in short batches (core.retention)."""
+        if self.stopping.is_set() or self.retention is None:
+            return
+        self._purge_task = asyncio.current_task()
+        try:
+            await self.retention.run(self.settings.retention, stopping=self.stopping.is_set)
+        except Exception:  # the database may be briefly unavailable; tomorrow's run retries
+            log.exception("retention purge failed")
+        finally:
+            self._purge_task = None
 
     async def _sweep(self) -> None:
         """Fire due escalations, then wake up again at the next due time."""
@@ -234,6 +256,11 @@ class Daemon:
                 await asyncio.wait_for(asyncio.shield(self._sweep_task), grace)
             except (TimeoutError, Exception):
                 log.warning("the escalation sweep did not finish within %.0fs", grace)
+        if self._purge_task is not None:  # stops after its current batch
+            try:
+                await asyncio.wait_for(asyncio.shield(self._purge_task), grace)
+            except (TimeoutError, Exception):
+                log.warning("the retention purge did not finish within %.0fs", grace)
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
         for name, adapter in self.adapters.items():

@@ -36,6 +36,8 @@ from core.delivery.dispatcher import DUE_STATES
 from core.domain.kpi import Rate, local_day
 from core.domain.records import Direction, OutboxState
 from core.intake import quarantine
+from core.retention.purge import KINDS as PURGE_KINDS
+from core.retention.purge import purge_totals
 from core.store.engine import Store
 from core.store.tables import Escalation, Mention, Message, Outbox, Quarantine, Ticket
 from core.store.writes import RECEIVE, SEND
@@ -140,6 +142,9 @@ class DatabaseCollector(Collector):
         self.database_up = False
         self.figures: dict[str, dict[str, float]] = {}
         self.noted: dict[tuple[str, str], float] = {}  # stored non-tickets by channel, kind
+        # What the retention purge emptied so far, by kind, and its latest run.
+        self.purged: dict[str, int] = {}
+        self.purged_at: datetime | None = None
 
     async def refresh(self) -> None:
         enabled = list(self.settings().channels.enabled())
@@ -153,6 +158,15 @@ class DatabaseCollector(Collector):
                         type(error).__name__, error)
             read, noted, self.database_up = {}, {}, False
         self.noted = noted
+        self.purged, self.purged_at = {}, None
+        if self.database_up:
+            try:
+                async with self.store.session() as session:
+                    self.purged, self.purged_at = await asyncio.wait_for(
+                        purge_totals(session), DATABASE_TIMEOUT)
+            except Exception as error:
+                log.warning("metrics: the purge totals could not be read (%s: %s)",
+                            type(error).__name__, error)
         for name, values in read.items():
             figures[name].update(values)
         figures.update(self._adapter_figures())
@@ -185,6 +199,19 @@ class DatabaseCollector(Collector):
         for (channel, kind), count in sorted(self.noted.items()):
             kept.add_metric([channel, kind], count)
         yield kept
+        if self.database_up and self.purged:
+            purged = CounterMetricFamily(
+                "sameday_purged", "What the retention purge emptied ([retention]): message "
+                "texts, raw payloads, media (attachments) and copies of texts (sent rows, "
+                "edit history, survey comments).", labels=["kind"])
+            for kind in PURGE_KINDS:
+                purged.add_metric([kind], self.purged.get(kind, 0))
+            yield purged
+        if self.database_up and self.purged_at is not None:
+            yield GaugeMetricFamily(
+                "sameday_retention_last_run_timestamp_seconds",
+                "Unix time of the latest retention purge run (absent before the first).",
+                value=self.purged_at.timestamp())
         for name, kind, help_text in CHANNEL_METRICS:
             family_type = CounterMetricFamily if kind == "counter" else GaugeMetricFamily
             family = family_type(name, help_text, labels=["channel"])

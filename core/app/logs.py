@@ -1,7 +1,9 @@
 """Logging setup: human-readable by default, one JSON object a line on request.
 
 Tokens never reach the log: every record passes a filter that masks the values of the
-environment variables the config names as secrets.
+environment variables the config names as secrets. Nor do customers' texts: records at
+info and above carry ids only; texts and payloads go to the ``sameday.texts`` logger at
+debug level, silent unless ``[daemon] log_texts`` is on.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import sys
 from datetime import UTC, datetime
 
 from core.config.channels import installed_channels
-from core.config.settings import Settings
+from core.config.settings import TEXTS_LOGGER, Settings
 
 
 class SecretFilter(logging.Filter):
@@ -77,7 +79,9 @@ def configured_secrets(settings: Settings) -> list[str]:
 
 
 def setup_logging(level: str = "info", fmt: str = "text",
-                  secrets: list[str] | None = None) -> None:
+                  secrets: list[str] | None = None, texts: bool = False) -> None:
+    """Log to stderr at `level`. Customers' texts and payloads go only to the
+    TEXTS_LOGGER logger at debug level, written only when `texts` ([daemon] log_texts)."""
     handler = logging.StreamHandler(sys.stderr)
     if fmt == "json":
         handler.setFormatter(JSONFormatter())
@@ -95,5 +99,6 @@ def setup_logging(level: str = "info", fmt: str = "text",
     root.setLevel(level.upper())
     for name in noisy:
         logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    logging.getLogger(TEXTS_LOGGER).setLevel(logging.DEBUG if texts else logging.CRITICAL + 1)
     # "skipped: maximum number of running instances" is how a coalesced sweep looks.
     logging.getLogger("apscheduler").setLevel(max(logging.ERROR, root.level))

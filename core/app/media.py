@@ -111,8 +111,9 @@ async def _get(settings: Settings, config: Path, ticket_id: int,
         raise database_unreadable(settings, error) from None
     finally:
         await store.close()
-    if items:
-        directory.mkdir(parents=True, exist_ok=True)
+    if items and not directory.exists():
+        directory.mkdir(mode=0o700, parents=True)  # a new folder: its owner's only
+        os.chmod(directory, 0o700)
     adapters = Adapters(settings, config)
     return [await _save(item, directory, adapters) for item in items]
 
@@ -191,7 +192,11 @@ async def _save(item: Item, directory: Path, adapters: Adapters) -> Outcome:
 def _write(path: Path, content: bytes) -> Outcome:
     """Written whole or not at all (a file of the same name is replaced)."""
     part = path.with_name(f".{path.name}.part")
-    part.write_bytes(content)
+    part.unlink(missing_ok=True)
+    # A customer's photo or voice is personal data: readable by its owner only (0600).
+    descriptor = os.open(part, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600)
+    with os.fdopen(descriptor, "wb") as file:
+        file.write(content)
     os.replace(part, path)
     return Outcome(path, len(content))
 

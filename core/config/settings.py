@@ -107,11 +107,19 @@ class DatabaseSettings(Strict):
         return url
 
 
+# The one logger that may carry customers' texts and payloads, always at debug level; it
+# is silent unless [daemon] log_texts is on (core.app.logs.setup_logging).
+TEXTS_LOGGER = "sameday.texts"
+
+
 class DaemonSettings(Strict):
     health_host: str = "127.0.0.1"
     health_port: int = Field(default=8787, ge=0, le=65535, strict=True)  # 0: no endpoint
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["text", "json"] = "text"
+    # Customers' texts and payloads never reach the log at info or above (ids only); on,
+    # they are written at debug level through the TEXTS_LOGGER logger (for debugging).
+    log_texts: bool = False
     shutdown_grace: ShutdownGrace = timedelta(seconds=10)
     # How often the escalation sweep runs (it also wakes at the next due time).
     sweep_interval: SweepInterval = timedelta(seconds=1)
@@ -613,6 +621,62 @@ class OutboxSettings(Strict):
         return self
 
 
+# --- retention --------------------------------------------------------------------------
+
+
+FOREVER = "forever"
+# At most ten years: a longer keep is likely a typo ("forever" says so plainly).
+MAX_RETENTION = timedelta(days=3660)
+RETENTION_HELP = f'allowed: a time like "30d", "90d" or "365d" (units d, h, m, s), or "{FOREVER}"'
+
+
+def _retention(value: Any) -> Any:
+    """How long something is kept after its ticket closed: a duration, or "forever"
+    (None: never purged)."""
+    if value is None or isinstance(value, timedelta):
+        return value
+    if not isinstance(value, str):
+        raise ValueError(f"must be text in quotes; {RETENTION_HELP}")
+    if value.strip().lower() == FOREVER:
+        return None
+    try:
+        kept = parse_duration(value)
+    except DurationTooLong:
+        kept = MAX_RETENTION + timedelta(days=1)
+    except ValueError:
+        raise ValueError(RETENTION_HELP) from None
+    if kept > MAX_RETENTION:
+        raise ValueError(f"too long; at most {format_duration(MAX_RETENTION)}, or "
+                         f"\"{FOREVER}\"")
+    return kept
+
+
+Retention = Annotated[timedelta | None, BeforeValidator(_retention)]
+
+
+class RetentionSettings(Strict):
+    """``[retention]``: how long a closed ticket's personal data is kept (core.retention).
+
+    Counted from the ticket's close (a mention's arrival, a quarantined payload's release
+    or arrival); a daily job empties what is due. What is purged of a message: ``raw``
+    the platform payload as received, ``media`` its attachments (file ids, links, names),
+    ``messages`` its text (and copies of it: sent outbox rows, edit history in the audit
+    trail, survey comments); a shorter ``raw``/``media`` than ``messages`` goes first, a
+    purged text takes its raw payload and media with it. Figures stay (tickets' times,
+    events). docs/privacy.md explains the defaults (152-FZ: no longer than needed)."""
+
+    messages: Retention = timedelta(days=365)
+    raw: Retention = timedelta(days=30)
+    media: Retention = timedelta(days=90)
+
+    def kept(self, kind: str) -> timedelta | None:
+        """The effective keep of ``kind`` (messages, raw, media): a purged text takes
+        its raw payload and media with it. None: kept forever."""
+        own = getattr(self, kind)
+        periods = [p for p in (own, self.messages) if p is not None]
+        return min(periods) if periods else None
+
+
 # --- the whole file ----------------------------------------------------------------------
 
 
@@ -630,3 +694,4 @@ class Settings(Strict):
     escalation: list[EscalationRule] = []
     outbox: OutboxSettings = OutboxSettings()
     survey: SurveySettings = SurveySettings()
+    retention: RetentionSettings = RetentionSettings()

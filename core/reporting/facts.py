@@ -16,11 +16,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.domain import lifecycle
 from core.domain.records import OutboxKind, OutboxState
 from core.reporting.period import Period
+from core.retention.purge import PURGED_EVENT
 from core.staff.survey import question_key_of
 from core.store.engine import Store
 from core.store.tables import Event, Outbox, Survey, Ticket
 
-EVENT_KINDS = ("received", "answered", "escalated", "dead_letter")
+# "purged": the retention runs (core.retention.purge), what the report says was purged.
+EVENT_KINDS = ("received", "answered", "escalated", "dead_letter", PURGED_EVENT)
 
 
 @dataclass(frozen=True)

@@ -108,6 +108,9 @@ def _summary_table(report: Report) -> Table:
                                        f"{human_duration(report.first_response['all'].p90)}"),
         ("promises kept", _percent(report.promises)),
         ("dead letters", str(report.dead_letters)),
+        *([("purged by retention (texts · raw · media · copies)",
+            " · ".join(str(n) for n in report.purged.values()))]
+          if any(report.purged.values()) else []),
         *([("satisfaction (rated 4-5 · average · answered)", _csat_cell(report.csat))]
           if report.csat.asked else []),
     ]:

@@ -56,6 +56,8 @@ from core.reporting.facts import (
     load_report_data,
 )
 from core.reporting.period import Period, hour_starts, period_of
+from core.retention.purge import KINDS as PURGE_KINDS
+from core.retention.purge import PURGED_EVENT, purged_counts
 from core.store.engine import Store
 
 BACKLOG_BUCKETS: tuple[tuple[str, timedelta | None], ...] = (
@@ -148,6 +150,9 @@ class Report:
     csat_by_channel: dict[str, Csat] = field(default_factory=dict)
     # Per staff member (sameday report --by agent): core.reporting.agents.
     agents: dict[str, AgentFigures] = field(default_factory=dict)
+    # What the retention purge emptied in the period, by kind (core.retention.purge):
+    # texts and payloads go, the figures above do not change.
+    purged: dict[str, int] = field(default_factory=lambda: dict.fromkeys(PURGE_KINDS, 0))
 
     @property
     def scope(self) -> str:
@@ -178,6 +183,7 @@ class Report:
                         "answers": h.answers, "overdue": h.overdue} for h in self.hourly],
             "csat": {"all": self.csat.to_dict(),
                      "by_channel": {c: v.to_dict() for c, v in self.csat_by_channel.items()}},
+            "purged": dict(self.purged),
         }
         if by_agent:
             data["agents"] = {name: a.to_dict() for name, a in self.agents.items()}
@@ -209,6 +215,7 @@ class Report:
         rows += [(f"escalations.{rule}", scope, n) for rule, n in self.escalations.items()]
         rows += [(f"backlog.{bucket}", scope, n) for bucket, n in self.backlog.items()]
         rows.append(("dead_letters", scope, self.dead_letters))
+        rows += [(f"purged.{kind}", scope, n) for kind, n in self.purged.items()]
         for channel, csat in [(scope, self.csat), *self.csat_by_channel.items()]:
             rows += [("surveys_asked", channel, csat.asked),
                      ("survey_responses", channel, csat.responses),
@@ -264,7 +271,17 @@ def compute_report(data: ReportData, period: Period, channel: str | None = None)
                          for c in _channels_in(data.surveys)},
         agents=agent_figures(opened, events, data.surveys, data.first_answered_by, zone,
                              period.as_of),
+        purged=_purged(events),
     )
+
+
+def _purged(events: Iterable[EventFacts]) -> dict[str, int]:
+    total = dict.fromkeys(PURGE_KINDS, 0)
+    for event in events:
+        if event.kind == PURGED_EVENT:
+            for kind, count in purged_counts(event.data).items():
+                total[kind] += count
+    return total
 
 
 def _csat(surveys: Iterable[SurveyFacts]) -> Csat:

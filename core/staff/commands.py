@@ -29,7 +29,7 @@ from core.domain import lifecycle
 from core.domain.kpi import Rate, local_day
 from core.domain.policy import Policy
 from core.domain.records import Attachment, Direction, OutboxKind, TicketStatus
-from core.staff import blocking, files, lookup, merging, survey, templates  # noqa: F401
+from core.staff import blocking, files, forgetting, lookup, merging, survey, templates  # noqa: F401
 from core.staff.board import (
     customer_name,
     customer_texts,

@@ -71,6 +71,8 @@ SPECS: dict[str, Spec] = {
                   "this customer", needs_ticket=True),
     "unblock": Spec("/unblock N", "undo /block", needs_ticket=True),
     "blocked": Spec("/blocked", "blocked customers"),
+    "forget": Spec("/forget N [yes]", "delete what is held about the customer of #N (asks "
+                   "to confirm)", needs_ticket=True, admin=True),
 }
 QUEUE_OWN_FILTERS = ("mine", "overdue")
 

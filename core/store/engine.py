@@ -9,6 +9,7 @@ tries to become a write one. PostgreSQL is chosen by URL and needs nothing speci
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -23,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 
-from core.config.settings import DatabaseSettings
+from core.config.settings import TEXTS_LOGGER, DatabaseSettings
 from core.store.process import THIS_PROCESS
 from core.store.tables import Heartbeat
 from core.store.writes import WriteHealth
@@ -61,7 +62,11 @@ def _prepare_sqlite(engine: sa.Engine, settings: DatabaseSettings) -> None:
 
 
 def make_engine(settings: DatabaseSettings) -> AsyncEngine:
-    engine = create_async_engine(settings.url, pool_pre_ping=not is_sqlite(settings.url))
+    # A failed statement's error quotes its parameters: customers' texts, which must not
+    # reach the log (or a quarantine row's error) unless [daemon] log_texts is on.
+    hide = not logging.getLogger(TEXTS_LOGGER).isEnabledFor(logging.DEBUG)
+    engine = create_async_engine(settings.url, pool_pre_ping=not is_sqlite(settings.url),
+                                 hide_parameters=hide)
     if is_sqlite(settings.url):
         private_sqlite_file(settings.url)
         _prepare_sqlite(engine.sync_engine, settings)
@@ -70,13 +75,23 @@ def make_engine(settings: DatabaseSettings) -> AsyncEngine:
 
 def private_sqlite_file(url: str) -> None:
     """Create the SQLite file readable by its owner only (0600), or make it so: it holds
-    customers' messages. SQLite gives its -wal and -shm files the same mode."""
+    customers' messages. SQLite gives the -wal and -shm files it creates the same mode;
+    ones left by an older install are made 0600 here. A missing folder is created 0700
+    (an existing one is left as it is: docs/privacy.md asks for a folder of its own)."""
     path = sa.engine.make_url(sync_url(url)).database
     if not path or path == ":memory:" or path.startswith("file:"):
         return
+    folder = Path(path).absolute().parent
+    if not folder.exists():
+        folder.mkdir(mode=0o700, parents=True)
+        os.chmod(folder, 0o700)  # mkdir's mode is filtered by the umask
     descriptor = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
     os.close(descriptor)
     os.chmod(path, 0o600)
+    for suffix in ("-wal", "-shm", "-journal"):
+        side = Path(path + suffix)
+        if side.exists() and side.stat().st_mode & 0o077:
+            os.chmod(side, 0o600)
 
 
 # PostgreSQL error classes that mean "not now" rather than "never": a lost connection
