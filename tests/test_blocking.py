@@ -17,53 +17,24 @@ from rich.console import Console
 
 from core.config.load import ConfigError
 from core.domain.records import Direction, OutboxKind, OutboxState, TicketStatus
-from core.escalation.sweep import Escalator
 from core.intake.inbox import Inbox
-from core.staff.commands import Actor, Reply, StaffDesk
 from core.staff.console import run_console
 from core.store.tables import Customer, Event, Message, Outbox, Ticket
+from tests import test_merge_link as merge_link
 from tests.conftest import START, make_settings
 from tests.helpers import count, inbound, rows, update
+from tests.test_merge_link import STAFF
 
-STAFF = {"chat": "console", "members": [
-    {"name": "anna", "telegram_id": 1, "role": "admin"}, {"name": "boris", "telegram_id": 2}]}
-ANNA = Actor("anna", "admin")
 NUDGE = [{"name": "nudge", "after": "30m", "clock": "wall", "notify": True}]
 
 
-class World:
-    """A desk, an inbox and a sweep on one store and one virtual clock."""
-
-    def __init__(self, store, clock, **config):
-        self.store, self.clock = store, clock
-        self.settings = make_settings(staff=STAFF, **config)
-        self.inbox = Inbox(store, self.settings, clock)
-        self.desk = StaffDesk(store, self.settings, clock)
-        self.escalator = Escalator(store, self.settings, clock)
-
-    async def write(self, external_id: str, **kwargs) -> int:
-        """A customer's message, sent now; the ticket it went to."""
-        await self.inbox.ingest([inbound(external_id, at=self.clock.now(), **kwargs)])
-        return await self.ticket_of(external_id)
+class World(merge_link.World):
+    """The merge tests' world (a desk, an inbox and a sweep), with what blocking reads."""
 
     async def ticket_of(self, external_id: str) -> int:
         async with self.store.session() as session:
             return await session.scalar(sa.select(Message.ticket_id)
                                         .where(Message.external_id == external_id))
-
-    async def ok(self, line: str) -> Reply:
-        reply = await self.desk.execute(ANNA, line)
-        assert reply.ok, reply.text
-        return reply
-
-    async def refused(self, line: str) -> str:
-        reply = await self.desk.execute(ANNA, line)
-        assert not reply.ok, reply.text
-        return reply.text
-
-    async def ticket(self, ticket_id: int) -> Ticket:
-        [ticket] = await rows(self.store, sa.select(Ticket).where(Ticket.id == ticket_id))
-        return ticket
 
     async def outbox(self, kind: str) -> list[Outbox]:
         return await rows(self.store, sa.select(Outbox).where(Outbox.kind == kind)
