@@ -23,22 +23,13 @@ import random
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
 import typer
 from rich.console import Console
-from rich.live import Live
-from rich.table import Table
 
-from bots.telegram.adapter import TelegramAdapter
-from bots.telegram.emulator import TelegramEmulator
-from bots.twitter.adapter import TwitterAdapter
-from bots.twitter.emulator import BOT_USER as X_BOT
-from bots.twitter.emulator import XEmulator
-from bots.vk.adapter import VKAdapter
-from bots.vk.emulator import VKEmulator
-from core.app.daemon import Daemon
 from core.app.logs import setup_logging
 from core.clock import VirtualClock
 from core.config.load import load_settings
@@ -47,6 +38,14 @@ from core.domain.records import OutboxKind, OutboxState, TicketStatus
 from core.domain.survey import BUTTONS
 from core.store.engine import is_transient
 from core.store.tables import Escalation, Outbox, Survey, Ticket
+
+if TYPE_CHECKING:
+    from rich.table import Table
+
+    from bots.telegram.emulator import TelegramEmulator
+    from bots.twitter.emulator import XEmulator
+    from bots.vk.emulator import VKEmulator
+    from core.app.daemon import Daemon
 
 STAFF_GROUP = -1001000000001
 STAFF = [("anna", 1001, "admin"), ("boris", 1002, "agent"), ("lead", 1003, "admin")]
@@ -139,6 +138,16 @@ class Demo:
         self.next_customer = 1
 
     async def run(self) -> int:
+        # The adapters (platform SDKs), emulators and daemon are imported when the demo
+        # runs: every `sameday` command, `run` too, loads this module to register `demo`.
+        from bots.telegram.adapter import TelegramAdapter
+        from bots.telegram.emulator import TelegramEmulator
+        from bots.twitter.adapter import TwitterAdapter
+        from bots.twitter.emulator import XEmulator
+        from bots.vk.adapter import VKAdapter
+        from bots.vk.emulator import VKEmulator
+        from core.app.daemon import Daemon
+
         # The day runs `speed` times faster than real time, but Telegram's 20 messages a
         # minute per group counts real minutes: the demo's staff group is unlimited.
         async with TelegramEmulator(enforce_limits=False) as tg, VKEmulator() as vk, \
@@ -165,6 +174,8 @@ class Demo:
     async def _day(self, daemon: Daemon, tg: TelegramEmulator, vk: VKEmulator,
                    x: XEmulator, running: asyncio.Task) -> None:
         """Traffic and staff until the virtual day ends (or Ctrl-C stops the daemon)."""
+        from rich.live import Live  # only the demo's live view uses it
+
         step = 0.1  # real seconds between ticks
         tally = Tally()
         with Live(self._view(tally), refresh_per_second=4, console=Console()) as live:
@@ -185,6 +196,8 @@ class Demo:
     def _customers_write(self, since: datetime, now: datetime, tg: TelegramEmulator,
                          vk: VKEmulator, x: XEmulator) -> None:
         """Poisson arrivals with the hour-of-day profile: ~120 messages a business day."""
+        from bots.twitter.emulator import BOT_USER as X_BOT  # loaded by run() already
+
         hours = (now - since).total_seconds() / 3600
         rate = 120 * HOURLY[now.astimezone(self.zone).hour] / sum(HOURLY[DAY_START:DAY_END])
         count = _poisson(self.rng, rate * hours)
@@ -300,6 +313,8 @@ class Demo:
         return tally
 
     def _view(self, tally: Tally) -> Table:
+        from rich.table import Table  # only the demo's live view uses it
+
         local = self.clock.now().astimezone(self.zone)
         table = Table(title=f"sameday demo · {local:%a %d %b %H:%M} Moscow (virtual, "
                             f"x{self.speed:.0f})")
@@ -372,6 +387,8 @@ def _history_texts(path: Path) -> list[str]:
 
 
 def _config(workdir: Path, telegram: str, vk: str, x: str) -> str:
+    from bots.twitter.emulator import BOT_USER as X_BOT  # loaded by run() already
+
     members = "\n".join(f'[[staff.members]]\nname = "{n}"\ntelegram_id = {i}\nrole = "{r}"\n'
                         for n, i, r in STAFF)
     return f"""# Written by `sameday demo`: the emulators' addresses change every run.

@@ -234,17 +234,21 @@ async def refuse_writes(store: Store) -> Callable[[], Awaitable[None]]:
     """Make the SQLite database refuse every write, as a full disk does: SELECT 1 still
     answers, every transaction that writes fails with an OperationalError. Returns the
     undo."""
-    engine = store.engine.sync_engine
-
     def read_only(dbapi_connection, _record):  # noqa: ANN001
         dbapi_connection.execute("PRAGMA query_only = ON")
 
-    sa.event.listen(engine, "connect", read_only)
-    await store.engine.dispose()  # new connections get the pragma
+    async def reconnect() -> None:  # new connections get (or lose) the pragma
+        await store.engine.dispose()
+        await asyncio.to_thread(store.units.engine.dispose)
+
+    for engine in store.sync_engines:
+        sa.event.listen(engine, "connect", read_only)
+    await reconnect()
 
     async def undo() -> None:
-        sa.event.remove(engine, "connect", read_only)
-        await store.engine.dispose()
+        for engine in store.sync_engines:
+            sa.event.remove(engine, "connect", read_only)
+        await reconnect()
     return undo
 
 

@@ -43,6 +43,7 @@ from bots.common.polling import (
 )
 from bots.telegram import answers
 from bots.telegram.albums import AlbumHolder, album_of, merged
+from bots.telegram.batches import WaitingUpdates
 from bots.telegram.business import BUSINESS_UPDATES, BusinessConnections, customer_wrote
 from bots.telegram.errors import delivery_error
 from bots.telegram.files import fetch_file
@@ -90,6 +91,7 @@ class UpdateGate:
     def __init__(self) -> None:
         self.outstanding: set[int] = set()
         self.floor = 0  # never ask for updates below this (saved cursor, skipped ones)
+        self.answer_last = -1  # the last update of the latest getUpdates answer
         self.stopping = False
         self._idle = asyncio.Event()
         self._idle.set()
@@ -145,6 +147,8 @@ class GatedBot(ExtBot):
                 for update_id in ids:
                     self._gate.handled(update_id)
         self._gate.delivered([u.update_id for u in updates])
+        if updates:
+            self._gate.answer_last = updates[-1].update_id
         return updates
 
     async def _post(self, endpoint: str, data: dict[str, Any] | None = None,
@@ -208,6 +212,7 @@ class TelegramAdapter(ChannelAdapter):
         self.staff_files = StaffFiles(self.staff)
         self.business = BusinessConnections()
         self.albums = AlbumHolder(self._store_album)
+        self.waiting = WaitingUpdates()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -274,20 +279,31 @@ class TelegramAdapter(ChannelAdapter):
         message = update.message or update.business_message
         in_staff_group = message is not None \
             and message.chat.id == self.settings.staff.telegram_chat_id
-        if await self.albums.offer(update, None if in_staff_group else album_of(update)):
-            return
-        try:
-            handled = await self._handle(update)
-        except Exception as error:
-            log.exception("telegram: could not handle update %s; quarantined",
-                          update.update_id)
-            handled = await self._store(update, [], [unreadable_update(update.to_dict(),
-                                                                       error)])
-        if handled:
-            self.gate.handled(update.update_id)
-        # else: stopping; the update stays unconfirmed and Telegram sends it again
+        if not self._from_customer(update):
+            await self._store_waiting()  # staff act on what customers wrote before
+        if not await self.albums.offer(update, None if in_staff_group else album_of(update)):
+            try:
+                handled = await self._handle(update)
+            except Exception as error:
+                log.exception("telegram: could not handle update %s; quarantined",
+                              update.update_id)
+                handled = await self._store(update, [], [unreadable_update(update.to_dict(),
+                                                                           error)])
+            if handled:
+                self.gate.handled(update.update_id)
+            # None: waiting for the rest of the answer; False: stopping, the update
+            # stays unconfirmed and Telegram sends it again
+        if update.update_id >= self.gate.answer_last:
+            await self._store_waiting()  # the answer's customer messages, in one go
 
-    async def _handle(self, update: Update) -> bool:
+    def _from_customer(self, update: Update) -> bool:
+        """A message in a customer's chat: stored with the rest of its getUpdates answer."""
+        message = (update.message or update.edited_message or update.business_message
+                   or update.edited_business_message)
+        return message is not None and update.business_connection is None \
+            and message.chat.id != self.settings.staff.telegram_chat_id
+
+    async def _handle(self, update: Update) -> bool | None:
         if update.business_connection is not None:
             self.business.changed(update.business_connection)
             return True
@@ -313,18 +329,33 @@ class TelegramAdapter(ChannelAdapter):
             log.warning("telegram: quarantining update %s (%s)", update.update_id,
                         type(error).__name__)
             texts.debug("telegram: update %s not read: %s", update.update_id, error)
-            return await self._store(update, [], [unreadable_update(update.to_dict(), error)])
-        return await self._store(update, [inbound] if inbound else [], [])
+            self.waiting.add(update, unreadable=unreadable_update(update.to_dict(), error))
+            return None
+        if inbound is None:
+            log.debug("telegram: update %s is not a customer message", update.update_id)
+        self.waiting.add(update, inbound)
+        return None
 
     async def _store(self, update: Update, batch: list[Inbound],
                      unreadable: list[Unreadable]) -> bool:
-        """Store what an update brought with the offset past it; False if stopping."""
-        if not batch and not unreadable:
-            log.debug("telegram: update %s is not a customer message", update.update_id)
-            return True
-        cursor = Cursor(CHANNEL, "offset", str(update.update_id + 1))
-        return await ingest_until_stored(
-            "telegram", lambda: self.context.ingest(batch, cursor, unreadable), self.stopping)
+        """Store what an update brought, after the customer messages waiting before it,
+        in one transaction with the offset past them all; False if stopping."""
+        waiting = self.waiting.take()
+        batch, unreadable = waiting.batch + batch, waiting.unreadable + unreadable
+        if batch or unreadable:
+            last = max(u.update_id for u in [*waiting.updates, update])
+            cursor = Cursor(CHANNEL, "offset", str(last + 1))
+            if not await ingest_until_stored(
+                    "telegram", lambda: self.context.ingest(batch, cursor, unreadable),
+                    self.stopping):
+                return False
+        for stored in waiting.updates:
+            self.gate.handled(stored.update_id)
+        return True
+
+    async def _store_waiting(self) -> None:
+        if self.waiting.updates:
+            await self._store(self.waiting.updates[-1], [], [])
 
     async def _store_album(self, updates: list[Update]) -> None:
         """An album's items stored as one message, then confirmed."""

@@ -32,6 +32,7 @@ ELLIPSIS = "…"
 # twitter-text v3: code points in these ranges weigh 1 (scale 100, weight 100);
 # every other code point weighs 2 (the default weight 200).
 _LIGHT_RANGES = ((0, 4351), (8192, 8205), (8208, 8223), (8242, 8247))
+_FIRST_HEAVY = chr(_LIGHT_RANGES[0][1] + 1)
 
 # A link ends at whitespace; trailing punctuation belongs to the sentence, not the URL.
 _URL = re.compile(r"(?:https?://|www\.)[^\s]+", re.IGNORECASE)
@@ -110,6 +111,10 @@ def weighted_length(text: str) -> int:
     """The length X counts against the 280 limit (twitter-text v3, simplified as above)."""
     text = unicodedata.normalize("NFC", text)
     urls = _url_spans(text)
+    if not text or max(text) < _FIRST_HEAVY:
+        # Latin and Cyrillic (most texts): every character weighs 1 and none starts an
+        # emoji (the code points that make one of them an emoji are heavier).
+        return len(text) + sum(URL_WEIGHT - (end - start) for start, end in urls.items())
     length = 0
     i = 0
     while i < len(text):

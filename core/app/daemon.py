@@ -13,10 +13,10 @@ import signal
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
-from core.app.health import HealthServer
 from core.clock import Clock, SystemClock
 from core.config.load import ConfigError, load_settings
 from core.config.settings import Settings
@@ -33,7 +33,11 @@ from core.intake.inbox import Inbox
 from core.retention.purge import Retention
 from core.staff.board import StaffNotices
 from core.staff.commands import StaffDesk
-from core.store.engine import Store, is_transient
+from core.store.engine import Store, is_sqlite, is_transient, private_sqlite_file
+from core.store.revision import schema_is_current
+
+if TYPE_CHECKING:
+    from core.app.health import HealthServer
 
 log = logging.getLogger(__name__)
 
@@ -91,7 +95,7 @@ class Daemon:
         delay = 0.5
         while True:
             try:
-                await self.store.upgrade()
+                await self._upgrade()
                 return True
             except Exception as error:
                 if not is_transient(error):
@@ -103,6 +107,17 @@ class Daemon:
                 return False
             except TimeoutError:
                 delay = min(delay * 2, 30.0)
+
+    async def _upgrade(self) -> None:
+        """Apply pending migrations. Most starts have none: then alembic is not loaded at
+        all (it would stay in the process's memory, about 10 MB, for nothing) and only
+        the SQLite file is made private, as a migration does (core.store.revision)."""
+        database = self.settings.database
+        if await asyncio.to_thread(schema_is_current, database):
+            if is_sqlite(database.url):
+                private_sqlite_file(database.url)
+            return
+        await self.store.upgrade()
 
     def reload_for_staff(self) -> str | None:
         """/reload from the staff chat: None on success, else the problems."""
@@ -161,6 +176,9 @@ class Daemon:
         if staff_adapter is not None:
             self.adapters[STAFF_CHANNEL] = staff_adapter
         if self.settings.daemon.health_port:
+            # Imported only when enabled: prometheus_client and the metrics code (~1 MB).
+            from core.app.health import HealthServer
+
             self.health = HealthServer(self.store, self.settings, self.clock, self.adapters,
                                        ignored=self.inbox.ignored)
             self.reload_listeners.append(self.health.reconfigure)

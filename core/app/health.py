@@ -7,15 +7,23 @@ an uptime check. Quarantined payloads are counted there, not judged: they are ke
 their channel goes on.
 ``GET /metrics`` is the Prometheus text format.
 
-The figures on /metrics are counted from the database at scrape time, not kept in
-process memory, so a restart loses nothing and several replicas on one PostgreSQL all
-report the same true totals (aggregate replicas with ``max``, not ``sum``). Only what a
-process alone knows -- its adapters' connections and failed polls -- comes from memory.
+The figures on /metrics come from the database, not from what this process did, so a
+restart loses nothing and several replicas on one PostgreSQL all report the same true
+totals (aggregate replicas with ``max``, not ``sum``). Only what a process alone knows --
+its adapters' connections and failed polls, the payloads it left out -- comes from memory.
+
+A scrape costs the same at a million tickets as at none: the counters are counted from
+the tables once (at the start) and then only in the rows added since, by primary key
+(``core.app.tallies``, which says per counter why that stays true); the gauges read only
+what they count, through indexes that hold only that (migration 0015): the outbox rows
+still waiting, today's tickets, the held quarantine. ``bench/metrics.py`` measures it.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import json
 import logging
 from collections.abc import Callable, Iterator, Mapping
 from datetime import datetime
@@ -23,23 +31,21 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import sqlalchemy as sa
-from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.metrics_core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from core.app.endpoint import Answer, Endpoint
+from core.app.tallies import Tallies, snapshot
 from core.clock import Clock
 from core.config.channels import installed_channels
 from core.config.settings import ChannelsSettings, Settings
 from core.delivery.contract import STAFF_CHANNEL, ChannelAdapter, ChannelHealth
-from core.delivery.dispatcher import DUE_STATES
 from core.domain.kpi import Rate, local_day
-from core.domain.records import Direction, OutboxState
 from core.intake import quarantine
 from core.retention.purge import KINDS as PURGE_KINDS
-from core.retention.purge import purge_totals
 from core.store.engine import Store
-from core.store.tables import Escalation, Mention, Message, Outbox, Quarantine, Ticket
+from core.store.tables import OUTBOX_WAITING, Outbox, Ticket
 from core.store.writes import RECEIVE, SEND
 
 log = logging.getLogger(__name__)
@@ -128,7 +134,9 @@ class DatabaseCollector(Collector):
 
     The database is async and prometheus_client's ``collect`` is not: each scrape first
     awaits ``refresh`` and then renders, with no await in between, so ``collect`` always
-    sees one consistent reading.
+    sees one consistent reading. The counters come from ``core.app.tallies`` (counted
+    once, then by what was added since); the gauges from queries through indexes that
+    hold only what they count.
     """
 
     def __init__(self, store: Store, clock: Clock, settings: Callable[[], Settings],
@@ -145,30 +153,48 @@ class DatabaseCollector(Collector):
         # What the retention purge emptied so far, by kind, and its latest run.
         self.purged: dict[str, int] = {}
         self.purged_at: datetime | None = None
+        self.tallies = Tallies()
+        self._reading: asyncio.Task | None = None
+
+    def start_reading(self) -> None:
+        """Count the tables now (the daemon's start), not at the first scrape."""
+        self._read()
+
+    async def close(self) -> None:
+        if self._reading is not None and not self._reading.done():
+            self._reading.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reading
 
     async def refresh(self) -> None:
         enabled = list(self.settings().channels.enabled())
         figures: dict[str, dict[str, float]] = {
             name: dict.fromkeys(enabled, 0.0) for name, _, _ in CHANNEL_METRICS}
         try:
-            read, noted = await asyncio.wait_for(self._read_database(), DATABASE_TIMEOUT)
+            # Shielded: a reading that outlasts the timeout (the first count of a large
+            # database, a slow disk) goes on, and the next scrape awaits the same one.
+            gauges = await asyncio.wait_for(asyncio.shield(self._read()), DATABASE_TIMEOUT)
             self.database_up = True
+        except TimeoutError:
+            if self.tallies.counted:
+                log.warning("metrics: the database does not answer within %.0fs",
+                            DATABASE_TIMEOUT)
+            else:
+                log.warning("metrics: still counting the tables (the first count since the "
+                            "start); the figures follow at a later scrape")
+            gauges, self.database_up = {}, False
         except Exception as error:
             log.warning("metrics: the database does not answer (%s: %s)",
                         type(error).__name__, error)
-            read, noted, self.database_up = {}, {}, False
-        self.noted = noted
-        self.purged, self.purged_at = {}, None
-        if self.database_up:
-            try:
-                async with self.store.session() as session:
-                    self.purged, self.purged_at = await asyncio.wait_for(
-                        purge_totals(session), DATABASE_TIMEOUT)
-            except Exception as error:
-                log.warning("metrics: the purge totals could not be read (%s: %s)",
-                            type(error).__name__, error)
-        for name, values in read.items():
+            gauges, self.database_up = {}, False
+        # Counters as of the latest reading: still true (if late) when this one failed.
+        for name, values in {**self.tallies.channel_figures(), **gauges}.items():
             figures[name].update(values)
+        ages = figures["sameday_outbox_oldest_due_age_seconds"]
+        figures["sameday_outbox_oldest_due_age_seconds"] = {
+            channel: ages.get(channel, 0.0) for channel in figures["sameday_outbox_depth"]}
+        self.noted = self.tallies.noted()
+        self.purged, self.purged_at = self.tallies.purged()
         figures.update(self._adapter_figures())
         self.figures = figures
 
@@ -239,56 +265,66 @@ class DatabaseCollector(Collector):
         return {"sameday_poll_errors": errors, "sameday_channel_connected": connected,
                 "sameday_channel_last_poll_ok_timestamp_seconds": last_ok}
 
-    async def _read_database(self) -> tuple[dict[str, dict[str, float]],
-                                            dict[tuple[str, str], float]]:
+    def _read(self) -> asyncio.Task:
+        """The reading under way, or a new one: never two at once (the counters are
+        brought up to the database by one reading at a time)."""
+        if self._reading is None or self._reading.done():
+            self._reading = asyncio.create_task(self._read_database())
+            # Retrieved here too, so a reading nobody awaited (a start with the database
+            # down) does not end as "exception never retrieved".
+            self._reading.add_done_callback(
+                lambda task: task.cancelled() or task.exception())
+        return self._reading
+
+    async def _read_database(self) -> dict[str, dict[str, float]]:
         now = self.clock.now()
+        await self.tallies.read(self.store, now)
+        return await self._gauges(now)
+
+    async def _gauges(self, now: datetime) -> dict[str, dict[str, float]]:
+        """What is waiting now and what happened today, through indexes that hold only
+        that: the outbox rows still waiting (``ix_outbox_waiting``), today's tickets
+        (``ix_ticket_opened``), the quarantine's held payloads (its state index)."""
         day_start, day_end = local_day(now, ZoneInfo(self.settings().calendar.timezone))
-        counts = {
-            "sameday_messages_received": _count(Message, Message.direction == Direction.IN),
-            "sameday_tickets_opened": _count(Ticket),
-            "sameday_tickets_acknowledged": _count(Ticket, Ticket.acked_at.is_not(None)),
-            "sameday_tickets_answered": _count(Ticket, Ticket.first_response_at.is_not(None)),
-            "sameday_tickets_escalated": sa.select(
-                Ticket.channel, sa.func.count(sa.distinct(Escalation.ticket_id)))
-            .join(Ticket, Ticket.id == Escalation.ticket_id).group_by(Ticket.channel),
-            "sameday_dead_letters": _count(Outbox, Outbox.state == OutboxState.DEAD),
-            "sameday_outbox_depth": _count(Outbox, Outbox.state.in_(DUE_STATES)),
-            "sameday_quarantined": _count(Quarantine, Quarantine.state == quarantine.HELD),
-            "sameday_tickets_opened_today": _count(
-                Ticket, Ticket.opened_at >= day_start, Ticket.opened_at < day_end,
-                Ticket.merged_into.is_(None)),
-            # kpi.answered_same_day as a query: first answered before the day ends.
-            "sameday_tickets_answered_same_day_today": _count(
-                Ticket, Ticket.opened_at >= day_start, Ticket.opened_at < day_end,
-                Ticket.first_response_at < day_end, Ticket.merged_into.is_(None)),
-        }
-        oldest_due = sa.select(Outbox.channel, sa.func.min(Outbox.next_attempt_at)).where(
-            Outbox.state.in_(DUE_STATES), Outbox.next_attempt_at <= now).group_by(Outbox.channel)
-        figures: dict[str, dict[str, float]] = {}
-        async with self.store.session() as session:
-            for name, statement in counts.items():
-                rows = await session.execute(statement)
-                figures[name] = {channel: float(value) for channel, value in rows}
-            ages = {channel: max(0.0, (now - due).total_seconds())
-                    for channel, due in await session.execute(oldest_due)}
-            noted = {(channel, kind): float(value) for channel, kind, value in
-                     await session.execute(
-                         sa.select(Mention.channel, Mention.kind, sa.func.count())
-                         .group_by(Mention.channel, Mention.kind))}
-        figures["sameday_outbox_oldest_due_age_seconds"] = {
-            channel: ages.get(channel, 0.0) for channel in figures["sameday_outbox_depth"]}
-        return figures, noted
+        depth, ages, opened, answered = {}, {}, {}, {}
+        async with snapshot(self.store) as session:
+            for channel, count, earliest in await session.execute(outbox_waiting()):
+                depth[channel] = float(count)
+                # The earliest waiting row is the oldest due one when its time has come.
+                ages[channel] = max(0.0, (now - earliest).total_seconds())
+            for channel, count, answered_count in await session.execute(
+                    tickets_of_the_day(day_start, day_end)):
+                opened[channel] = float(count)
+                if answered_count:
+                    answered[channel] = float(answered_count)
+            held = await quarantine.held_counts(session)
+        return {"sameday_outbox_depth": depth, "sameday_outbox_oldest_due_age_seconds": ages,
+                "sameday_tickets_opened_today": opened,
+                "sameday_tickets_answered_same_day_today": answered,
+                "sameday_quarantined": {channel: float(n) for channel, n in held.items()}}
 
 
-def _count(table: Any, *where: Any) -> sa.Select:
-    return sa.select(table.channel, sa.func.count()).where(*where).group_by(table.channel)
+def outbox_waiting() -> sa.Select:
+    """(channel, rows waiting, the earliest one's send time) through ix_outbox_waiting;
+    OUTBOX_WAITING word for word: SQLite uses the partial index only then."""
+    return (sa.select(Outbox.channel, sa.func.count(), sa.func.min(Outbox.next_attempt_at))
+            .where(sa.text(OUTBOX_WAITING)).group_by(Outbox.channel))
+
+
+def tickets_of_the_day(day_start: datetime, day_end: datetime) -> sa.Select:
+    """(channel, tickets opened in the day, of those first answered in it) through
+    ix_ticket_opened; kpi.answered_same_day as a query: answered before the day ends."""
+    same_day = sa.func.sum(sa.case((Ticket.first_response_at < day_end, 1), else_=0))
+    return (sa.select(Ticket.channel, sa.func.count(), same_day)
+            .where(Ticket.opened_at >= day_start, Ticket.opened_at < day_end,
+                   Ticket.merged_into.is_(None)).group_by(Ticket.channel))
 
 
 # --- the HTTP server -----------------------------------------------------------------------
 
 
 class HealthServer:
-    """The aiohttp server behind /healthz and /metrics, started and stopped by the daemon."""
+    """/healthz and /metrics (core.app.endpoint), started and stopped by the daemon."""
 
     def __init__(self, store: Store, settings: Settings, clock: Clock,
                  adapters: Mapping[str, ChannelAdapter],
@@ -307,7 +343,7 @@ class HealthServer:
         self.collector = DatabaseCollector(store, clock, lambda: self.settings, self.channels,
                                            ignored)
         self.registry.register(self.collector)
-        self._runner: web.AppRunner | None = None
+        self.endpoint = Endpoint({"/healthz": self._healthz, "/metrics": self._metrics})
         self.port = 0
 
     def reconfigure(self, settings: Settings) -> None:
@@ -321,27 +357,21 @@ class HealthServer:
 
     async def start(self) -> bool:
         """Listen; False (logged) if the address is taken: support goes on without it."""
-        app = web.Application()
-        app.add_routes([web.get("/healthz", self._healthz), web.get("/metrics", self._metrics)])
-        self._runner = web.AppRunner(app, access_log=None, shutdown_timeout=1)
-        await self._runner.setup()
         host, port = self.settings.daemon.health_host, self.settings.daemon.health_port
-        site = web.TCPSite(self._runner, host, port)
         try:
-            await site.start()
+            self.port = await self.endpoint.start(host, port)
         except OSError as error:
             log.error("health endpoint NOT started: cannot listen on %s:%s (%s); change "
                       "[daemon] health_port or set it to 0", host, port, error.strerror or error)
             await self.stop()
             return False
-        self.port = site._server.sockets[0].getsockname()[1]
         log.info("health on http://%s:%d/healthz, metrics on /metrics", host, self.port)
+        self.collector.start_reading()  # the counters' first count, before the first scrape
         return True
 
     async def stop(self) -> None:
-        if self._runner is not None:
-            await self._runner.cleanup()
-            self._runner = None
+        await self.collector.close()
+        await self.endpoint.stop()
 
     async def check(self) -> tuple[bool, dict[str, Any]]:
         """(healthy, the /healthz body)."""
@@ -373,7 +403,7 @@ class HealthServer:
     async def _quarantined(self) -> dict[str, int] | None:
         """Held payloads by channel; None when the database cannot say."""
         try:
-            async with self.store.session() as session:
+            async with snapshot(self.store) as session:
                 return await asyncio.wait_for(quarantine.held_counts(session), DATABASE_TIMEOUT)
         except Exception:
             return None
@@ -391,11 +421,11 @@ class HealthServer:
             return f"error: {type(error).__name__}: {first_line}".rstrip(": ")
         return "ok"
 
-    async def _healthz(self, request: web.Request) -> web.Response:
+    async def _healthz(self) -> Answer:
         healthy, body = await self.check()
-        return web.json_response(body, status=200 if healthy else 503)
+        return Answer(200 if healthy else 503, "application/json; charset=utf-8",
+                      json.dumps(body).encode())
 
-    async def _metrics(self, request: web.Request) -> web.Response:
+    async def _metrics(self) -> Answer:
         await self.collector.refresh()
-        return web.Response(body=generate_latest(self.registry),
-                            headers={"Content-Type": CONTENT_TYPE_LATEST})
+        return Answer(200, CONTENT_TYPE_LATEST, generate_latest(self.registry))

@@ -29,6 +29,7 @@ import logging
 import random
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from functools import partial
 from typing import Any
 
 import sqlalchemy as sa
@@ -236,54 +237,56 @@ class ChannelLoop:
         return len(claimed), delay
 
     async def _claim(self, free: int) -> tuple[list[Claimed], float]:
+        return await self.store.unit(partial(self._claim_in, free=free))
+
+    async def _claim_in(self, session: Any, *, free: int) -> tuple[list[Claimed], float]:
         now = self.now
         idle = self.dispatcher.idle_poll
-        async with self.store.session() as session, session.begin():
-            query = (sa.select(*ROW_COLUMNS)
-                     .where(Outbox.channel.in_(self.channels), Outbox.state.in_(DUE_STATES),
-                            Outbox.next_attempt_at <= now)
-                     .order_by(_lane(now), Outbox.deadline_at.is_(None), Outbox.deadline_at,
-                               Outbox.id)
-                     .limit(CANDIDATES)
-                     .with_for_update(skip_locked=True))
-            rows = (await session.execute(query)).all()
-            claimed: list[Claimed] = []
-            wait_until = self.limiter.now() + idle
-            exhausted: set[RateKey] = set()  # buckets found empty in this pass
-            for row in rows:
-                if len(claimed) >= free:
-                    wait_until = self.limiter.now()  # more is sendable: come back at once
-                    break
-                outbound = _outbound(row)
-                try:
-                    keys = self.adapter.rate_keys(outbound)
-                    cost = self.adapter.send_cost(outbound)
-                except Exception as error:  # a row the adapter cannot read: not this pass
-                    await self._refuse(session, outbound, error, now)
-                    continue
-                if exhausted.intersection(keys):
-                    continue  # e.g. the bot-wide limit: no later row can go either
-                reservation = self.limiter.try_acquire(keys, cost)
-                if reservation is not None:
-                    claimed.append(Claimed(outbound, row.attempts + 1, row.recovered,
-                                           reservation))
-                else:
-                    ready = self.limiter.ready_at(keys, cost)
-                    wait_until = min(wait_until, ready)
-                    exhausted.update(k for k in keys
-                                     if self.limiter.ready_at([k], cost) >= ready)
-            if claimed:
-                ids = [c.outbound.outbox_id for c in claimed]
-                result = await session.execute(
-                    sa.update(Outbox)
-                    .where(Outbox.id.in_(ids), Outbox.state.in_(DUE_STATES))
-                    .values(state=OutboxState.SENDING, attempts=Outbox.attempts + 1,
-                            claimed_at=now, claimed_by=THIS_PROCESS))
-                if result.rowcount != len(ids):  # cannot happen under the row locks
-                    raise RuntimeError("outbox rows changed under a claim; retrying")
-            if not rows or len(rows) < CANDIDATES:
-                wait_until = min(wait_until, self.limiter.now() + await self._next_due(
-                    session, now))
+        query = (sa.select(*ROW_COLUMNS)
+                 .where(Outbox.channel.in_(self.channels), Outbox.state.in_(DUE_STATES),
+                        Outbox.next_attempt_at <= now)
+                 .order_by(_lane(now), Outbox.deadline_at.is_(None), Outbox.deadline_at,
+                           Outbox.id)
+                 .limit(CANDIDATES)
+                 .with_for_update(skip_locked=True))
+        rows = (await session.execute(query)).all()
+        claimed: list[Claimed] = []
+        wait_until = self.limiter.now() + idle
+        exhausted: set[RateKey] = set()  # buckets found empty in this pass
+        for row in rows:
+            if len(claimed) >= free:
+                wait_until = self.limiter.now()  # more is sendable: come back at once
+                break
+            outbound = _outbound(row)
+            try:
+                keys = self.adapter.rate_keys(outbound)
+                cost = self.adapter.send_cost(outbound)
+            except Exception as error:  # a row the adapter cannot read: not this pass
+                await self._refuse(session, outbound, error, now)
+                continue
+            if exhausted.intersection(keys):
+                continue  # e.g. the bot-wide limit: no later row can go either
+            reservation = self.limiter.try_acquire(keys, cost)
+            if reservation is not None:
+                claimed.append(Claimed(outbound, row.attempts + 1, row.recovered,
+                                       reservation))
+            else:
+                ready = self.limiter.ready_at(keys, cost)
+                wait_until = min(wait_until, ready)
+                exhausted.update(k for k in keys
+                                 if self.limiter.ready_at([k], cost) >= ready)
+        if claimed:
+            ids = [c.outbound.outbox_id for c in claimed]
+            result = await session.execute(
+                sa.update(Outbox)
+                .where(Outbox.id.in_(ids), Outbox.state.in_(DUE_STATES))
+                .values(state=OutboxState.SENDING, attempts=Outbox.attempts + 1,
+                        claimed_at=now, claimed_by=THIS_PROCESS))
+            if result.rowcount != len(ids):  # cannot happen under the row locks
+                raise RuntimeError("outbox rows changed under a claim; retrying")
+        if not rows or len(rows) < CANDIDATES:
+            wait_until = min(wait_until, self.limiter.now() + await self._next_due(
+                session, now))
         return claimed, max(0.0, wait_until - self.limiter.now())
 
     async def _refuse(self, session: Any, outbound: Outbound, error: Exception,
@@ -401,8 +404,7 @@ class ChannelLoop:
             self.store.writes.failed(channel, SEND, error)
 
     async def _in_transaction(self, apply) -> None:
-        async with self.store.session() as session, session.begin():
-            await apply(session)
+        await self.store.unit(apply)
 
     async def recover_abandoned(self) -> int:
         """Rows left in "sending" by a process that is gone (core.delivery.claims)."""

@@ -13,10 +13,10 @@ import enum
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.domain.records import OutboxKind, OutboxState
+from core.store.bulk import insert_rows
 from core.store.tables import Outbox
 
 
@@ -44,5 +44,4 @@ def outbox_row(*, channel: str, kind: str, text: str, target: dict[str, Any], ke
 
 async def enqueue(session: AsyncSession, *rows: dict[str, Any]) -> None:
     """Insert the rows in the session's transaction (a repeated key raises IntegrityError)."""
-    if rows:
-        await session.execute(sa.insert(Outbox.__table__), list(rows))
+    await insert_rows(session, Outbox.__table__, rows)

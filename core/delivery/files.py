@@ -10,8 +10,10 @@ for the caller to check against the kind the platform claimed.
 from __future__ import annotations
 
 import logging
+from typing import TYPE_CHECKING
 
-import httpx
+if TYPE_CHECKING:
+    import httpx
 
 log = logging.getLogger(__name__)
 
@@ -44,6 +46,8 @@ def megabytes(size: int) -> str:
 async def fetch(http: httpx.AsyncClient, url: str) -> tuple[bytes, str]:
     """The file at `url` and its content type (lower case, no parameters); raises
     FetchError when it is not there, too big, or too slow."""
+    import httpx  # here: the daemon loads this module, and most never download a file
+
     try:
         async with http.stream("GET", url) as response:
             if response.status_code != 200:
@@ -75,6 +79,8 @@ async def download(http: httpx.AsyncClient, url: str) -> tuple[bytes, str] | Non
 
 async def fetch_url(url: str) -> tuple[bytes, str]:
     """``fetch`` with a client of its own (one file)."""
+    import httpx  # here: the daemon loads this module, and most never download a file
+
     async with httpx.AsyncClient(timeout=DOWNLOAD_TIMEOUT, follow_redirects=True) as http:
         return await fetch(http, url)
 

@@ -18,6 +18,8 @@ are about the wire, not about the business day.
 
 from __future__ import annotations
 
+import functools
+import threading
 import time
 from collections import deque
 from collections.abc import Callable
@@ -91,8 +93,18 @@ class Reservation:
     at: float
 
 
+def _locked(method: Callable) -> Callable:
+    @functools.wraps(method)
+    def locked(self: Limiter, *args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+        with self._lock:
+            return method(self, *args, **kwargs)
+    return locked
+
+
 class Limiter:
-    """The buckets of one adapter, created on first use from its limits."""
+    """The buckets of one adapter, created on first use from its limits. Thread-safe:
+    the outbox claim decides with it inside a unit of work, in a database thread
+    (core.store.units), while sends settle tokens on the event loop."""
 
     def __init__(self, limits: dict[str, RateLimit], margin: float = 0.0,
                  now: Callable[[], float] = time.monotonic):
@@ -101,6 +113,7 @@ class Limiter:
         self.now = now
         self.buckets: dict[RateKey, Bucket] = {}
         self._last_prune = 0.0
+        self._lock = threading.Lock()
 
     def _bucket(self, key: RateKey) -> Bucket | None:
         bucket = self.buckets.get(key)
@@ -108,10 +121,12 @@ class Limiter:
             bucket = self.buckets[key] = Bucket(self.limits[key[0]], self.margin)
         return bucket
 
+    @_locked
     def ready_at(self, keys: list[RateKey], tokens: int = 1) -> float:
         now = self.now()
         return max([now] + [b.ready_at(now, tokens) for k in keys if (b := self._bucket(k))])
 
+    @_locked
     def try_acquire(self, keys: list[RateKey], tokens: int = 1) -> Reservation | None:
         """Spend `tokens` from every bucket of `keys` if all have them now."""
         now = self.now()
@@ -123,6 +138,7 @@ class Limiter:
         self._prune(now)
         return Reservation(keys, tokens, now)
 
+    @_locked
     def settle(self, reservation: Reservation) -> None:
         """The send of `reservation` got its answer: its window runs from now."""
         now = self.now()
@@ -130,6 +146,7 @@ class Limiter:
             if bucket := self.buckets.get(key):
                 bucket.restamp(reservation.at, now, reservation.tokens)
 
+    @_locked
     def block(self, keys: list[RateKey], seconds: float) -> None:
         """The platform said "wait": spend nothing on these buckets for `seconds`."""
         until = self.now() + seconds
@@ -137,6 +154,7 @@ class Limiter:
             if bucket := self._bucket(key):
                 bucket.blocked_until = max(bucket.blocked_until, until)
 
+    @_locked
     def observe(self, keys: list[RateKey], remaining: int, reset_in: float) -> None:
         """The platform's own count after a send: `remaining` until `reset_in` seconds."""
         now = self.now()

@@ -8,9 +8,10 @@ and the text fitted to the platform's limit without cutting a word or a placehol
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
-from datetime import date, datetime
+from datetime import date, datetime, time
 from zoneinfo import ZoneInfo
 
 from babel.dates import format_date, format_time
@@ -73,9 +74,15 @@ def choose_language(settings: AckSettings, channel: str, text: str) -> str:
 
 def clock_words(moment: datetime, language: str) -> str:
     """18:00 / 6 pm / 6:30 pm."""
+    return _clock_words(moment.hour, moment.minute, language)
+
+
+@functools.cache  # at most 24 * 60 per language; every acknowledgement asks
+def _clock_words(hour: int, minute: int, language: str) -> str:
+    moment = time(hour, minute)
     if language == "ru":
         return format_time(moment, "HH:mm", locale="ru")
-    pattern = "h a" if moment.minute == 0 else "h:mm a"
+    pattern = "h a" if minute == 0 else "h:mm a"
     return format_time(moment, pattern, locale="en").lower()
 
 

@@ -44,17 +44,22 @@ class Policy:
     def language(self, inbound: Inbound) -> str:
         return choose_language(self.settings.ack, inbound.channel, inbound.text)
 
-    def acknowledgement(self, inbound: Inbound, *, ticket_id: int, due: datetime,
-                        name: str | None, handle: str | None, language: str,
-                        last_acked_at: datetime | None, now: datetime) -> str | None:
-        """The acknowledgement text, or None when the policy says not to send one."""
+    def acknowledges(self, inbound: Inbound, *, last_acked_at: datetime | None,
+                     now: datetime) -> bool:
+        """Whether a new ticket opened by ``inbound`` gets an acknowledgement (the policy
+        may say not to: the customer was acknowledged moments ago, ...)."""
         reason = skip_reason(self.settings.ack, AckFacts(
             channel=inbound.channel, author_id=inbound.author_id, text=inbound.text,
             now=now, last_acked_at=last_acked_at))
         if reason is not None:
             log.debug("no acknowledgement for %s:%s: %s", inbound.channel,
                       inbound.external_id, reason)
-            return None
+        return reason is None
+
+    def acknowledgement(self, inbound: Inbound, *, ticket_id: int, due: datetime,
+                        name: str | None, handle: str | None, language: str,
+                        now: datetime) -> str:
+        """The acknowledgement text (when ``acknowledges`` says to send one)."""
         opening = None if self.calendar.is_open(now) else self.calendar.next_opening(now)
         return ack_text(self.settings.ack, self.zone, AckText(
             channel=inbound.channel, language=language, name=name or _spoken_handle(handle),

@@ -50,6 +50,10 @@ from core.store.tables import Customer, Escalation, Event, Ticket
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
+# Built once: a replay asks it between every two events (an index lookup; building the
+# statement would cost more than running it).
+_NEXT_DUE = sa.select(sa.func.min(Ticket.next_escalation_at)).where(
+    Ticket.status.in_(lifecycle.WAITING))
 
 
 @dataclass(frozen=True)
@@ -78,9 +82,12 @@ class Escalator:
     async def next_due(self) -> datetime | None:
         """The earliest time a ticket may need the sweep (to schedule a wake-up)."""
         async with self.store.session() as session:
-            return await session.scalar(
-                sa.select(sa.func.min(Ticket.next_escalation_at))
-                .where(Ticket.status.in_(lifecycle.WAITING)))
+            return await self.next_due_in(session)
+
+    @staticmethod
+    async def next_due_in(session: AsyncSession) -> datetime | None:
+        """``next_due`` in the caller's transaction (the fast replay asks between events)."""
+        return await session.scalar(_NEXT_DUE)
 
     async def sweep(self) -> list[Fired]:
         """Fire every escalation due now; return what fired."""
@@ -96,18 +103,22 @@ class Escalator:
         return fired
 
     async def _sweep_batch(self) -> tuple[list[Fired], bool]:
+        return await self.store.unit(self.sweep_due)
+
+    async def sweep_due(self, session: AsyncSession, limit: int = SWEEP_BATCH
+                        ) -> tuple[list[Fired], bool]:
+        """Fire what is due now on up to ``limit`` tickets, in the caller's transaction;
+        True when more may be due."""
         now = self.clock.now()
         fired: list[Fired] = []
-        async with self.store.session() as session, session.begin():
-            tickets = list(await session.scalars(
-                sa.select(Ticket)
-                .where(Ticket.status.in_(lifecycle.WAITING),
-                       Ticket.next_escalation_at <= now)
-                .order_by(Ticket.next_escalation_at).limit(SWEEP_BATCH)
-                .with_for_update(skip_locked=True)))
-            for ticket in tickets:
-                fired += await self._sweep_ticket(session, ticket, now)
-        return fired, len(tickets) == SWEEP_BATCH
+        tickets = list(await session.scalars(
+            sa.select(Ticket)
+            .where(Ticket.status.in_(lifecycle.WAITING), Ticket.next_escalation_at <= now)
+            .order_by(Ticket.next_escalation_at).limit(limit)
+            .with_for_update(skip_locked=True)))
+        for ticket in tickets:
+            fired += await self._sweep_ticket(session, ticket, now)
+        return fired, len(tickets) == limit
 
     async def _sweep_ticket(self, session: AsyncSession, ticket: Ticket,
                             now: datetime) -> list[Fired]:

@@ -56,6 +56,7 @@ from core.staff.board import customer_name, latest_customer_texts
 from core.staff.cards import Card, card_message, follow_up, make_card, media_message
 from core.staff.merging import merge_target
 from core.staff.survey import cancel_waiting
+from core.store.bulk import insert_returning, insert_rows, pairs_in
 from core.store.engine import Store, is_transient
 from core.store.tables import Cursor as CursorRow
 from core.store.tables import Customer, Event, Message, Outbox, Ticket
@@ -181,16 +182,18 @@ class Inbox:
 
     async def _ingest_with_retry(self, batch: Sequence[Inbound], cursor: Cursor | None,
                                  unreadable: Sequence[Unreadable]) -> IngestResult:
+        async def store_batch(session: AsyncSession) -> IngestResult:
+            result = await self._ingest(session, batch) if batch else IngestResult()
+            if unreadable:
+                result.quarantined = await quarantine.hold(session, unreadable,
+                                                           self.clock.now())
+            if cursor is not None:
+                await _save_cursor(session, cursor)
+            return result
+
         for attempt in range(3):
             try:
-                async with self.store.session() as session, session.begin():
-                    result = await self._ingest(session, batch) if batch else IngestResult()
-                    if unreadable:
-                        result.quarantined = await quarantine.hold(
-                            session, unreadable, self.clock.now())
-                    if cursor is not None:
-                        await _save_cursor(session, cursor)
-                return result
+                return await self.store.unit(store_batch)
             except IntegrityError:
                 # Another writer stored some of these rows first (replicas, a racing
                 # retry): run again; the second pass deduplicates against them.
@@ -251,7 +254,8 @@ class Inbox:
         fresh, held = await hold_blocked(session, fresh, customers, tickets, now)
         result.received = held
         # Answers to the satisfaction survey (a typed "5", its comment) open nothing.
-        fresh, answers = await take_answers(session, self.settings, self.policy, fresh, now)
+        fresh, answers = await take_answers(session, self.settings, self.policy, fresh,
+                                             customers, now)
         result.received += answers
         if not fresh:
             return result
@@ -305,32 +309,35 @@ class Inbox:
                     waiting_again.append(ticket.id)
             flood.placed(inbound, customer, ticket, folded)
             placed.append((inbound, customer, ticket, arrival))
+        acked_customers: set[int] = set()
+        for inbound, customer, ticket in new_tickets:  # in order: a burst gets one
+            if self.policy.acknowledges(inbound, last_acked_at=customer.last_acked_at,
+                                        now=now):
+                ticket.acked_at = customer.last_acked_at = now
+                acked_customers.add(customer.id)
         await _insert_tickets(session, [ticket for _, _, ticket in new_tickets])
         await cancel_waiting(session, waiting_again, now, "the customer wrote again")
 
         outbox: list[dict] = []
-        acked_customers: set[int] = set()
         for inbound, customer, ticket in new_tickets:
             events.append(_event(ticket, "opened", now, {"due_at": ticket.due_at.isoformat()}))
-            ack = self.policy.acknowledgement(
-                inbound, ticket_id=ticket.id, due=ticket.due_at, name=customer.name,
-                handle=customer.handle, language=ticket.language,
-                last_acked_at=customer.last_acked_at, now=now)
-            if ack is not None:
+            if ticket.acked_at is not None:
+                ack = self.policy.acknowledgement(
+                    inbound, ticket_id=ticket.id, due=ticket.due_at, name=customer.name,
+                    handle=customer.handle, language=ticket.language, now=now)
                 outbox.append(outbox_row(
                     channel=inbound.channel, kind=OutboxKind.ACK, ticket_id=ticket.id,
                     text=ack, target=dict(inbound.reply_target), key=f"ack:{ticket.id}",
                     now=now))
-                ticket.acked_at = customer.last_acked_at = now
-                acked_customers.add(customer.id)
             card = card_message(self._staff_card(ticket, customer, inbound, now),
                                 TicketStatus.OPEN)
             outbox.append(outbox_row(
                 channel=STAFF_CHANNEL, kind=OutboxKind.STAFF_CARD, ticket_id=ticket.id,
                 text=card.text(), target=card.to_target(), key=f"card:{ticket.id}", now=now,
                 deadline=ticket.due_at))
-        await self._mark_acked(session, [t for _, _, t in new_tickets if t.acked_at],
-                               acked_customers, now)
+        if acked_customers:
+            await session.execute(sa.update(CUSTOMERS).where(CUSTOMERS.c.id.in_(
+                acked_customers)).values(last_acked_at=now))
         result.opened = [ticket.id for _, _, ticket in new_tickets]
 
         messages: list[dict] = []
@@ -363,8 +370,8 @@ class Inbox:
                     key=f"media:{inbound.channel}:{inbound.external_id}", now=now,
                     deadline=ticket.due_at))
         # Core inserts of plain rows: one executemany each, no ORM bookkeeping.
-        await session.execute(sa.insert(Message.__table__), messages)
-        await session.execute(sa.insert(Event.__table__), events)
+        await insert_rows(session, Message.__table__, messages)
+        await insert_rows(session, Event.__table__, events)
         await enqueue(session, *outbox)
         await flood.settle(session, self.policy, now)
         result.received += len(fresh)
@@ -381,25 +388,13 @@ class Inbox:
                          priority=Priority.NORMAL, first_text=inbound.text,
                          attachments=inbound.attachments)
 
-    async def _mark_acked(self, session: AsyncSession, tickets: list[NewTicket],
-                          customers: set[int], now: datetime) -> None:
-        if tickets:
-            await session.execute(sa.update(TICKETS).where(TICKETS.c.id.in_(
-                [t.id for t in tickets])).values(acked_at=now))
-        if customers:
-            await session.execute(sa.update(CUSTOMERS).where(CUSTOMERS.c.id.in_(
-                customers)).values(last_acked_at=now))
-
     async def _new_messages(self, session: AsyncSession,
                             batch: Sequence[Inbound]) -> list[Inbound]:
         """The messages of the batch not stored yet, each once, in batch order."""
-        stored: set[tuple[str, str]] = set()
-        for channel in {m.channel for m in batch}:
-            ids = [m.external_id for m in batch if m.channel == channel]
-            rows = await session.execute(
-                sa.select(Message.external_id)
-                .where(Message.channel == channel, Message.external_id.in_(ids)))
-            stored.update((channel, external_id) for (external_id,) in rows)
+        stored: set[tuple[str, str]] = set(map(tuple, await session.execute(
+            sa.select(Message.channel, Message.external_id)
+            .where(pairs_in(Message.channel, Message.external_id,
+                            [(m.channel, m.external_id) for m in batch])))))
         fresh = []
         for inbound in batch:
             key = (inbound.channel, inbound.external_id)
@@ -410,17 +405,15 @@ class Inbox:
 
     async def _upsert_customers(self, session: AsyncSession, fresh: list[Inbound],
                                 now: datetime) -> dict[tuple[str, str], CustomerView]:
-        customers: dict[tuple[str, str], CustomerView] = {}
-        for channel in {m.channel for m in fresh}:
-            ids = {m.author_id for m in fresh if m.channel == channel}
-            rows = await session.execute(
-                sa.select(Customer.id, Customer.channel, Customer.external_user_id,
-                          Customer.handle, Customer.name, Customer.tags,
-                          Customer.last_acked_at, Customer.flood_since, Customer.flood_count,
-                          Customer.blocked_at)
-                .where(Customer.channel == channel, Customer.external_user_id.in_(ids)))
-            customers.update(((row.channel, row.external_user_id), CustomerView(*row))
-                             for row in rows)
+        rows = await session.execute(
+            sa.select(Customer.id, Customer.channel, Customer.external_user_id,
+                      Customer.handle, Customer.name, Customer.tags,
+                      Customer.last_acked_at, Customer.flood_since, Customer.flood_count,
+                      Customer.blocked_at)
+            .where(pairs_in(Customer.channel, Customer.external_user_id,
+                            [(m.channel, m.author_id) for m in fresh])))
+        customers: dict[tuple[str, str], CustomerView] = {
+            (row.channel, row.external_user_id): CustomerView(*row) for row in rows}
         configured_tags = self.settings.customers.tags
         new: dict[tuple[str, str], CustomerView] = {}
         changed: dict[int, CustomerView] = {}
@@ -440,12 +433,11 @@ class Inbox:
                     changed[customer.id] = customer
         if new:
             # Returned rows are matched by key, not by order, so the driver may batch them.
-            inserted = await session.execute(
-                sa.insert(CUSTOMERS).returning(CUSTOMERS.c.id, CUSTOMERS.c.channel,
-                                               CUSTOMERS.c.external_user_id),
+            inserted = await insert_returning(
+                session, CUSTOMERS,
                 [{"channel": c.channel, "external_user_id": c.external_user_id,
                   "handle": c.handle, "name": c.name, "tags": c.tags, "created_at": now}
-                 for c in new.values()])
+                 for c in new.values()], ("id", "channel", "external_user_id"))
             for customer_id, channel, external_user_id in inserted:
                 new[(channel, external_user_id)].id = customer_id
         if changed:
@@ -550,15 +542,16 @@ async def _insert_tickets(session: AsyncSession, tickets: list[NewTicket]) -> No
     if not tickets:
         return
     by_key = {(t.channel, t.thread_key, t.customer_id): t for t in tickets}
-    inserted = await session.execute(
-        sa.insert(TICKETS).returning(TICKETS.c.id, TICKETS.c.channel, TICKETS.c.thread_key,
-                                     TICKETS.c.customer_id),
+    inserted = await insert_returning(
+        session, TICKETS,
         [{"channel": t.channel, "thread_key": t.thread_key, "customer_id": t.customer_id,
           "status": TicketStatus.OPEN, "priority": Priority.NORMAL, "cycle": 1,
           "escalation_level": 0, "opened_at": t.opened_at, "last_customer_at": t.last_customer_at,
           "waiting_since": t.opened_at,
           "due_at": t.due_at, "next_escalation_at": t.next_escalation_at, "language": t.language,
-          "reply_target": t.reply_target} for t in tickets])
+          "acked_at": t.acked_at,
+          "reply_target": t.reply_target} for t in tickets],
+        ("id", "channel", "thread_key", "customer_id"))
     for ticket_id, *key in inserted:
         by_key[tuple(key)].id = ticket_id
 

@@ -10,8 +10,9 @@ but opens no ticket and no new waiting cycle: it is not a new question.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import datetime
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,19 +29,21 @@ from core.staff.survey import (
     record_comment,
     record_score,
 )
-from core.store.tables import Customer, Message, Outbox, Survey
+from core.store.tables import Message, Outbox, Survey
 
 
 async def take_answers(session: AsyncSession, settings: Settings, policy: Policy,
-                       messages: Sequence[Inbound], now: datetime
-                       ) -> tuple[list[Inbound], int]:
-    """The messages that are not survey answers, and how many were (stored here)."""
+                       messages: Sequence[Inbound], customers: Mapping[tuple[str, str], Any],
+                       now: datetime) -> tuple[list[Inbound], int]:
+    """The messages that are not survey answers, and how many were (stored here);
+    ``customers``: the authors' customers by (channel, author id)."""
     texts = [m for m in messages if m.text.strip() and not m.attachments]
-    if not texts:
+    by_customer = await _open_surveys(
+        session, settings, {customers[(m.channel, m.author_id)].id for m in texts}, now)
+    if not by_customer:
         return list(messages), 0
-    surveys = await _open_surveys(session, settings, texts, now)
-    if not surveys:
-        return list(messages), 0
+    surveys = {(m.channel, m.author_id): by_customer[customers[(m.channel, m.author_id)].id]
+               for m in texts if customers[(m.channel, m.author_id)].id in by_customer}
     rest: list[Inbound] = []
     stored: list[dict] = []
     readable = {id(m) for m in texts}
@@ -72,27 +75,23 @@ async def take_answers(session: AsyncSession, settings: Settings, policy: Policy
     return rest, len(stored)
 
 
-async def _open_surveys(session: AsyncSession, settings: Settings, messages: list[Inbound],
-                        now: datetime) -> dict[tuple[str, str], Survey]:
-    """Per (channel, author): the latest survey waiting for their score (delivered
-    within answer_within) or for their comment (scored within comment_within)."""
-    by_channel: dict[str, set[str]] = {}
-    for message in messages:
-        by_channel.setdefault(message.channel, set()).add(message.author_id)
+async def _open_surveys(session: AsyncSession, settings: Settings, customer_ids: set[int],
+                        now: datetime) -> dict[int, Survey]:
+    """Per customer: the latest survey waiting for their score (delivered within
+    answer_within) or for their comment (scored within comment_within)."""
+    open_states = Survey.state.in_((QUEUED, ANSWERED))
+    if not customer_ids or await session.scalar(
+            sa.select(Survey.id).where(Survey.customer_id.in_(customer_ids), open_states)
+            .limit(1)) is None:
+        return {}  # the usual case, answered from the index alone
     waiting_score = sa.and_(Survey.state == QUEUED, Outbox.state == OutboxState.SENT,
                             Outbox.sent_at >= now - settings.survey.answer_within)
     waiting_comment = sa.and_(Survey.state == ANSWERED, Survey.comment.is_(None),
                               Survey.answered_at >= now - settings.survey.comment_within)
-    found: dict[tuple[str, str], Survey] = {}
-    for channel, authors in by_channel.items():
-        rows = await session.execute(
-            sa.select(Survey, Customer.external_user_id)
-            .join(Customer, Customer.id == Survey.customer_id)
-            .join(Outbox, Outbox.idempotency_key == question_key_of(Survey.id))
-            .where(Customer.channel == channel, Customer.external_user_id.in_(authors),
-                   Survey.state.in_((QUEUED, ANSWERED)),
-                   sa.or_(waiting_score, waiting_comment))
-            .order_by(Outbox.sent_at).with_for_update(of=Survey))
-        for survey, author in rows:
-            found[(channel, author)] = survey  # the latest question wins
-    return found
+    rows = await session.scalars(
+        sa.select(Survey)
+        .join(Outbox, Outbox.idempotency_key == question_key_of(Survey.id))
+        .where(Survey.customer_id.in_(customer_ids), open_states,
+               sa.or_(waiting_score, waiting_comment))
+        .order_by(Outbox.sent_at).with_for_update(of=Survey))
+    return {survey.customer_id: survey for survey in rows}  # the latest question wins

@@ -75,20 +75,29 @@ async def customer_texts(session: AsyncSession, ticket_id: int) -> list[str]:
     return (await latest_customer_texts(session, [ticket_id])).get(ticket_id, [])
 
 
+def _latest_texts() -> sa.Select:
+    rank = sa.func.row_number().over(partition_by=Message.ticket_id,
+                                     order_by=Message.id.desc()).label("rank")
+    latest = (sa.select(Message.ticket_id, Message.id, Message.text, rank)
+              .where(Message.ticket_id.in_(sa.bindparam("ticket_ids", expanding=True)),
+                     Message.direction == Direction.IN)
+              .subquery())
+    return (sa.select(latest.c.ticket_id, latest.c.text)
+            .where(latest.c.rank <= lifecycle.RULE_TEXTS).order_by(latest.c.id))
+
+
+# Built once: every sweep and every new waiting cycle asks it, and building the window
+# query cost more than running it.
+_LATEST_TEXTS = _latest_texts()
+
+
 async def latest_customer_texts(session: AsyncSession,
                                 ticket_ids: list[int]) -> dict[int, list[str]]:
     """The customer's latest messages of each ticket (as many as rules read), oldest
     first, by ticket id: one query, however many tickets."""
     if not ticket_ids:
         return {}
-    rank = sa.func.row_number().over(partition_by=Message.ticket_id,
-                                     order_by=Message.id.desc()).label("rank")
-    latest = (sa.select(Message.ticket_id, Message.id, Message.text, rank)
-              .where(Message.ticket_id.in_(ticket_ids), Message.direction == Direction.IN)
-              .subquery())
-    rows = await session.execute(
-        sa.select(latest.c.ticket_id, latest.c.text)
-        .where(latest.c.rank <= lifecycle.RULE_TEXTS).order_by(latest.c.id))
+    rows = await session.execute(_LATEST_TEXTS, {"ticket_ids": list(ticket_ids)})
     texts: dict[int, list[str]] = {}
     for ticket_id, text in rows:
         texts.setdefault(ticket_id, []).append(text)

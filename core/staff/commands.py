@@ -9,7 +9,7 @@ and every change of a ticket goes through core.domain.lifecycle.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any
@@ -98,15 +98,8 @@ class StaffDesk:
                 return file
             handler = partial(handler, file=file)
         try:
-            async with self.store.session() as session, session.begin():
-                if command.ticket is None:
-                    reply = await handler(session, actor, command)
-                else:
-                    ticket = await session.get(Ticket, command.ticket, with_for_update=True)
-                    if ticket is None:
-                        return Reply(f"There is no ticket #{command.ticket}.", ok=False)
-                    reply = await handler(session, actor, command, ticket)
-                    reply.ticket_id = ticket.id
+            reply = await self.store.unit(partial(self.run_command, actor=actor,
+                                                  command=command, handler=handler))
         except IntegrityError:
             # The same staff message again (the chat redelivered it after a crash): its
             # answer is already queued under the message's idempotency key.
@@ -115,6 +108,30 @@ class StaffDesk:
                          quiet=True)
         self.on_outbox()
         return reply
+
+    async def run_command(self, session: AsyncSession, *, actor: Actor, command: Command,
+                          handler: Callable[..., Awaitable[Reply]]) -> Reply:
+        """A checked command's transaction (replay runs many of them in one)."""
+        if command.ticket is None:
+            return await handler(session, actor, command)
+        ticket = await session.get(Ticket, command.ticket, with_for_update=True)
+        if ticket is None:
+            return Reply(f"There is no ticket #{command.ticket}.", ok=False)
+        reply = await handler(session, actor, command, ticket)
+        reply.ticket_id = ticket.id
+        return reply
+
+    async def run_line(self, session: AsyncSession, actor: Actor, line: str) -> Reply:
+        """``execute(actor, line)`` in the caller's transaction, for a staff actor and a
+        command of any role (``sameday replay`` runs many answers in one unit); a
+        failed statement raises instead of being answered."""
+        try:
+            command = parse(line)
+        except UsageError as error:
+            return Reply(str(error), ok=False)
+        handler = getattr(self, f"_{command.name}", None) or partial(HANDLERS[command.name],
+                                                                     self)
+        return await self.run_command(session, actor=actor, command=command, handler=handler)
 
     async def tell_staff(self, message: StaffMessage, key: str) -> None:
         """A message to the staff chat (an answer to a command), through the outbox: rate

@@ -13,10 +13,9 @@ import logging
 import os
 from datetime import datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import sqlalchemy as sa
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -27,9 +26,17 @@ from sqlalchemy.ext.asyncio import (
 from core.config.settings import TEXTS_LOGGER, DatabaseSettings
 from core.store.process import THIS_PROCESS
 from core.store.tables import Heartbeat
+from core.store.units import T, UnitRunner, Work
 from core.store.writes import WriteHealth
 
+if TYPE_CHECKING:  # alembic is loaded only to migrate (~10 MB a process keeps)
+    from alembic.config import Config as AlembicConfig
+
 MIGRATIONS = Path(__file__).parent / "migrations"
+# Execution option of a session that only reads and wants one state of the database
+# throughout (core.app.tallies): SQLite begins it deferred, not IMMEDIATE.
+READ_SNAPSHOT = "sameday_read_snapshot"
+UNIT_THREADS = 4  # PostgreSQL: transactions of units that may run at once
 
 
 def sync_url(url: str) -> str:
@@ -58,18 +65,34 @@ def _prepare_sqlite(engine: sa.Engine, settings: DatabaseSettings) -> None:
 
     @sa.event.listens_for(engine, "begin")
     def _on_begin(connection):  # noqa: ANN001
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        # A read-only snapshot (/metrics: READ_SNAPSHOT) takes no write lock: in WAL mode
+        # a deferred reader sees one state of the database, never waits for a writer
+        # and never holds one up.
+        read_only = connection.get_execution_options().get(READ_SNAPSHOT)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
+
+
+def _hide_parameters() -> bool:
+    # A failed statement's error quotes its parameters: customers' texts, which must not
+    # reach the log (or a quarantine row's error) unless [daemon] log_texts is on.
+    return not logging.getLogger(TEXTS_LOGGER).isEnabledFor(logging.DEBUG)
 
 
 def make_engine(settings: DatabaseSettings) -> AsyncEngine:
-    # A failed statement's error quotes its parameters: customers' texts, which must not
-    # reach the log (or a quarantine row's error) unless [daemon] log_texts is on.
-    hide = not logging.getLogger(TEXTS_LOGGER).isEnabledFor(logging.DEBUG)
     engine = create_async_engine(settings.url, pool_pre_ping=not is_sqlite(settings.url),
-                                 hide_parameters=hide)
+                                 hide_parameters=_hide_parameters())
     if is_sqlite(settings.url):
         private_sqlite_file(settings.url)
         _prepare_sqlite(engine.sync_engine, settings)
+    return engine
+
+
+def make_units_engine(settings: DatabaseSettings) -> sa.Engine:
+    """The synchronous engine units of work run on (core.store.units), same database."""
+    engine = sa.create_engine(sync_url(settings.url), pool_pre_ping=not is_sqlite(settings.url),
+                              hide_parameters=_hide_parameters())
+    if is_sqlite(settings.url):
+        _prepare_sqlite(engine, settings)
     return engine
 
 
@@ -123,6 +146,9 @@ class Store:
         self.settings = settings
         self.engine = make_engine(settings)
         self.sessions = async_sessionmaker(self.engine, expire_on_commit=False)
+        # One database thread for SQLite (one writer anyway), a few for PostgreSQL.
+        self.units = UnitRunner(make_units_engine(settings),
+                                threads=1 if self.is_sqlite else UNIT_THREADS)
         self.writes = WriteHealth()  # what fails to commit now (core.store.writes)
 
     @property
@@ -131,6 +157,17 @@ class Store:
 
     def session(self) -> AsyncSession:
         return self.sessions()
+
+    async def unit(self, work: Work[T]) -> T:
+        """Run ``work(session)`` as one transaction in one crossing into the database
+        (core.store.units): for the busy paths -- ingest, the outbox, staff commands,
+        the sweep."""
+        return await self.units.run(work)
+
+    @property
+    def sync_engines(self) -> list[sa.Engine]:
+        """Both engines' synchronous sides (for connect-time hooks)."""
+        return [self.engine.sync_engine, self.units.engine]
 
     async def upgrade(self) -> None:
         """Apply pending migrations (blocking alembic work runs in a thread)."""
@@ -158,10 +195,13 @@ class Store:
                 session.add(Heartbeat(process=THIS_PROCESS, beat_at=now))
 
     async def close(self) -> None:
+        await asyncio.to_thread(self.units.close)
         await self.engine.dispose()
 
 
 def alembic_config(settings: DatabaseSettings) -> AlembicConfig:
+    from alembic.config import Config as AlembicConfig
+
     config = AlembicConfig()
     config.set_main_option("script_location", str(MIGRATIONS))
     config.attributes["database_settings"] = settings
@@ -172,6 +212,8 @@ def upgrade(settings: DatabaseSettings, revision: str = "head") -> None:
     """Bring the schema to `revision` (the daemon does this at start)."""
     if is_sqlite(settings.url):
         private_sqlite_file(settings.url)
+    from alembic import command
+
     command.upgrade(alembic_config(settings), revision)
 
 

@@ -32,9 +32,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import sqlalchemy as sa
-from alembic.autogenerate import comparators
-from alembic.operations import ops
-from alembic.util import DispatchPriority, PriorityDispatchResult
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.domain.text import valid_unicode
@@ -107,11 +104,30 @@ def is_search_object(name: str | None) -> bool:
                            or name.startswith(f"{SEARCH_TABLE}_"))
 
 
-@comparators.dispatch_for("schema", priority=DispatchPriority.LAST)
-def _leave_search_alone(_context: Any, upgrade_ops: ops.UpgradeOps, _schemas: Any) -> Any:
+_autogenerate_told = False
+
+
+def tell_autogenerate() -> None:
+    """Register ``_leave_search_alone`` with alembic's comparators (once). Called by the
+    migration environment (``migrations/env.py``), which every upgrade, autogenerate and
+    ``alembic check`` runs through -- not at import: the daemon imports this module and
+    loads alembic (about 10 MB a process keeps) only when it has a migration to apply."""
+    global _autogenerate_told
+    if _autogenerate_told:
+        return
+    from alembic.autogenerate import comparators
+    from alembic.util import DispatchPriority
+
+    comparators.dispatch_for("schema", priority=DispatchPriority.LAST)(_leave_search_alone)
+    _autogenerate_told = True
+
+
+def _leave_search_alone(_context: Any, upgrade_ops: Any, _schemas: Any) -> Any:
     """The search objects are no models: alembic's autogenerate (a new revision, a check
-    that the migrations match the models) must not propose to drop them. Registered with
-    alembic's comparators, so it holds wherever the models are imported."""
+    that the migrations match the models) must not propose to drop them."""
+    from alembic.operations import ops  # loaded with alembic's autogenerate, see above
+    from alembic.util import PriorityDispatchResult
+
     def drops_search(op: Any) -> bool:
         return (isinstance(op, ops.DropTableOp) and is_search_object(op.table_name)) or \
             (isinstance(op, ops.DropIndexOp) and is_search_object(op.index_name))

@@ -39,6 +39,34 @@ class UTCDateTime(sa.types.TypeDecorator):
             return None
         return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
 
+    # SQLite: one conversion per value instead of this decorator's and then SQLAlchemy's
+    # own (a regular expression per value read): the text is SQLAlchemy's format exactly
+    # ("2026-11-24 07:00:00.000000"), so stored values compare as before.
+    def bind_processor(self, dialect: sa.Dialect) -> Any:
+        if dialect.name != "sqlite":
+            return super().bind_processor(dialect)
+
+        def to_text(value: datetime | None) -> str | None:
+            if value is None:
+                return None
+            if value.tzinfo is None:
+                raise ValueError(
+                    f"naive datetime {value!r}: sameday stores aware UTC times only")
+            return value.astimezone(UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
+        return to_text
+
+    def result_processor(self, dialect: sa.Dialect, coltype: Any) -> Any:
+        if dialect.name != "sqlite":
+            return super().result_processor(dialect, coltype)
+
+        def from_text(value: str | None) -> datetime | None:
+            if value is None:
+                return None
+            moment = datetime.fromisoformat(value)
+            return moment.replace(tzinfo=UTC) if moment.tzinfo is None \
+                else moment.astimezone(UTC)
+        return from_text
+
 
 def _time(index: bool = False, nullable: bool = True) -> Any:
     return Field(default=None, sa_type=UTCDateTime, index=index, nullable=nullable)
@@ -77,6 +105,8 @@ class Ticket(SQLModel, table=True):
         sa.Index("ix_ticket_sweep", "status", "next_escalation_at"),
         # Threading looks up the open ticket of a thread.
         sa.Index("ix_ticket_thread", "channel", "thread_key", "customer_id", "status"),
+        # /metrics' "today" figures read only the day's tickets (core.app.health).
+        sa.Index("ix_ticket_opened", "opened_at"),
     )
 
     id: int | None = Field(default=None, primary_key=True)
@@ -160,12 +190,23 @@ class Mention(SQLModel, table=True):
     created_at: datetime = _time(nullable=False)
 
 
+# The outbox rows waiting to be sent, as SQL: the condition of the partial index
+# ix_outbox_waiting (migration 0015), the same states as the dispatcher's DUE_STATES.
+OUTBOX_WAITING = f"state IN ('{OutboxState.PENDING}', '{OutboxState.RETRY}')"
+
+
 class Outbox(SQLModel, table=True):
     __table_args__ = (
         # The dispatcher claims due rows per channel in deadline order.
         sa.Index("ix_outbox_due", "channel", "state", "next_attempt_at"),
         # A staff reply to a card finds its ticket by the card's platform message id.
         sa.Index("ix_outbox_external", "channel", "external_id"),
+        # /metrics' outbox depth and oldest due row: only the rows still waiting are in
+        # it (with state: SQLite then reads the index alone). A query must repeat
+        # OUTBOX_WAITING word for word for SQLite to use it.
+        sa.Index("ix_outbox_waiting", "channel", "state", "next_attempt_at",
+                 sqlite_where=sa.text(OUTBOX_WAITING),
+                 postgresql_where=sa.text(OUTBOX_WAITING)),
     )
 
     id: int | None = Field(default=None, primary_key=True)

@@ -6,6 +6,9 @@ from sqlmodel import SQLModel
 
 from core.store import tables  # noqa: F401 - registers the tables on SQLModel.metadata
 from core.store.engine import is_sqlite, sqlite_pragmas, sync_url
+from core.store.search import tell_autogenerate
+
+tell_autogenerate()  # autogenerate leaves /find's index alone (not models)
 
 settings = context.config.attributes["database_settings"]
 engine = sa.create_engine(sync_url(settings.url), poolclass=sa.pool.NullPool)

@@ -1,0 +1,105 @@
+"""The Telegram adapter stores the customer messages of one getUpdates answer in one
+transaction, in order with what staff do in the same answer, and confirms them to
+Telegram only after that commit (python-telegram-bot against the Bot API emulator)."""
+
+from __future__ import annotations
+
+import pytest
+import sqlalchemy as sa
+
+from bots.telegram.adapter import TelegramAdapter
+from bots.telegram.emulator import TelegramEmulator
+from core.domain.records import TicketStatus
+from core.intake.inbox import Inbox
+from core.store.tables import Cursor, Message, Ticket
+from tests.adapter_harness import eventually, running, running_all
+from tests.conftest import make_settings
+
+STAFF = -1004000
+ANNA = 111
+
+
+@pytest.fixture(params=["sqlite"])
+def database_url(request, tmp_path):
+    return f"sqlite+aiosqlite:///{tmp_path / 'batches.db'}"
+
+
+@pytest.fixture
+async def emulator():
+    async with TelegramEmulator() as emulator:
+        yield emulator
+
+
+@pytest.fixture
+def settings(emulator, monkeypatch):
+    monkeypatch.setenv("SAMEDAY_TELEGRAM_TOKEN", "123456:TEST-token")
+    return make_settings(
+        channels={"telegram": {"enabled": True, "base_url": f"{emulator.url}/bot",
+                               "poll_timeout": "1s"}},
+        staff={"chat": "telegram", "telegram_chat_id": STAFF,
+               "members": [{"name": "anna", "telegram_id": ANNA, "role": "admin"}]})
+
+
+@pytest.fixture
+def ingests(monkeypatch) -> list[tuple[int, str | None]]:
+    """Each ingest call of the inbox: (messages in it, cursor saved with them)."""
+    calls: list[tuple[int, str | None]] = []
+    ingest = Inbox.ingest
+
+    async def ingest_and_record(self, batch, cursor=None, unreadable=()):
+        result = await ingest(self, batch, cursor, unreadable)
+        calls.append((len(batch), cursor.value if cursor else None))
+        return result
+    monkeypatch.setattr(Inbox, "ingest", ingest_and_record)
+    return calls
+
+
+async def test_one_answer_of_customer_messages_is_one_transaction(emulator, store, settings,
+                                                                  ingests):
+    # Written while the daemon is down: the first getUpdates answers all seven at once.
+    for user in range(1, 8):
+        emulator.inject_message(chat_id=user, user_id=user, text=f"order {user} is late")
+    last_update = emulator.updates[-1]["update_id"]
+    async with running(TelegramAdapter(settings), store, settings) as h:
+        await eventually(lambda: h.count(Message), what="the answer stored")
+        assert await h.count(Message) == 7
+        assert await h.count(Ticket) == 7
+        cursor = await h.scalar(sa.select(Cursor.value).where(Cursor.channel == "telegram"))
+        assert cursor == str(last_update + 1)
+        await eventually(lambda: emulator.confirmed > last_update,
+                         what="the answer confirmed to Telegram after its commit")
+    assert ingests == [(7, str(last_update + 1))]
+
+
+async def test_a_staff_command_in_the_answer_sees_the_messages_before_it(
+        emulator, store, settings, ingests):
+    async with running_all([TelegramAdapter(settings)], store, settings) as h:
+        emulator.inject_message(chat_id=5, user_id=5, text="where is my parcel?")
+        await eventually(lambda: h.count(Ticket), what="the ticket")
+        [ticket] = await h.rows(sa.select(Ticket))
+    # One answer after a restart: the customer adds something, staff close the ticket,
+    # two more customers write. Stored in that order, the close comes last for the
+    # ticket; the other way round, the customer's message would open it again.
+    emulator.inject_message(chat_id=5, user_id=5, text="it was order 77")
+    emulator.inject_message(chat_id=STAFF, user_id=ANNA, chat_type="supergroup",
+                            text=f"/close {ticket.id}")
+    emulator.inject_message(chat_id=6, user_id=6, text="hello")
+    emulator.inject_message(chat_id=7, user_id=7, text="hi there")
+    ingests.clear()
+    async with running_all([TelegramAdapter(settings)], store, settings) as h:
+        await eventually(lambda: _count_is(h, Message, 4), what="all four customer messages")
+        await eventually(lambda: _status_is(h, ticket.id, TicketStatus.CLOSED),
+                         what="the ticket closed after the message before the command")
+        texts = [m.text for m in await h.rows(
+            sa.select(Message).where(Message.ticket_id == ticket.id).order_by(Message.id))]
+        assert texts == ["where is my parcel?", "it was order 77"]
+    # The message before the command was stored alone, the two after it together.
+    assert [size for size, _ in ingests] == [1, 2]
+
+
+async def _count_is(h, table, n: int) -> bool:
+    return await h.count(table) == n
+
+
+async def _status_is(h, ticket_id: int, status: str) -> bool:
+    return await h.scalar(sa.select(Ticket.status).where(Ticket.id == ticket_id)) == status
