@@ -9,7 +9,8 @@ called with a higher offset, and the Updater makes that call right after it hand
 previous updates over, before they are stored. ``GatedBot`` therefore holds every
 ``getUpdates`` until the updates of the previous answer are committed (the offset is
 saved in the same transaction as the messages). A crash before that commit means Telegram
-sends the updates again, and the inbox deduplicates them.
+sends the updates again, and the inbox deduplicates them. The customer messages of one
+answer are stored in one transaction (``bots.telegram.batches``).
 """
 
 from __future__ import annotations
