@@ -185,3 +185,33 @@ async def test_a_row_the_adapter_cannot_address_is_dead_and_holds_up_nothing(inb
     assert states["staff_card"].state == OutboxState.SENT  # the row behind it went out
     [event] = await rows(store, sa.select(Event).where(Event.kind == "dead_letter"))
     assert event.data["outbox_id"] == states["ack"].id
+
+
+class SlowToAddress(RecordingAdapter):
+    """Takes its time inside the claim (a unit of work, in the database thread)."""
+
+    def rate_keys(self, outbound: Outbound) -> list[tuple[str, str]]:
+        import time
+        time.sleep(0.3)
+        return super().rate_keys(outbound)
+
+
+async def test_a_claim_cancelled_half_way_hands_its_rows_back(inbox, store, clock):
+    """The claim commits in its database thread whatever becomes of the loop that asked
+    (a daemon stopping past its grace cancels it): the rows go back to the queue, their
+    attempt not counted, instead of waiting in "sending" to be recovered as a crash's."""
+    await inbox.ingest([inbound("m1")])
+    loop = dispatcher(store, clock, SlowToAddress()).loops["telegram"]
+    claiming = asyncio.create_task(loop._claim(free=10))
+    await asyncio.sleep(0.2)  # inside the unit now
+    claiming.cancel()
+    try:
+        await claiming
+        raise AssertionError("the claim was not cancelled")
+    except asyncio.CancelledError:
+        pass
+    stored = await rows(store, sa.select(Outbox))
+    assert stored and {(r.state, r.attempts, r.claimed_by) for r in stored} == {
+        (OutboxState.PENDING, 0, None)}
+    adapter = RecordingAdapter()
+    assert await dispatcher(store, clock, adapter).dispatch_once() == len(stored)

@@ -4,6 +4,8 @@ Telegram only after that commit (python-telegram-bot against the Bot API emulato
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 import sqlalchemy as sa
 
@@ -103,3 +105,55 @@ async def _count_is(h, table, n: int) -> bool:
 
 async def _status_is(h, ticket_id: int, status: str) -> bool:
     return await h.scalar(sa.select(Ticket.status).where(Ticket.id == ticket_id)) == status
+
+
+def update(update_id: int, chat: int, message_id: int, *, text: str | None = None,
+           album: str | None = None) -> dict:
+    """A private message update as the Bot API sends it (the shape of the Update and
+    Message objects in core.telegram.org/bots/api; photo items of an album share a
+    media_group_id)."""
+    message = {"message_id": message_id, "date": 1764000000,
+               "chat": {"id": chat, "type": "private", "first_name": f"u{chat}"},
+               "from": {"id": chat, "is_bot": False, "first_name": f"u{chat}"}}
+    if text:
+        message["text"] = text
+    if album:
+        message["media_group_id"] = album
+        message["photo"] = [{"file_id": f"f{message_id}", "file_unique_id": f"u{message_id}",
+                             "width": 1, "height": 1}]
+    return {"update_id": update_id, "message": message}
+
+
+async def test_an_album_released_by_its_timer_never_commits_before_the_messages_before_it(
+        settings):
+    """An answer [a text from chat 1, an album of two photos from chat 2]: the text is
+    stored at the answer's end, slowly (a busy database); the album's timer fires
+    meanwhile. Its commit must wait, or the saved offset would pass the text's update."""
+    from telegram import Update
+
+    from core.clock import SystemClock
+    from core.delivery.contract import AdapterContext
+
+    adapter = TelegramAdapter(settings)
+    commits: list[tuple[list[str], str]] = []
+
+    async def ingest(batch, cursor=None, unreadable=()):
+        if not commits and not getattr(ingest, "slowed", False):
+            ingest.slowed = True
+            await asyncio.sleep(1.6)  # longer than the album's timer
+        commits.append(([m.external_id for m in batch], cursor.value))
+
+    async def no_cursor(channel, key):
+        return None
+
+    adapter.context = AdapterContext(settings=settings, clock=SystemClock(), ingest=ingest,
+                                     load_cursor=no_cursor)
+    answer = [Update.de_json(raw, adapter.bot) for raw in (
+        update(10, 1, 1, text="hello"), update(11, 2, 2, album="g"),
+        update(12, 2, 3, album="g"))]
+    adapter.gate.delivered([u.update_id for u in answer])
+    adapter.gate.answer_last = answer[-1].update_id
+    for item in answer:
+        await adapter._on_update(item, None)
+    await asyncio.wait_for(adapter.gate.wait_idle(), 10)
+    assert commits == [(["1:1"], "11"), (["2:2"], "13")]

@@ -214,6 +214,7 @@ class TelegramAdapter(ChannelAdapter):
         self.business = BusinessConnections()
         self.albums = AlbumHolder(self._store_album)
         self.waiting = WaitingUpdates()
+        self._storing = asyncio.Lock()
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -280,8 +281,8 @@ class TelegramAdapter(ChannelAdapter):
         message = update.message or update.business_message
         in_staff_group = message is not None \
             and message.chat.id == self.settings.staff.telegram_chat_id
-        if not self._from_customer(update):
-            await self._store_waiting()  # staff act on what customers wrote before
+        if not self._from_customer(update) and not await self._store_waiting():
+            return  # stopping: this update and the ones before it come again after restart
         if not await self.albums.offer(update, None if in_staff_group else album_of(update)):
             try:
                 handled = await self._handle(update)
@@ -340,7 +341,14 @@ class TelegramAdapter(ChannelAdapter):
     async def _store(self, update: Update, batch: list[Inbound],
                      unreadable: list[Unreadable]) -> bool:
         """Store what an update brought, after the customer messages waiting before it,
-        in one transaction with the offset past them all; False if stopping."""
+        in one transaction with the offset past them all; False if stopping. One store
+        at a time (an album's timer stores too): commits follow the updates' order, so
+        the saved offset never passes an update that is not stored."""
+        async with self._storing:
+            return await self._store_in_order(update, batch, unreadable)
+
+    async def _store_in_order(self, update: Update, batch: list[Inbound],
+                              unreadable: list[Unreadable]) -> bool:
         waiting = self.waiting.take()
         batch, unreadable = waiting.batch + batch, waiting.unreadable + unreadable
         if batch or unreadable:
@@ -354,9 +362,11 @@ class TelegramAdapter(ChannelAdapter):
             self.gate.handled(stored.update_id)
         return True
 
-    async def _store_waiting(self) -> None:
-        if self.waiting.updates:
-            await self._store(self.waiting.updates[-1], [], [])
+    async def _store_waiting(self) -> bool:
+        """Store the customer messages waiting; False if stopping first."""
+        if not self.waiting.updates:
+            return True
+        return await self._store(self.waiting.updates[-1], [], [])
 
     async def _store_album(self, updates: list[Update]) -> None:
         """An album's items stored as one message, then confirmed."""

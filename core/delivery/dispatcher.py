@@ -237,7 +237,17 @@ class ChannelLoop:
         return len(claimed), delay
 
     async def _claim(self, free: int) -> tuple[list[Claimed], float]:
-        return await self.store.unit(partial(self._claim_in, free=free))
+        claiming = asyncio.ensure_future(self.store.unit(partial(self._claim_in, free=free)))
+        try:
+            return await asyncio.shield(claiming)
+        except asyncio.CancelledError:
+            # A unit commits whatever becomes of its caller: rows claimed for a loop that
+            # is being cancelled go back to the queue instead of waiting in "sending" to
+            # be recovered like a crash's (which would spend an attempt).
+            claimed, _ = await claiming
+            if claimed:
+                await self.store.unit(partial(_hand_back, claimed=claimed))
+            raise
 
     async def _claim_in(self, session: Any, *, free: int) -> tuple[list[Claimed], float]:
         now = self.now
@@ -502,6 +512,14 @@ async def _settle(session: Any, claim: Claim | Claimed, **values: Any) -> bool:
         log.warning("outbox: row %s changed hands before its outcome was recorded",
                     claim.row_id)
     return bool(changed.rowcount)
+
+
+async def _hand_back(session: Any, *, claimed: list[Claimed]) -> None:
+    """Undo claims that were never sent: due again, the attempt not counted."""
+    for row in claimed:
+        await _settle(session, row, attempts=row.attempts - 1, claimed_at=None,
+                      claimed_by=None,
+                      state=OutboxState.RETRY if row.attempts > 1 else OutboxState.PENDING)
 
 
 def _lane(now: datetime) -> Any:

@@ -40,6 +40,7 @@ async def insert_rows(session: Any, table: sa.Table, rows: Sequence[dict[str, An
     """INSERT the rows (dicts of column values) in the session's transaction."""
     if not rows:
         return
+    await session.flush()  # as session.execute would: pending ORM changes go first
     connection = await session.connection()
     for keys, same in _shapes(rows):
         insert = _compiled(table, keys, connection.dialect)
@@ -51,6 +52,9 @@ async def insert_returning(session: Any, table: sa.Table, rows: Sequence[dict[st
     """INSERT the rows and return the ``returning`` columns of each, in no particular
     order (match them by key): one multi-row ``INSERT ... RETURNING`` per few hundred
     rows. For plain columns (ids, names): returned values are the driver's."""
+    if not rows:
+        return []
+    await session.flush()
     connection = await session.connection()
     found: list[tuple] = []
     for keys, same in _shapes(rows):
