@@ -5,6 +5,8 @@ from __future__ import annotations
 import csv
 import itertools
 import json
+import sqlite3
+import tempfile
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -13,9 +15,11 @@ import sqlalchemy as sa
 from typer.testing import CliRunner
 
 from core.app.cli import app
+from core.config.load import load_settings
 from core.config.settings import DatabaseSettings
 from core.replay.history import ReplayError, read_history, read_jsonl, read_twcs
 from core.replay.runner import replay_history
+from core.replay.stream import open_history
 from core.store.engine import Store
 from core.store.tables import Escalation, Event, Message, Ticket
 from tests.conftest import make_settings
@@ -286,3 +290,147 @@ async def test_sample_replay_is_consistent(kept_db):
             assert escalation.fired_at == due
             first_response = answered[escalation.ticket_id]
             assert first_response is None or first_response > due
+
+
+# --- the fast replay: streamed, many events per transaction, the same results -------------
+
+# Broken data read the same by both readers: a duplicate id whose rows disagree on
+# `inbound`, answers that form a cycle (a -> b -> a), a follow-up of a follow-up.
+ODD_TWCS = """tweet_id,author_id,inbound,created_at,text,response_tweet_id,in_response_to_tweet_id
+1,7,True,Tue Oct 31 09:00:00 +0000 2017,first,,
+2,Shop,False,Tue Oct 31 09:05:00 +0000 2017,answer,,1
+3,7,True,Tue Oct 31 09:10:00 +0000 2017,again,,2
+4,7,True,Tue Oct 31 09:10:00 +0000 2017,and again,,3
+5,8,True,Tue Oct 31 10:00:00 +0000 2017,loop,,6
+6,Shop,False,Tue Oct 31 10:00:00 +0000 2017,loop answer,,5
+9,Shop,False,Tue Oct 31 11:00:00 +0000 2017,first a company tweet,,
+9,9,True,Tue Oct 31 11:00:00 +0000 2017,then a customer one,,
+10,9,True,Tue Oct 31 11:30:00 +0000 2017,below the odd one,,9
+"""
+
+REPLAY_ONLY = ("seconds", "database", "mode", "transactions", "refused_chunks")
+
+
+def comparable(report: dict) -> dict:
+    """A report without what says how it was made (time, mode, database)."""
+    run = {k: v for k, v in report["run"].items() if k not in REPLAY_ONLY}
+    return {**report, "run": run}
+
+
+def stored(url: str) -> dict[str, list[tuple]]:
+    """Every row of every table of a replay's SQLite database, in id order."""
+    from sqlmodel import SQLModel
+
+    path = sa.engine.make_url(url).database
+    with sqlite3.connect(path) as connection:
+        return {table.name: connection.execute(
+            f"SELECT * FROM {table.name} ORDER BY {', '.join(table.primary_key.columns.keys())}"
+        ).fetchall() for table in SQLModel.metadata.sorted_tables}
+
+
+def readers_agree(path: Path) -> None:
+    expected = read_history(path)
+    with tempfile.TemporaryDirectory() as scratch:
+        streamed = open_history(path, Path(scratch) / "index.db")
+        try:
+            assert list(streamed.events()) == expected.events
+            assert streamed.span() == ((expected.events[0].at, expected.events[-1].at)
+                                       if expected.events else None)
+        finally:
+            streamed.close()
+    assert list(streamed.read.items()) == list(expected.read.items())  # same order too
+    assert {k: list(v.items()) for k, v in streamed.skipped.items()} == \
+        {k: list(v.items()) for k, v in expected.skipped.items()}
+
+
+def test_streamed_history_reads_what_read_history_reads(twcs_file, tmp_path):
+    readers_agree(twcs_file)
+    odd = tmp_path / "odd.csv"
+    odd.write_text(ODD_TWCS, encoding="utf-8")
+    readers_agree(odd)
+    threads = {e.inbound.external_id: e.inbound.thread_key
+               for e in read_history(odd).events if hasattr(e, "inbound")}
+    assert threads["1"] == threads["3"] == threads["4"] == "conv:1:7"
+    jsonl = tmp_path / "history.jsonl"
+    jsonl.write_text("\n".join(json.dumps(item, ensure_ascii=False) for item in JSONL)
+                     + "\n{not json\n\n[1]\n", encoding="utf-8")
+    readers_agree(jsonl)
+    if SAMPLE.exists():
+        readers_agree(SAMPLE)
+
+
+async def replayed_both_ways(path: Path, settings, tmp_path: Path, **fast) -> tuple:
+    """The figures and the stored rows of the event-by-event replay and the fast one."""
+    urls = [f"sqlite+aiosqlite:///{tmp_path / name}" for name in ("step.db", "fast.db")]
+    step = await replay_history(read_history(path), settings, database_url=urls[0],
+                                step_by_step=True)
+    quick = await replay_history(path, settings, database_url=urls[1], **fast)
+    return step, quick, stored(urls[0]), stored(urls[1])
+
+
+def example_settings():
+    return load_settings(Path(__file__).resolve().parents[1] / "config.example.toml",
+                         check_secrets=False)
+
+
+async def test_fast_replay_of_conversations_equals_event_by_event(tmp_path):
+    """Synthetic conversations (answers, follow-ups in new cycles, duplicates, answers to
+    nothing), config.example.toml's four rules, chunks of 40 events."""
+    from bench.replay import write_twcs
+
+    path = tmp_path / "conversations.csv"
+    write_twcs(path, 1500, seed=3)
+    step, quick, step_rows, quick_rows = await replayed_both_ways(
+        path, example_settings(), tmp_path, chunk_events=40)
+    assert step["answers"]["answered"] > 100 and step["escalations"]["total"] > 100
+    assert step["messages"]["answers"]["applied"] > step["answers"]["answered"]  # cycles
+    assert comparable(quick) == comparable(step)
+    assert quick["run"]["transactions"] > 10
+    assert quick_rows == step_rows
+
+
+async def test_fast_replay_of_jsonl_equals_event_by_event(tmp_path):
+    path = tmp_path / "history.jsonl"
+    path.write_text("\n".join(json.dumps(item, ensure_ascii=False) for item in JSONL),
+                    encoding="utf-8")
+    step, quick, step_rows, quick_rows = await replayed_both_ways(path, example_settings(),
+                                                                  tmp_path)
+    assert comparable(quick) == comparable(step)
+    assert quick_rows == step_rows
+
+
+async def test_refused_chunk_is_replayed_event_by_event(tmp_path, monkeypatch):
+    """A chunk whose transaction fails is rolled back and replayed through the daemon's
+    entry points: the same results as a replay that never failed."""
+    from bench.replay import write_twcs
+    from core.replay.bulk import BulkReplayer
+
+    path = tmp_path / "conversations.csv"
+    write_twcs(path, 400, seed=5)
+    chunk = BulkReplayer._chunk
+    chunks = []
+
+    async def refuse_the_second(self, groups, until, session):
+        chunks.append(len(groups))
+        await chunk(self, groups, until, session)  # all done; then the transaction fails
+        if len(chunks) == 2:
+            raise sa.exc.IntegrityError("INSERT ...", {}, Exception("refused"))
+
+    monkeypatch.setattr(BulkReplayer, "_chunk", refuse_the_second)
+    step, quick, step_rows, quick_rows = await replayed_both_ways(
+        path, example_settings(), tmp_path, chunk_events=30)
+    assert quick["run"]["refused_chunks"] == 1
+    assert comparable(quick) == comparable(step)
+    assert quick_rows == step_rows
+
+
+@needs_sample
+async def test_sample_fast_replay_equals_event_by_event(tmp_path):
+    """The whole shared sample with config.example.toml: the same figures, escalations
+    and rows in every table as the event-by-event replay."""
+    step, quick, step_rows, quick_rows = await replayed_both_ways(
+        SAMPLE, example_settings(), tmp_path)
+    assert step["escalations"]["total"] > 1000
+    assert comparable(quick) == comparable(step)
+    assert quick_rows["escalation"] == step_rows["escalation"]
+    assert quick_rows == step_rows

@@ -189,7 +189,7 @@ def replay(file: Path = typer.Argument(..., help="A TWCS CSV or a JSONL history.
     from zoneinfo import ZoneInfo
 
     from core.replay.figures import print_report
-    from core.replay.history import ReplayError, read_history
+    from core.replay.history import ReplayError
     from core.replay.runner import replay_history
 
     settings = settings_or_exit(config, check_secrets=False)
@@ -210,8 +210,8 @@ def replay(file: Path = typer.Argument(..., help="A TWCS CSV or a JSONL history.
                                       zone)
         end = (moment if moment.tzinfo else moment.replace(tzinfo=zone)).astimezone(UTC)
     try:
-        history = read_history(file)
-        report = asyncio.run(replay_history(history, settings, database_url=database,
+        # The file is streamed: read once into a scratch index, replayed from there.
+        report = asyncio.run(replay_history(file, settings, database_url=database,
                                             staff_name=staff_name, until=end))
     except ReplayError as error:
         err.print(str(error), markup=False, highlight=False)

@@ -6,7 +6,9 @@ counts a ticket as the report and ``/stats`` would.
 
 from __future__ import annotations
 
+from array import array
 from collections import Counter
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -15,6 +17,7 @@ from zoneinfo import ZoneInfo
 import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from core.domain.kpi import (
     Rate,
@@ -25,7 +28,7 @@ from core.domain.kpi import (
     same_day_rate,
 )
 from core.domain.records import OutboxKind
-from core.replay.history import ANSWER, INBOUND, History
+from core.replay.history import ANSWER, INBOUND, Rows
 from core.store.engine import Store
 from core.store.tables import Escalation, Event, Outbox, Ticket
 
@@ -44,32 +47,58 @@ class ReplayRun:
     until: datetime | None = None
 
 
-async def figures(store: Store, history: History, run: ReplayRun, zone: ZoneInfo
+PAGE = 5_000  # tickets or escalations read at a time: the figures' memory stays flat
+
+
+async def figures(store: Store, history: Rows, run: ReplayRun, zone: ZoneInfo
                   ) -> dict[str, Any]:
-    """The report as plain data (what `--format json` prints), read from the database."""
+    """The report as plain data (what `--format json` prints), read from the database a
+    page at a time."""
+    tickets = _TicketTally(zone, run.until)
+    escalations = _EscalationTally(zone)
     async with store.session() as session:
-        tickets = (await session.execute(sa.select(
-            Ticket.id, Ticket.opened_at, Ticket.first_response_at))).all()
-        opened = dict((await session.execute(
-            sa.select(Event.ticket_id, Event.data).where(Event.kind == "opened"))).all())
+        async for page in _pages(session, sa.select(
+                Ticket.id, Ticket.opened_at, Ticket.first_response_at, _FIRST_PROMISE)):
+            tickets.add(page)
+        async for page in _pages(session, sa.select(
+                Escalation.id, Escalation.ticket_id, Escalation.rule, Escalation.fired_at)):
+            escalations.add(page)
         acks = await session.scalar(sa.select(sa.func.count()).select_from(Outbox)
                                     .where(Outbox.kind == OutboxKind.ACK))
-        escalations = (await session.execute(
-            sa.select(Escalation.ticket_id, Escalation.rule, Escalation.fired_at))).all()
-    first_due = {ticket_id: datetime.fromisoformat(data["due_at"])
-                 for ticket_id, data in opened.items() if data.get("due_at")}
+        escalated = await session.scalar(sa.select(
+            sa.func.count(sa.distinct(Escalation.ticket_id))))
     return {
         "source": {"file": history.source, "format": history.format,
                    "timezone": zone.key, "until": run.until.isoformat() if run.until else None},
         "messages": _message_figures(history, run),
-        "tickets": _ticket_figures(tickets, first_due, acks, zone),
-        "answers": _answer_figures(tickets, first_due, run.until, zone),
-        "escalations": _escalation_figures(escalations, zone),
+        "tickets": tickets.ticket_figures(acks),
+        "answers": tickets.answer_figures(),
+        "escalations": escalations.figures(escalated),
         "run": {"sweeps": run.sweeps, "stalled_sweeps": run.stalled_sweeps},
     }
 
 
-def _message_figures(history: History, run: ReplayRun) -> dict[str, Any]:
+# The ticket's first promise: the due time its "opened" event recorded (the latest such
+# event, should there be several).
+_FIRST_PROMISE = (sa.select(Event.data).where(Event.ticket_id == Ticket.id,
+                                              Event.kind == "opened")
+                  .order_by(Event.id.desc()).limit(1).scalar_subquery())
+
+
+async def _pages(session: AsyncSession, query: sa.Select) -> AsyncIterator[list]:
+    """The rows of `query` (whose first column is the table's id) in id order, a page
+    at a time."""
+    key, last = query.selected_columns[0], None
+    while True:
+        bounded = query if last is None else query.where(key > last)
+        page = (await session.execute(bounded.order_by(key).limit(PAGE))).all()
+        if not page:
+            return
+        yield page
+        last = page[-1][0]
+
+
+def _message_figures(history: Rows, run: ReplayRun) -> dict[str, Any]:
     inbound_skipped = Counter(history.skipped.get(INBOUND, {}))
     if run.duplicates:
         inbound_skipped["duplicate (already ingested)"] += run.duplicates
@@ -87,15 +116,56 @@ def _message_figures(history: History, run: ReplayRun) -> dict[str, Any]:
     }
 
 
-def _ticket_figures(tickets: list, first_due: dict[int, datetime], acks: int,
-                    zone: ZoneInfo) -> dict[str, Any]:
-    days: Counter = Counter()
-    for ticket_id, opened_at, _ in tickets:
-        due = first_due.get(ticket_id)
-        if due is not None:
-            days[local_days_between(opened_at, due, zone)] += 1
-    return {"opened": len(tickets), "acknowledgements": acks, "promises": sum(days.values()),
-            "promised_for": {_day_label(n): days[n] for n in sorted(days)}}
+class _TicketTally:
+    """The ticket and answer figures, gathered a page of tickets at a time: the same
+    kpi functions over the same (opened_at, first_response_at, first promise) facts."""
+
+    def __init__(self, zone: ZoneInfo, end: datetime | None):
+        self.zone, self.end = zone, end
+        self.opened = self.answered = self.same_day = 0
+        self.kept = self.broken = self.unanswered_overdue = 0
+        self.days: Counter = Counter()  # local days from opening to the first promise
+        self.waits = array("d")  # first-response seconds of the answered tickets
+
+    def add(self, page: list) -> None:
+        waits = [(opened_at, first_response_at) for _, opened_at, first_response_at, _ in page]
+        for _, opened_at, first_response_at, opened in page:
+            due = datetime.fromisoformat(opened["due_at"]) if opened and \
+                opened.get("due_at") else None
+            if due is not None:
+                self.days[local_days_between(opened_at, due, self.zone)] += 1
+            verdict = promise_kept(due, first_response_at, self.end)
+            self.kept += verdict is True
+            self.broken += verdict is False
+            self.unanswered_overdue += verdict is False and first_response_at is None
+        same_day = same_day_rate(waits, self.zone)
+        self.same_day += same_day.part
+        self.opened += same_day.whole
+        self.answered += sum(1 for _, first_response_at in waits
+                             if first_response_at is not None)
+        self.waits.extend(first_response_seconds(waits))
+
+    def ticket_figures(self, acks: int) -> dict[str, Any]:
+        days = self.days
+        return {"opened": self.opened, "acknowledgements": acks,
+                "promises": sum(days.values()),
+                "promised_for": {_day_label(n): days[n] for n in sorted(days)}}
+
+    def answer_figures(self) -> dict[str, Any]:
+        """Same-day rate, promises kept and first response times, over the first cycle."""
+        same_day = Rate(self.same_day, self.opened)
+        promises = Rate(self.kept, self.kept + self.broken)
+        return {
+            "answered": self.answered,
+            "same_day": same_day.part,
+            "same_day_rate": same_day.value,
+            "promises_kept": promises.part,
+            "promises_broken": self.broken,
+            "promises_judged": promises.whole,
+            "promises_kept_rate": promises.value,
+            "unanswered_overdue": self.unanswered_overdue,
+            "median_first_response_seconds": median(self.waits.tolist()),
+        }
 
 
 def _day_label(days: int) -> str:
@@ -103,36 +173,27 @@ def _day_label(days: int) -> str:
                                                else "earlier day")
 
 
-def _answer_figures(tickets: list, first_due: dict[int, datetime], end: datetime | None,
-                    zone: ZoneInfo) -> dict[str, Any]:
-    """Same-day rate, promises kept and first response times, over the first cycle."""
-    waits = [(opened_at, first_response_at) for _, opened_at, first_response_at in tickets]
-    same_day = same_day_rate(waits, zone)
-    verdicts = [(promise_kept(first_due.get(tid), f, end), f is None) for tid, _, f in tickets]
-    kept = sum(1 for verdict, _ in verdicts if verdict is True)
-    broken = sum(1 for verdict, _ in verdicts if verdict is False)
-    promises = Rate(kept, kept + broken)
-    return {
-        "answered": sum(1 for _, first_response_at in waits if first_response_at is not None),
-        "same_day": same_day.part,
-        "same_day_rate": same_day.value,
-        "promises_kept": promises.part,
-        "promises_broken": broken,
-        "promises_judged": promises.whole,
-        "promises_kept_rate": promises.value,
-        "unanswered_overdue": sum(1 for verdict, unanswered in verdicts
-                                  if verdict is False and unanswered),
-        "median_first_response_seconds": median(first_response_seconds(waits)),
-    }
+class _EscalationTally:
+    """Escalations per rule (most first; ties in the order rules first fired) and per
+    local hour, a page at a time."""
 
+    def __init__(self, zone: ZoneInfo):
+        self.zone = zone
+        self.total = 0
+        self.by_rule: Counter = Counter()
+        self.by_hour: Counter = Counter()
 
-def _escalation_figures(escalations: list, zone: ZoneInfo) -> dict[str, Any]:
-    by_rule = Counter(rule for _, rule, _ in escalations)
-    by_hour = Counter(at.astimezone(zone).hour for _, _, at in escalations)
-    return {"total": len(escalations), "tickets": len({tid for tid, _, _ in escalations}),
-            "by_rule": dict(by_rule.most_common()),
-            "by_local_hour": {f"{hour:02d}": by_hour[hour] for hour in range(24)
-                              if by_hour[hour]}}
+    def add(self, page: list) -> None:
+        self.total += len(page)
+        self.by_rule.update(rule for _, _, rule, _ in page)
+        self.by_hour.update(at.astimezone(self.zone).hour for _, _, _, at in page)
+
+    def figures(self, tickets: int) -> dict[str, Any]:
+        by_hour = self.by_hour
+        return {"total": self.total, "tickets": tickets,
+                "by_rule": dict(self.by_rule.most_common()),
+                "by_local_hour": {f"{hour:02d}": by_hour[hour] for hour in range(24)
+                                  if by_hour[hour]}}
 
 
 # --- the readable report -----------------------------------------------------------------
@@ -166,8 +227,11 @@ def print_report(report: dict[str, Any], console: Console) -> None:
     console.print(summary)
     console.print(_escalations_table(report["escalations"]))
     run = report["run"]
-    console.print(f"{run['sweeps']} sweeps in {run['seconds']} s; database: {run['database']}; "
-                  f"answers by {run['staff']}", highlight=False)
+    console.print(f"{run['sweeps']} sweeps in {run['seconds']} s ({run['mode']}); database: "
+                  f"{run['database']}; answers by {run['staff']}", highlight=False)
+    if run.get("refused_chunks"):
+        console.print(f"[yellow]note: {run['refused_chunks']} chunk(s) failed as one "
+                      f"transaction and were replayed event by event (see the log)[/]")
     if run["stalled_sweeps"]:
         console.print(f"[yellow]warning: the escalation engine kept a due time it did not fire "
                       f"{run['stalled_sweeps']} time(s); those escalations were left out[/]")

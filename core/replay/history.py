@@ -9,6 +9,10 @@ Two inputs are read (see docs/configuration.md, "Replaying history"):
 
 Every inbound row is accounted for: either read as an event or counted as skipped with a
 reason.
+
+``read_history`` holds a whole file in memory (tests, the event-by-event replay);
+``sameday replay`` reads files through core.replay.stream, which parses rows with the
+functions here and keeps the events on disk.
 """
 
 from __future__ import annotations
@@ -16,7 +20,7 @@ from __future__ import annotations
 import csv
 import json
 from collections import Counter
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
@@ -53,18 +57,29 @@ class StaffAnswer:
     text: str
 
 
+Event = CustomerMessage | StaffAnswer
+
+
 @dataclass
-class History:
-    """The events of a file plus the bookkeeping that explains every row not replayed."""
+class Rows:
+    """The bookkeeping that explains every row not replayed (kept by both readers: this
+    module's, in memory, and core.replay.stream's, on disk)."""
 
     source: str
     format: str
-    events: list[CustomerMessage | StaffAnswer] = field(default_factory=list)
     read: Counter = field(default_factory=Counter)  # rows per kind ("inbound", "answer"...)
     skipped: dict[str, Counter] = field(default_factory=dict)  # kind -> reason -> rows
 
-    def skip(self, kind: str, reason: str) -> None:
-        self.skipped.setdefault(kind, Counter())[reason] += 1
+    def skip(self, kind: str, reason: str, rows: int = 1) -> None:
+        if rows:
+            self.skipped.setdefault(kind, Counter())[reason] += rows
+
+
+@dataclass
+class History(Rows):
+    """The events of a file, in memory, plus the bookkeeping of the rows not replayed."""
+
+    events: list[Event] = field(default_factory=list)
 
     def sort(self) -> None:
         # Stable sort; at the same moment a customer message comes before an answer to it.
@@ -92,7 +107,7 @@ def _tweet_id(value: str | None) -> str:
 
 
 @dataclass(frozen=True, slots=True)
-class _Tweet:
+class Tweet:
     tweet_id: str
     author_id: str
     customer: bool
@@ -104,17 +119,9 @@ class _Tweet:
 def read_twcs(lines: Iterable[str], source: str = "<twcs>") -> History:
     """Customer tweets -> inbound messages; company answers to them -> staff answers."""
     history = History(source=source, format="twcs")
-    reader = csv.DictReader(lines)
-    missing = TWCS_COLUMNS - set(reader.fieldnames or ())
-    if missing:
-        raise ReplayError(f"{source}: not a TWCS CSV (missing columns: "
-                           f"{', '.join(sorted(missing))}) and not JSONL")
-    tweets: dict[str, _Tweet] = {}
-    order: list[_Tweet] = []
-    for row in reader:
-        tweet = _twcs_row(row, history)
-        if tweet is None:
-            continue
+    tweets: dict[str, Tweet] = {}
+    order: list[Tweet] = []
+    for tweet in twcs_tweets(lines, history):
         if tweet.tweet_id in tweets:
             order.append(tweet)  # the core's dedupe decides; it is reported as a duplicate
             continue
@@ -124,19 +131,40 @@ def read_twcs(lines: Iterable[str], source: str = "<twcs>") -> History:
     for tweet in order:
         if tweet.customer:
             root = _conversation_root(tweet, tweets, roots)
-            history.events.append(CustomerMessage(tweet.at, Inbound(
-                channel="twitter", external_id=tweet.tweet_id,
-                thread_key=f"conv:{root}:{tweet.author_id}", author_id=tweet.author_id,
-                text=tweet.text, sent_at=tweet.at, author_handle=f"@{tweet.author_id}",
-                reply_target={"in_reply_to_tweet_id": tweet.tweet_id})))
+            history.events.append(twcs_message(tweet, root))
         elif (parent := tweets.get(tweet.parent)) is not None and parent.customer:
             history.events.append(StaffAnswer(tweet.at, "twitter", parent.tweet_id, tweet.text))
         else:
-            history.skip(ANSWER, "answers no customer tweet in the file")
+            history.skip(ANSWER, NO_QUESTION)
     return history
 
 
-def _twcs_row(row: dict[str, Any], history: History) -> _Tweet | None:
+NO_QUESTION = "answers no customer tweet in the file"
+
+
+def twcs_message(tweet: Tweet, root: str) -> CustomerMessage:
+    """A customer tweet as the X adapter would hand it over, threaded by its root."""
+    return CustomerMessage(tweet.at, Inbound(
+        channel="twitter", external_id=tweet.tweet_id,
+        thread_key=f"conv:{root}:{tweet.author_id}", author_id=tweet.author_id,
+        text=tweet.text, sent_at=tweet.at, author_handle=f"@{tweet.author_id}",
+        reply_target={"in_reply_to_tweet_id": tweet.tweet_id}))
+
+
+def twcs_tweets(lines: Iterable[str], rows: Rows) -> Iterator[Tweet]:
+    """The readable tweets of a TWCS CSV, in file order; the others are counted in `rows`."""
+    reader = csv.DictReader(lines)
+    missing = TWCS_COLUMNS - set(reader.fieldnames or ())
+    if missing:
+        raise ReplayError(f"{rows.source}: not a TWCS CSV (missing columns: "
+                          f"{', '.join(sorted(missing))}) and not JSONL")
+    for row in reader:
+        tweet = _twcs_row(row, rows)
+        if tweet is not None:
+            yield tweet
+
+
+def _twcs_row(row: dict[str, Any], history: Rows) -> Tweet | None:
     """One CSV row as a tweet, or None (counted as skipped with the reason)."""
     flag = (row.get("inbound") or "").strip().lower()
     kind = {"true": INBOUND, "false": ANSWER}.get(flag, "unknown")
@@ -153,11 +181,11 @@ def _twcs_row(row: dict[str, Any], history: History) -> _Tweet | None:
     except ValueError:
         history.skip(kind, "created_at is not a Twitter time")
         return None
-    return _Tweet(tweet_id, author, kind == INBOUND, at.astimezone(UTC),
+    return Tweet(tweet_id, author, kind == INBOUND, at.astimezone(UTC),
                   row.get("text") or "", _tweet_id(row.get("in_response_to_tweet_id")))
 
 
-def _conversation_root(tweet: _Tweet, tweets: dict[str, _Tweet],
+def _conversation_root(tweet: Tweet, tweets: dict[str, Tweet],
                        roots: dict[str, str | None]) -> str:
     """The first customer tweet of the conversation, following in_response_to links.
 
@@ -166,9 +194,9 @@ def _conversation_root(tweet: _Tweet, tweets: dict[str, _Tweet],
     the file, the earliest customer tweet reached is the root. ``roots`` memoizes, per
     tweet, the topmost customer tweet at or above it, so a long conversation costs one walk.
     """
-    chain: list[_Tweet] = []
+    chain: list[Tweet] = []
     seen: set[str] = set()
-    current: _Tweet | None = tweet
+    current: Tweet | None = tweet
     while current is not None and current.tweet_id not in roots:
         if current.tweet_id in seen:  # a cycle in broken data: stop where it closes
             break
@@ -187,28 +215,11 @@ def read_jsonl(lines: Iterable[str], source: str = "<jsonl>") -> History:
     history = History(source=source, format="jsonl")
     channels_of: dict[str, str] = {}  # message id -> channel, for answers without one
     pending: list[tuple[datetime, dict[str, Any]]] = []
-    for line in lines:
-        if not line.strip():
-            continue
-        try:
-            item = json.loads(line)
-            kind = {"in": INBOUND, "answer": ANSWER}.get(item.get("kind"), "unknown")
-        except (ValueError, AttributeError):
-            history.read["unknown"] += 1
-            history.skip("unknown", "not a JSON object")
-            continue
-        history.read[kind] += 1
-        if kind == "unknown":
-            history.skip(kind, 'kind is neither "in" nor "answer"')
-            continue
-        at = _iso_time(item.get("at"))
-        if at is None:
-            history.skip(kind, '"at" is not an ISO time')
-            continue
+    for kind, at, item in jsonl_items(lines, history):
         if kind == ANSWER:
             pending.append((at, item))
             continue
-        inbound = _jsonl_inbound(item, at)
+        inbound = jsonl_inbound(item, at)
         if isinstance(inbound, str):
             history.skip(kind, inbound)
             continue
@@ -218,13 +229,41 @@ def read_jsonl(lines: Iterable[str], source: str = "<jsonl>") -> History:
         answers = str(item.get("answers") or "")
         channel = item.get("channel") or channels_of.get(answers)
         if not answers or channel not in channel_names():
-            history.skip(ANSWER, '"answers" names no "in" message of the file')
+            history.skip(ANSWER, NO_ANSWERED)
             continue
         history.events.append(StaffAnswer(at, channel, answers, str(item.get("text") or "")))
     return history
 
 
-def _jsonl_inbound(item: dict[str, Any], at: datetime) -> Inbound | str:
+NO_ANSWERED = '"answers" names no "in" message of the file'
+
+
+def jsonl_items(lines: Iterable[str], rows: Rows
+                ) -> Iterator[tuple[str, datetime, dict[str, Any]]]:
+    """The lines of a JSONL history as (kind, at, item), in file order; blank lines are
+    passed over, unreadable ones counted in `rows` with the reason."""
+    for line in lines:
+        if not line.strip():
+            continue
+        try:
+            item = json.loads(line)
+            kind = {"in": INBOUND, "answer": ANSWER}.get(item.get("kind"), "unknown")
+        except (ValueError, AttributeError):
+            rows.read["unknown"] += 1
+            rows.skip("unknown", "not a JSON object")
+            continue
+        rows.read[kind] += 1
+        if kind == "unknown":
+            rows.skip(kind, 'kind is neither "in" nor "answer"')
+            continue
+        at = _iso_time(item.get("at"))
+        if at is None:
+            rows.skip(kind, '"at" is not an ISO time')
+            continue
+        yield kind, at, item
+
+
+def jsonl_inbound(item: dict[str, Any], at: datetime) -> Inbound | str:
     """The Inbound of an "in" line, or the reason it cannot be one."""
     channel, message_id = item.get("channel"), str(item.get("id") or "")
     author = str(item.get("author") or "")
