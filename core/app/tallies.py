@@ -236,8 +236,9 @@ def _put(counts: Counts, key: Hashable, value: Any) -> None:
         counts[key] = counts.get(key, 0.0) + float(value)
 
 
-class TicketTally(Tally):
-    metrics = ("sameday_tickets_opened", "sameday_tickets_acknowledged")
+class QueryTally(Tally):
+    """A tally whose whole count and step count are one query: ``_count`` over all rows
+    (``where`` None), or over the step's new rows."""
 
     async def count_all(self, session: AsyncSession, values: dict[str, Counts]) -> None:
         await self._count(session, None, values)
@@ -245,6 +246,14 @@ class TicketTally(Tally):
     async def count_new(self, session: AsyncSession, step: Step,
                         added: dict[str, Counts]) -> None:
         await self._count(session, step.new, added)
+
+    async def _count(self, session: AsyncSession, where: Any,
+                     into: dict[str, Counts]) -> None:
+        raise NotImplementedError
+
+
+class TicketTally(QueryTally):
+    metrics = ("sameday_tickets_opened", "sameday_tickets_acknowledged")
 
     async def _count(self, session: AsyncSession, where: Any,
                      into: dict[str, Counts]) -> None:
@@ -257,15 +266,8 @@ class TicketTally(Tally):
                 _put(into["sameday_tickets_acknowledged"], channel, count)
 
 
-class MessageTally(Tally):
+class MessageTally(QueryTally):
     metrics = ("sameday_messages_received",)
-
-    async def count_all(self, session: AsyncSession, values: dict[str, Counts]) -> None:
-        await self._count(session, None, values)
-
-    async def count_new(self, session: AsyncSession, step: Step,
-                        added: dict[str, Counts]) -> None:
-        await self._count(session, step.new, added)
 
     async def _count(self, session: AsyncSession, where: Any,
                      into: dict[str, Counts]) -> None:
@@ -276,15 +278,8 @@ class MessageTally(Tally):
             _put(into["sameday_messages_received"], channel, count)
 
 
-class MentionTally(Tally):
+class MentionTally(QueryTally):
     metrics = ("sameday_noted",)  # keyed by (channel, kind)
-
-    async def count_all(self, session: AsyncSession, values: dict[str, Counts]) -> None:
-        await self._count(session, None, values)
-
-    async def count_new(self, session: AsyncSession, step: Step,
-                        added: dict[str, Counts]) -> None:
-        await self._count(session, step.new, added)
 
     async def _count(self, session: AsyncSession, where: Any,
                      into: dict[str, Counts]) -> None:
