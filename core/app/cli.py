@@ -232,6 +232,29 @@ def db_upgrade(config: Path = ConfigOption) -> None:
     out.print(f"database at revision {current_revision(settings.database)}")
 
 
+@db_app.command("migrate-from-sqlite")
+def db_migrate_from_sqlite(
+        source: str = typer.Argument(..., help="The shop's SQLite database, e.g. "
+                                               "sqlite+aiosqlite:///var/lib/sameday/sameday.db"),
+        config: Path = ConfigOption) -> None:
+    """Copy a SQLite database (tickets, messages, customers, cursors, outbox, events,
+    escalations, ...) into the EMPTY PostgreSQL database of the config's [database] url,
+    and compare the row counts. A running daemon may keep using the SQLite file: the
+    copy is its state at one moment (stop it first to lose nothing written after)."""
+    from core.store.transfer import TransferError, migrate_from_sqlite
+
+    settings = settings_or_exit(config, check_secrets=False)
+    try:
+        copied = migrate_from_sqlite(source, settings.database)
+    except TransferError as error:
+        err.print(f"migrate-from-sqlite refused: {error}", markup=False, highlight=False)
+        raise typer.Exit(1) from None
+    for table in copied:
+        out.print(f"{table.table:<12} {table.rows:>10,} rows", markup=False, highlight=False)
+    out.print(f"copied {sum(t.rows for t in copied):,} rows; the row counts match",
+              markup=False, highlight=False)
+
+
 @db_app.command("backup")
 def db_backup(file: Path = typer.Argument(..., help="The backup file to write (new)."),
               config: Path = ConfigOption) -> None:
