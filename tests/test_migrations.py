@@ -42,16 +42,16 @@ def test_migrations_on_empty_sqlite_file(tmp_path):
     assert current_revision(settings) is None
     upgrade(settings)
     check_schema(settings.url)
-    assert current_revision(settings) == "0015"
+    assert current_revision(settings) == "0016"
     upgrade(settings)  # running again is a no-op
-    assert current_revision(settings) == "0015"
+    assert current_revision(settings) == "0016"
 
 
 def test_migrations_on_local_postgresql(postgres_url):
     settings = DatabaseSettings(url=postgres_url)
     upgrade(settings)
     check_schema(postgres_url)
-    assert current_revision(settings) == "0015"
+    assert current_revision(settings) == "0016"
 
 
 def test_sqlite_runs_in_wal_with_foreign_keys(tmp_path):
@@ -82,7 +82,7 @@ def test_db_upgrade_command(tmp_path):
     config.write_text(f'[database]\nurl = "sqlite+aiosqlite:///{db}"\n')
     result = CliRunner().invoke(app, ["db", "upgrade", "-c", str(config)])
     assert result.exit_code == 0, result.output
-    assert "0015" in result.output
+    assert "0016" in result.output
     check_schema(f"sqlite+aiosqlite:///{db}")
 
 

@@ -45,15 +45,14 @@ from core.staff.board import (
 )
 from core.staff.cards import card_message
 from core.store.engine import Store
-from core.store.tables import Customer, Escalation, Event, Ticket
+from core.store.tables import TICKET_DUE, Customer, Escalation, Event, Ticket
 
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
 # Built once: a replay asks it between every two events (an index lookup; building the
 # statement would cost more than running it).
-_NEXT_DUE = sa.select(sa.func.min(Ticket.next_escalation_at)).where(
-    Ticket.status.in_(lifecycle.WAITING))
+_NEXT_DUE = sa.select(sa.func.min(Ticket.next_escalation_at)).where(sa.text(TICKET_DUE))
 
 
 @dataclass(frozen=True)
@@ -113,7 +112,7 @@ class Escalator:
         fired: list[Fired] = []
         tickets = list(await session.scalars(
             sa.select(Ticket)
-            .where(Ticket.status.in_(lifecycle.WAITING), Ticket.next_escalation_at <= now)
+            .where(sa.text(TICKET_DUE), Ticket.next_escalation_at <= now)
             .order_by(Ticket.next_escalation_at).limit(limit)
             .with_for_update(skip_locked=True)))
         for ticket in tickets:

@@ -99,6 +99,12 @@ class Customer(SQLModel, table=True):
     flood_count: int = Field(default=0, sa_column_kwargs={"server_default": "0"})
 
 
+# Waiting tickets with an escalation still planned, as SQL: the condition of the partial
+# index ix_ticket_next_due (migration 0016); the statuses of core.domain.lifecycle.WAITING.
+TICKET_DUE = (f"status IN ('{TicketStatus.OPEN}', '{TicketStatus.SNOOZED}') "
+              "AND next_escalation_at IS NOT NULL")
+
+
 class Ticket(SQLModel, table=True):
     __table_args__ = (
         # The escalation sweep selects due tickets through this index.
@@ -107,6 +113,11 @@ class Ticket(SQLModel, table=True):
         sa.Index("ix_ticket_thread", "channel", "thread_key", "customer_id", "status"),
         # /metrics' "today" figures read only the day's tickets (core.app.health).
         sa.Index("ix_ticket_opened", "opened_at"),
+        # The sweep's next due escalation and due tickets: only tickets that have one
+        # (most waiting tickets have none left), so the first entry is the answer
+        # however many tickets wait. Queries repeat TICKET_DUE word for word (SQLite).
+        sa.Index("ix_ticket_next_due", "next_escalation_at",
+                 sqlite_where=sa.text(TICKET_DUE), postgresql_where=sa.text(TICKET_DUE)),
     )
 
     id: int | None = Field(default=None, primary_key=True)
