@@ -50,8 +50,9 @@ from core.store.tables import TICKET_DUE, Customer, Escalation, Event, Ticket
 log = logging.getLogger(__name__)
 
 SWEEP_BATCH = 200
-# Built once: a replay asks it between every two events (an index lookup; building the
-# statement would cost more than running it).
+# Built once: a replay asks it between every two events (building the statement would
+# cost more than running it). TICKET_DUE word for word: the partial index
+# ix_ticket_next_due answers it with its first entry, however many tickets wait.
 _NEXT_DUE = sa.select(sa.func.min(Ticket.next_escalation_at)).where(sa.text(TICKET_DUE))
 
 
