@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from core.app import reloads
 from core.clock import Clock, SystemClock
 from core.config.load import ConfigError, load_settings
 from core.config.settings import Settings
@@ -65,6 +66,8 @@ class Daemon:
         self.retention: Retention | None = None
         self._purge_task: asyncio.Task | None = None
         self._last_reload_error = ""
+        self._config_version = 0  # the shared config version this process runs
+        self._announcing: asyncio.Task | None = None
         self.dispatcher: Dispatcher | None = None
         self.health: HealthServer | None = None
 
@@ -123,8 +126,9 @@ class Daemon:
         """/reload from the staff chat: None on success, else the problems."""
         return None if self.reload() else self._last_reload_error
 
-    def reload(self) -> bool:
-        """Re-read the config file; keep the running config if the new one is broken."""
+    def reload(self, announce: bool = True) -> bool:
+        """Re-read the config file; keep the running config if the new one is broken.
+        ``announce``: tell the other replicas to reload theirs (core.app.reloads)."""
         try:
             new = load_settings(self.config_path)
         except ConfigError as error:
@@ -148,7 +152,29 @@ class Daemon:
         for listener in self.reload_listeners:
             listener(new)
         log.info("config reloaded from %s", self.config_path)
+        if announce and self.store is not None:
+            self._announcing = asyncio.get_running_loop().create_task(self._announce())
         return True
+
+    async def _announce(self) -> None:
+        try:
+            self._config_version = await reloads.announce(self.store)
+        except Exception:  # the others then follow at the next reload
+            log.exception("could not tell the other replicas about the reload")
+
+    async def _follow_reloads(self) -> None:
+        """Another replica reloaded the config: reload ours (core.app.reloads)."""
+        if self.stopping.is_set():
+            return
+        try:
+            version = await reloads.current(self.store)
+        except Exception:  # the database may be briefly unavailable; the next check retries
+            return
+        if version != self._config_version:
+            self._config_version = version
+            log.info("another replica reloaded the config (version %d): reloading %s",
+                     version, self.config_path)
+            self.reload(announce=False)
 
     async def _recompute_open(self) -> None:
         try:
@@ -190,6 +216,7 @@ class Daemon:
         self.escalator = Escalator(self.store, self.settings, self.clock,
                                    on_outbox=self._wake_dispatcher)
         self.retention = Retention(self.store, self.clock)
+        self._config_version = await reloads.current(self.store)
         self._start_scheduler()
 
     def _start_scheduler(self) -> None:
@@ -198,6 +225,9 @@ class Daemon:
         self.scheduler.add_job(self._sweep, "interval", id="sweep", max_instances=1,
                                coalesce=True, next_run_time=datetime.now(UTC),
                                seconds=self.settings.daemon.sweep_interval.total_seconds())
+        self.scheduler.add_job(self._follow_reloads, "interval", id="reloads",
+                               max_instances=1, coalesce=True,
+                               seconds=reloads.CHECK_SECONDS)
         # The retention purge ([retention]): daily, the first a while after the start.
         self.scheduler.add_job(self._purge, "interval", id="retention", max_instances=1,
                                coalesce=True, days=1,
