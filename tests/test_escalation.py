@@ -105,6 +105,31 @@ async def test_each_rule_fires_once_even_when_swept_again_or_twice_at_once(store
     assert len(await rows(store, sa.select(Escalation))) == 3
 
 
+async def test_replicas_sweeping_at_once_fire_each_escalation_once(store, database_url):
+    """Three replicas (a store each: their own connections) sweep the same 60 waiting
+    tickets at the same moment, past every level: each escalation fires once (unique
+    escalation rows; on PostgreSQL SKIP LOCKED lets each take tickets the others have
+    not)."""
+    from core.config.settings import DatabaseSettings
+    from core.store.engine import Store
+
+    world = World(store, at(24, 10), LEVELS)
+    for n in range(60):
+        await world.message(f"m{n}", author=f"u{n}")
+    world.clock.set(at(24, 18))
+    replicas = [Store(DatabaseSettings(url=database_url)) for _ in range(3)]
+    try:
+        sweeps = await asyncio.gather(*(Escalator(replica, world.settings, world.clock)
+                                        .sweep() for replica in replicas))
+    finally:
+        for replica in replicas:
+            await replica.close()
+    fired = [(f.ticket_id, f.rule) for sweep in sweeps for f in sweep]
+    assert len(fired) == len(set(fired)) == 180
+    assert len(await rows(store, sa.select(Escalation))) == 180
+    assert await world.escalator.sweep() == []
+
+
 async def test_a_sweep_interrupted_midway_fires_nothing_twice(store, monkeypatch):
     world = World(store, at(24, 10), LEVELS)
     await world.message()
