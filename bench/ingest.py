@@ -22,7 +22,6 @@ import sqlite3
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -31,6 +30,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.pgtemp import throwaway_postgres  # noqa: E402
 from core.clock import VirtualClock  # noqa: E402
 from core.config.load import settings_from_dict  # noqa: E402
 from core.config.settings import DatabaseSettings  # noqa: E402
@@ -148,30 +148,6 @@ def count_rows(url: str) -> dict[str, int]:
     return counts
 
 
-class PostgresDatabases:
-    """Throw-away databases on the local server, dropped at the end."""
-
-    def __init__(self, admin_url: str):
-        self.admin_url, self.names = admin_url, []
-
-    def new(self) -> str:
-        import psycopg
-
-        name = f"sameday_bench_{uuid.uuid4().hex[:12]}"
-        with psycopg.connect(self.admin_url, autocommit=True) as connection:
-            connection.execute(f'CREATE DATABASE "{name}"')
-        self.names.append(name)
-        base = self.admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        return f"{base}/{name}"
-
-    def drop(self) -> None:
-        import psycopg
-
-        with psycopg.connect(self.admin_url, autocommit=True) as connection:
-            for name in self.names:
-                connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def measure(mentions: list[Inbound], batch: int, ingest_url: str, raw_url: str,
             raw: Callable[[dict, Batches], float], database: DatabaseSettings
             ) -> tuple[float, float]:
@@ -214,16 +190,11 @@ def main() -> None:
 def run_pair(args: argparse.Namespace, mentions: list[Inbound]) -> tuple[float, float]:
     """One ingest run and its floor, each on fresh databases: (seconds, seconds)."""
     if args.postgres:
-        databases = PostgresDatabases(args.pg_admin)
-        try:
-            ingest_url, raw_url = databases.new(), databases.new()
-            ingest_s, raw_s = measure(
-                mentions, args.batch, ingest_url, raw_url,
-                lambda columns, batches: run_raw_postgres(raw_url, columns, batches),
-                DatabaseSettings(url=ingest_url))
-        finally:
-            databases.drop()
-        return ingest_s, raw_s
+        with throwaway_postgres(args.pg_admin) as ingest_url, \
+                throwaway_postgres(args.pg_admin) as raw_url:
+            return measure(mentions, args.batch, ingest_url, raw_url,
+                           lambda columns, batches: run_raw_postgres(raw_url, columns, batches),
+                           DatabaseSettings(url=ingest_url))
     with tempfile.TemporaryDirectory() as tmp:
         ingest_url = f"sqlite+aiosqlite:///{Path(tmp) / 'ingest.db'}"
         raw_path = Path(tmp) / "raw.db"

@@ -32,7 +32,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -43,6 +42,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.pgtemp import throwaway_postgres  # noqa: E402
 from core.app.health import HealthServer  # noqa: E402
 from core.clock import VirtualClock  # noqa: E402
 from core.config.load import settings_from_dict  # noqa: E402
@@ -244,17 +244,8 @@ def database(engine: str, admin_url: str, tmp: Path, size: int) -> Iterator[str]
     if engine == "sqlite":
         yield f"sqlite+aiosqlite:///{tmp / f'metrics-{size}.db'}"
         return
-    import psycopg
-
-    name = f"sameday_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin_url, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        base = admin_url.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://")
-        yield f"{base}/{name}"
-    finally:
-        with psycopg.connect(admin_url, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    with throwaway_postgres(admin_url) as url:
+        yield url
 
 
 def run(engine: str, sizes: list[int], args: argparse.Namespace) -> dict[int, dict]:

@@ -18,7 +18,6 @@ import statistics
 import sys
 import tempfile
 import time
-import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -26,6 +25,7 @@ import sqlalchemy as sa
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
+from bench.pgtemp import throwaway_postgres  # noqa: E402
 from core.clock import VirtualClock  # noqa: E402
 from core.config.load import settings_from_dict  # noqa: E402
 from core.config.settings import DatabaseSettings  # noqa: E402
@@ -92,23 +92,6 @@ def run(url: str, tickets: int) -> tuple[float, float, int]:
     return asyncio.run(measure(url))
 
 
-def postgres_database(admin: str) -> tuple[str, str]:
-    import psycopg
-
-    name = f"sameday_sweep_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'CREATE DATABASE "{name}"')
-    return name, admin.rsplit("/", 1)[0].replace("postgresql://", "postgresql+psycopg://") \
-        + f"/{name}"
-
-
-def drop(admin: str, name: str) -> None:
-    import psycopg
-
-    with psycopg.connect(admin, autocommit=True) as connection:
-        connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000])
@@ -123,11 +106,8 @@ def main() -> None:
                 with tempfile.TemporaryDirectory() as tmp:
                     results[tickets] = run(f"sqlite+aiosqlite:///{tmp}/sweep.db", tickets)
             else:
-                name, url = postgres_database(args.postgres)
-                try:
+                with throwaway_postgres(args.postgres) as url:
                     results[tickets] = run(url, tickets)
-                finally:
-                    drop(args.postgres, name)
             next_due, swept, fired = results[tickets]
             print(f"{engine:<10} {tickets:>9,} tickets: next_due {next_due * 1000:7.3f} ms, "
                   f"sweep of {fired} due escalations {swept:6.2f} s")
