@@ -157,3 +157,27 @@ async def test_an_album_released_by_its_timer_never_commits_before_the_messages_
         await adapter._on_update(item, None)
     await asyncio.wait_for(adapter.gate.wait_idle(), 10)
     assert commits == [(["1:1"], "11"), (["2:2"], "13")]
+
+
+async def test_recorded_real_updates_of_one_answer_are_one_transaction(emulator, store,
+                                                                       settings, ingests):
+    """Recorded updates from public sources (tests/fixtures/real/telegram, each file names
+    its source: a private text and a photo from teloxide's tests, a contact and an edited
+    message from aiogram's test dataset) in one getUpdates answer: stored in one
+    ingest call with the offset past the last."""
+    from tests.test_real_payloads_telegram import load
+
+    names = ("text_private_short", "photo_without_caption", "contact",
+             "edited_message_dataset")
+    for name in names:
+        update = dict(load(name)["payload"])
+        update.pop("update_id")  # the emulator numbers them
+        emulator.inject_update(update)
+    last_update = emulator.updates[-1]["update_id"]
+    async with running(TelegramAdapter(settings), store, settings) as h:
+        await eventually(lambda: h.scalar(sa.select(Cursor.value)
+                                          .where(Cursor.channel == "telegram")),
+                         what="the answer stored")
+        stored = await h.count(Message)
+    assert ingests == [(len(names), str(last_update + 1))]
+    assert stored >= 3  # the edit of a message never stored is stored as a message too
