@@ -31,7 +31,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from core.escalation.sweep import Escalator, Fired
 from core.replay.history import Event, StaffAnswer
 from core.replay.stepwise import (
-    MAX_IDLE_SWEEPS,
     Replayer,
     answered_ticket,
     batches,
@@ -99,16 +98,8 @@ class BulkReplayer(Replayer):
 
     async def _escalate_in(self, session: AsyncSession, moment: datetime) -> None:
         """``Replayer.escalate_until`` in the chunk's transaction."""
-        idle, last_due = 0, None
-        while (due := await Escalator.next_due_in(session)) is not None and due <= moment:
-            self.clock.set(max(self.clock.now(), due))
-            fired = await self._sweep_in(session)
-            self.run.sweeps += 1
-            idle = idle + 1 if not fired and due == last_due else 0
-            last_due = due
-            if idle >= MAX_IDLE_SWEEPS:
-                self.run.stalled_sweeps += 1
-                break
+        await self.escalate(moment, partial(Escalator.next_due_in, session),
+                            partial(self._sweep_in, session))
 
     async def _sweep_in(self, session: AsyncSession) -> list[Fired]:
         """``Escalator.sweep``: batches until none is left, each a step of its own."""

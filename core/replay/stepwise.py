@@ -10,7 +10,7 @@ for a chunk the database refuses.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Awaitable, Callable, Iterable, Iterator
 from datetime import datetime
 
 import sqlalchemy as sa
@@ -63,10 +63,17 @@ class Replayer:
 
     async def escalate_until(self, moment: datetime) -> None:
         """Fire, in time order, every escalation due at or before `moment`."""
+        await self.escalate(moment, self.escalator.next_due, self.escalator.sweep)
+
+    async def escalate(self, moment: datetime,
+                       next_due: Callable[[], Awaitable[datetime | None]],
+                       sweep: Callable[[], Awaitable[list]]) -> None:
+        """``escalate_until`` with the daemon's ``next_due`` and ``sweep``, or with the
+        same questions asked in a chunk's transaction (core.replay.bulk)."""
         idle, last_due = 0, None
-        while (due := await self.escalator.next_due()) is not None and due <= moment:
+        while (due := await next_due()) is not None and due <= moment:
             self.clock.set(max(self.clock.now(), due))
-            fired = await self.escalator.sweep()
+            fired = await sweep()
             self.run.sweeps += 1
             idle = idle + 1 if not fired and due == last_due else 0
             last_due = due
