@@ -11,6 +11,7 @@ from core.delivery.contract import ChannelAdapter, DeliveryError
 from core.delivery.dispatcher import Dispatcher
 from core.domain.records import Delivered, Outbound, OutboxState
 from core.store.tables import Event, Outbox
+from tests.conftest import make_settings
 from tests.helpers import inbound, rows
 
 
@@ -215,3 +216,25 @@ async def test_a_claim_cancelled_half_way_hands_its_rows_back(inbox, store, cloc
         (OutboxState.PENDING, 0, None)}
     adapter = RecordingAdapter()
     assert await dispatcher(store, clock, adapter).dispatch_once() == len(stored)
+
+
+async def test_a_loop_that_takes_over_counts_the_previous_owners_recent_sends(
+        inbox, store, clock):
+    """Another replica ran the channel until now: its sends of the last window count
+    against the bot's limit here too (the platform counts the bot, not the process)."""
+    await inbox.ingest([inbound(f"m{n}", author=f"u{n}") for n in range(3)])  # 6 rows
+    outbox = make_settings(outbox={"limits": {"telegram": {"per_bot": "4/1m"}}}).outbox
+    previous = RecordingAdapter()
+    first = Dispatcher(store, clock, outbox, {"telegram": previous, "staff": previous})
+    assert await first.dispatch_once() == 4  # the previous owner spent the minute's 4
+    # The new owner's loop, as Dispatcher.serve starts it after a takeover.
+    taking_over = Dispatcher(store, clock, outbox, {})
+    adapter = RecordingAdapter()
+    loop = taking_over.serve(["telegram", "staff"], adapter)
+    try:
+        await asyncio.sleep(1.5)  # its first passes
+        assert adapter.sent == []  # the 2 still waiting wait for the window
+        assert loop.limiter.ready_at([("per_bot", "bot")]) > loop.limiter.now() + 50
+    finally:
+        await taking_over.retire(loop, grace=5)
+    assert loop.task.done() and "telegram" not in taking_over.loops

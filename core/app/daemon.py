@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
 from core.app import reloads
+from core.app.ownership import Ownership
 from core.clock import Clock, SystemClock
 from core.config.load import ConfigError, load_settings
 from core.config.settings import Settings
@@ -28,7 +29,7 @@ from core.delivery.contract import (
     ChannelAdapter,
     adapter_factories,
 )
-from core.delivery.dispatcher import Dispatcher
+from core.delivery.dispatcher import ChannelLoop, Dispatcher
 from core.escalation.sweep import Escalator
 from core.intake.inbox import Inbox
 from core.retention.purge import Retention
@@ -69,6 +70,11 @@ class Daemon:
         self._config_version = 0  # the shared config version this process runs
         self._announcing: asyncio.Task | None = None
         self.dispatcher: Dispatcher | None = None
+        self._loops: dict[str, ChannelLoop] = {}  # the dispatch loops of the owned channels
+        self._terms_over = asyncio.Event()
+        self.ownership: Ownership | None = None
+        self._owning: asyncio.Task | None = None
+        self._beating: asyncio.Task | None = None
         self.health: HealthServer | None = None
 
     async def run(self) -> int:
@@ -79,7 +85,9 @@ class Daemon:
             if not await self._upgrade_when_available():
                 return 0  # stopped while waiting for the database
             await self._start()
-            log.info("sameday is running (channels: %s)", ", ".join(self.adapters) or "none")
+            log.info("sameday is running (channels: %s; run here: %s)",
+                     ", ".join(self.ownership.channels) or "none",
+                     ", ".join(self.ownership.owned) or "none yet")
             await self.stopping.wait()
             log.info("stopping")
             await self._shutdown()
@@ -187,37 +195,66 @@ class Daemon:
         assert self.store is not None
         self.inbox = Inbox(self.store, self.settings, self.clock, on_outbox=self._on_change)
         self.desk = StaffDesk(self.store, self.settings, self.clock, on_outbox=self._on_change)
-        context = AdapterContext(settings=self.settings, clock=self.clock,
-                                 ingest=self.inbox.ingest, load_cursor=self.inbox.load_cursor,
-                                 staff_desk=self.desk, reload_config=self.reload_for_staff,
-                                 ignore=self.inbox.ignore)
-        for name in self.settings.channels.enabled():
-            factory = self.factories.get(name)
-            if factory is None:
+        self.context = AdapterContext(
+            settings=self.settings, clock=self.clock, ingest=self.inbox.ingest,
+            load_cursor=self.inbox.load_cursor, staff_desk=self.desk,
+            reload_config=self.reload_for_staff, ignore=self.inbox.ignore)
+        channels = self.settings.channels.enabled()
+        for name in channels:
+            if name not in self.factories:
                 raise RuntimeError(f"no adapter is installed for channel {name!r}")
-            adapter = factory(self.settings)
-            await adapter.start(context)
-            self.adapters[name] = adapter
-        staff_adapter = self.adapters.get(self.settings.staff.chat)
-        if staff_adapter is not None:
-            self.adapters[STAFF_CHANNEL] = staff_adapter
+        self.dispatcher = Dispatcher(self.store, self.clock, self.settings.outbox, {},
+                                     listener=StaffNotices(lambda: self.desk.policy))
+        self._beating = asyncio.create_task(self.dispatcher.beat_until(self._terms_over),
+                                            name="heartbeat")
         if self.settings.daemon.health_port:
             # Imported only when enabled: prometheus_client and the metrics code (~1 MB).
             from core.app.health import HealthServer
 
             self.health = HealthServer(self.store, self.settings, self.clock, self.adapters,
-                                       ignored=self.inbox.ignored)
+                                       ignored=self.inbox.ignored, channels=channels)
             self.reload_listeners.append(self.health.reconfigure)
             await self.health.start()
-        self.dispatcher = Dispatcher(self.store, self.clock, self.settings.outbox, self.adapters,
-                                     listener=StaffNotices(lambda: self.desk.policy))
-        self._dispatch_task = asyncio.create_task(self.dispatcher.run(self.stopping),
-                                                  name="dispatcher")
+        # Which channels this replica runs (core.app.ownership): all of them on SQLite; on
+        # PostgreSQL those whose lock it holds, taken over when their owner dies.
+        locks = None
+        if not self.store.is_sqlite:
+            from core.store.locks import ChannelLocks  # psycopg: PostgreSQL only
+
+            locks = ChannelLocks(self.settings.database.url)
+        self.ownership = Ownership(channels, locks, self._begin_term, self._end_term)
+        if locks is None:
+            await self.ownership.check()  # at once: nothing to wait for
+        self._owning = asyncio.create_task(self.ownership.run(self.stopping), name="ownership")
         self.escalator = Escalator(self.store, self.settings, self.clock,
                                    on_outbox=self._wake_dispatcher)
         self.retention = Retention(self.store, self.clock)
         self._config_version = await reloads.current(self.store)
         self._start_scheduler()
+
+    async def _begin_term(self, name: str) -> None:
+        """This replica took the channel: a fresh adapter receives, and a dispatch loop
+        sends its rows (and the staff chat's, when it is this channel's)."""
+        adapter = self.factories[name](self.settings)
+        await adapter.start(self.context)
+        served = [name, STAFF_CHANNEL] if self.settings.staff.chat == name else [name]
+        for channel in served:
+            self.adapters[channel] = adapter
+        self._loops[name] = self.dispatcher.serve(served, adapter)
+
+    async def _end_term(self, name: str) -> None:
+        """Stop the channel here: no new claims, receiving stopped (a long poll is cut
+        before another replica may open one), then the sends in flight finish."""
+        grace = self.settings.daemon.shutdown_grace.total_seconds()
+        loop = self._loops.pop(name)
+        loop.retiring.set()
+        for channel in loop.channels:
+            self.adapters.pop(channel, None)
+        try:
+            await asyncio.wait_for(loop.adapter.stop(), grace)
+        except Exception:
+            log.exception("adapter %s did not stop cleanly", name)
+        await self.dispatcher.retire(loop, grace)
 
     def _start_scheduler(self) -> None:
         """APScheduler 3 with its in-memory job store: the state lives in our tables."""
@@ -311,17 +348,11 @@ class Daemon:
                 log.warning("the retention purge did not finish within %.0fs", grace)
         if self.scheduler is not None:
             self.scheduler.shutdown(wait=False)
-        for name, adapter in self.adapters.items():
-            if name == STAFF_CHANNEL:
-                continue
-            try:
-                await asyncio.wait_for(adapter.stop(), grace)
-            except Exception:
-                log.exception("adapter %s did not stop cleanly", name)
-        try:
-            await asyncio.wait_for(self._dispatch_task, grace)
-        except TimeoutError:
-            log.warning("dispatcher did not stop within %.0fs", grace)
+        if self._owning is not None:
+            await self._owning  # stopping: every channel stopped here and given up
+        self._terms_over.set()  # sends in flight at shutdown are still ours: beat till here
+        if self._beating is not None:
+            await self._beating
         if self.inbox:
             await self.inbox.drain()
         if self.health is not None:

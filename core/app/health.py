@@ -328,8 +328,11 @@ class HealthServer:
 
     def __init__(self, store: Store, settings: Settings, clock: Clock,
                  adapters: Mapping[str, ChannelAdapter],
-                 ignored: Mapping[tuple[str, str], int] | None = None):
+                 ignored: Mapping[tuple[str, str], int] | None = None,
+                 channels: list[str] | None = None):
         self.store = store
+        # The enabled channels; those without an adapter here are run by another replica.
+        self.enabled = channels
         self.settings = settings
         self.clock = clock
         self.adapters = adapters  # the daemon's own dict: read afresh at every request
@@ -395,6 +398,8 @@ class HealthServer:
                 channels[channel]["writes_failing"].append(activity)
         body: dict[str, Any] = {"status": "unhealthy" if reasons else "ok",
                                 "database": database, "channels": channels,
+                                "runs": sorted(channels),
+                                "standby": sorted(set(self.enabled or channels) - set(channels)),
                                 "quarantined": await self._quarantined()}
         if reasons:
             body["reasons"] = reasons

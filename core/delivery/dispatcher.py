@@ -54,6 +54,7 @@ log = logging.getLogger(__name__)
 DUE_STATES = (OutboxState.PENDING, OutboxState.RETRY)
 CHATTER_PATIENCE = timedelta(minutes=5)
 CANDIDATES = 200  # rows looked at per pass: enough to find sendable ones past a busy chat
+RECALLED = 10_000  # at most this many recent sends are counted when a loop takes over
 ROW_COLUMNS = (Outbox.id, Outbox.channel, Outbox.kind, Outbox.ticket_id, Outbox.target,
                Outbox.text, Outbox.idempotency_key, Outbox.attempts, Outbox.recovered)
 
@@ -104,6 +105,37 @@ class Dispatcher:
                 loop = ChannelLoop(self, adapter)
             loop.channels.append(channel)
             self.loops[channel] = loop
+
+    def serve(self, channels: list[str], adapter: ChannelAdapter) -> ChannelLoop:
+        """Start delivering the rows of `channels` through `adapter` (this replica took
+        the channel: core.app.ownership), in a loop that runs until ``retire``."""
+        loop = ChannelLoop(self, adapter)
+        loop.channels.extend(channels)
+        for channel in channels:
+            self.loops[channel] = loop
+        loop.task = asyncio.create_task(loop.run(loop.retiring, recall=True),
+                                        name=f"dispatch-{adapter.name}")
+        return loop
+
+    async def retire(self, loop: ChannelLoop, grace: float) -> None:
+        """Stop the loop claiming rows; wait up to `grace` for its sends in flight to
+        record their outcome (a row still in "sending" is recovered like a crash's)."""
+        loop.retiring.set()
+        for channel in loop.channels:
+            if self.loops.get(channel) is loop:
+                del self.loops[channel]
+        if loop.task is not None:
+            try:
+                await asyncio.wait_for(asyncio.shield(loop.task), grace)
+            except TimeoutError:
+                log.warning("outbox %s: sends still in flight after %.0fs", loop.adapter.name,
+                            grace)
+
+    async def beat_until(self, done: asyncio.Event) -> None:
+        """Write the heartbeat every BEAT until `done` (the daemon: until its last send
+        recorded its outcome)."""
+        await self.beat()
+        await self._beat_until(done)
 
     def wake(self, channel: str | None = None) -> None:
         """Called after a commit that queued rows: look at the outbox now."""
@@ -180,6 +212,8 @@ class ChannelLoop:
         settings = dispatcher.settings
         self.limiter = Limiter(settings.limits.of(adapter.name), settings.rate_margin)
         self.wake = asyncio.Event()
+        self.retiring = asyncio.Event()  # set by Dispatcher.retire
+        self.task: asyncio.Task | None = None
         self.in_flight: set[asyncio.Task] = set()
         # An adapter may allow fewer sends in flight (X: one, so each post's rate-limit
         # headers are read before the next post goes out).
@@ -194,8 +228,19 @@ class ChannelLoop:
     def now(self) -> datetime:
         return self.dispatcher.clock.now()
 
-    async def run(self, stopping: asyncio.Event) -> None:
+    async def run(self, stopping: asyncio.Event, recall: bool = False) -> None:
+        """Deliver until stopped. ``recall``: first count the channel's recent sends
+        against its limits (a loop that takes over from another replica)."""
         next_recovery = 0.0
+        while recall and not stopping.is_set():
+            try:
+                await self.recall_recent_sends()
+                break
+            except Exception as error:  # sending before knowing could break a limit
+                self._writes_failed(error)
+                log.error("outbox %s: recent sends not read (%s); retrying",
+                          self.adapter.name, error)
+                await _wait_any([stopping], self.dispatcher.idle_poll)
         while not stopping.is_set():
             delay = self.dispatcher.idle_poll
             try:
@@ -217,6 +262,39 @@ class ChannelLoop:
             await _wait_any([self.wake, stopping], max(0.0, delay))
         if self.in_flight:  # shutting down: let sends in flight record their outcome
             await asyncio.gather(*self.in_flight, return_exceptions=True)
+
+    async def recall_recent_sends(self) -> int:
+        """Spend the limiter's tokens for what the channel sent within its longest
+        window, as other processes recorded it: the platform counts the bot's messages,
+        whichever replica sent them. Rows still in "sending" count as sent now."""
+        limits = self.limiter.limits
+        if not limits:
+            return 0
+        window = max(limit.per for limit in limits.values())
+        now = self.now
+        async with self.store.session() as session:
+            rows = (await session.execute(
+                sa.select(*ROW_COLUMNS, Outbox.sent_at, Outbox.state)
+                .where(Outbox.channel.in_(self.channels),
+                       sa.or_(Outbox.state == OutboxState.SENDING,
+                              sa.and_(Outbox.state == OutboxState.SENT,
+                                      Outbox.sent_at > now - window)))
+                .order_by(Outbox.sent_at.desc().nulls_first())
+                .limit(RECALLED))).all()
+        clock = self.dispatcher.clock
+        spends = []
+        for row in rows:
+            outbound = _outbound(row)
+            try:
+                keys = self.adapter.rate_keys(outbound)
+                cost = self.adapter.send_cost(outbound)
+            except Exception:  # a row it cannot read was not sent either
+                continue
+            ago = 0.0 if row.sent_at is None else max(
+                0.0, clock.real_seconds((now - row.sent_at).total_seconds()))
+            spends.append((ago, keys, cost))
+        self.limiter.remember(spends)
+        return len(spends)
 
     async def dispatch_once(self, wait: bool = False) -> tuple[int, float]:
         """Claim what the limits allow now and start sending it.

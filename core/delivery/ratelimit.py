@@ -139,6 +139,16 @@ class Limiter:
         return Reservation(keys, tokens, now)
 
     @_locked
+    def remember(self, spends: list[tuple[float, list[RateKey], int]]) -> None:
+        """Sends made before this limiter existed, as (seconds ago, keys, tokens): by
+        another replica that ran the channel until now (core.delivery.dispatcher)."""
+        now = self.now()
+        for ago, keys, tokens in sorted(spends, key=lambda spend: -spend[0]):
+            for key in keys:  # oldest first: each bucket's stamps stay in order
+                if bucket := self._bucket(key):
+                    bucket.spend(now - ago, tokens)
+
+    @_locked
     def settle(self, reservation: Reservation) -> None:
         """The send of `reservation` got its answer: its window runs from now."""
         now = self.now()

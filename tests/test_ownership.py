@@ -1,0 +1,148 @@
+"""One owner per channel on PostgreSQL: advisory locks on a connection of each replica's
+own (core.store.locks), spread over the replicas, and taken over when the owner's
+connection goes (core.app.ownership). Replicas here are Ownership objects in one process,
+each with its own lock connection to a real PostgreSQL server."""
+
+from __future__ import annotations
+
+import asyncio
+
+import psycopg
+import pytest
+
+from core.app.ownership import Ownership
+from core.store.locks import ChannelLocks, LockConnectionLost, conninfo
+from tests.adapter_harness import eventually
+
+CHANNELS = ["telegram", "vk", "twitter"]
+
+
+class Replica:
+    """An Ownership whose channel terms are recorded instead of run."""
+
+    def __init__(self, url: str, name: str):
+        self.name = name
+        self.running: set[str] = set()
+        self.ended: list[str] = []
+        self.ownership = Ownership(CHANNELS, ChannelLocks(url), self._begin, self._end)
+        self.stopping = asyncio.Event()
+        self.task: asyncio.Task | None = None
+
+    async def _begin(self, channel: str) -> None:
+        self.running.add(channel)
+
+    async def _end(self, channel: str) -> None:
+        self.running.discard(channel)
+        self.ended.append(channel)
+
+    def start(self) -> Replica:
+        self.task = asyncio.create_task(self.ownership.run(self.stopping))
+        return self
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        await self.task
+
+
+def owners(replicas: list[Replica]) -> dict[str, list[str]]:
+    found: dict[str, list[str]] = {channel: [] for channel in CHANNELS}
+    for replica in replicas:
+        for channel in replica.running:
+            found[channel].append(replica.name)
+    return found
+
+
+def each_owned_once(replicas: list[Replica]) -> bool:
+    return all(len(names) == 1 for names in owners(replicas).values())
+
+
+async def test_a_channel_lock_is_held_by_one_connection_until_it_closes(postgres_url):
+    a, b = ChannelLocks(postgres_url), ChannelLocks(postgres_url)
+    await a.connect()
+    await b.connect()
+    try:
+        assert await a.replicas() == 2 and await b.replicas() == 2
+        assert await a.take("telegram")
+        assert not await b.take("telegram")
+        assert await b.take("vk")  # locks are per channel
+        await a.give_up("telegram")
+        assert await b.take("telegram")
+        await b.close()  # the server releases what the connection held
+        assert await a.take("telegram") and await a.take("vk")
+        assert await a.replicas() == 1
+    finally:
+        await a.close()
+        await b.close()
+
+
+async def test_a_dropped_lock_connection_is_reported_lost(postgres_url):
+    locks = ChannelLocks(postgres_url)
+    await locks.connect()
+    assert await locks.take("vk")
+    await _terminate(postgres_url, "sameday channel locks")
+    with pytest.raises(LockConnectionLost):
+        await locks.alive()
+    assert not locks.connected and not locks.held
+    await locks.close()
+
+
+async def test_replicas_spread_the_channels_and_one_takes_over_when_another_dies(
+        postgres_url):
+    replicas = [Replica(postgres_url, name) for name in ("a", "b", "c")]
+    for replica in replicas:
+        replica.start()
+    try:
+        await eventually(lambda: each_owned_once(replicas), timeout=15,
+                         what="every channel owned once")
+        # Started together, each runs one: no replica is left with nothing to do.
+        await asyncio.sleep(2.5)
+        assert sorted(len(r.running) for r in replicas) == [1, 1, 1], owners(replicas)
+        # The owner of telegram loses its database connection (killed, cut off): it
+        # stops the channel itself and a survivor takes it over.
+        victim = next(r for r in replicas if "telegram" in r.running)
+        survivors = [r for r in replicas if r is not victim]
+        await _terminate(postgres_url, "sameday channel locks",
+                         pid=await _backend_pid(victim))
+        await eventually(lambda: "telegram" in victim.ended, timeout=10,
+                         what="the cut-off owner to stop telegram")
+        await eventually(lambda: any("telegram" in r.running for r in survivors),
+                         timeout=10, what="a survivor to take telegram")
+        # Never two owners at once, and the victim rejoins as a standby.
+        assert all(len(names) <= 1 for names in owners(replicas).values())
+        await eventually(lambda: each_owned_once(replicas), timeout=10,
+                         what="every channel owned once again")
+    finally:
+        for replica in replicas:
+            await replica.stop()
+    assert all(not r.running for r in replicas)  # a clean stop ends every term
+
+
+async def test_one_replica_alone_runs_every_channel(postgres_url):
+    alone = Replica(postgres_url, "alone").start()
+    try:
+        await eventually(lambda: alone.running == set(CHANNELS), timeout=15,
+                         what="all channels on the only replica")
+    finally:
+        await alone.stop()
+    # Stopping gave the locks back at once: another replica takes them immediately.
+    locks = ChannelLocks(postgres_url)
+    await locks.connect()
+    try:
+        assert all([await locks.take(channel) for channel in CHANNELS])
+    finally:
+        await locks.close()
+
+
+async def _backend_pid(replica: Replica) -> int:
+    row = await replica.ownership.locks._ask("SELECT pg_backend_pid()")
+    return int(row[0])
+
+
+async def _terminate(url: str, application: str, pid: int | None = None) -> None:
+    """Drop lock connections server-side, as the server does when the network fails."""
+    async with await psycopg.AsyncConnection.connect(conninfo(url), autocommit=True) as admin:
+        if pid is None:
+            await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                                "WHERE application_name = %s", (application,))
+        else:
+            await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
