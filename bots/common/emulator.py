@@ -142,7 +142,12 @@ class Emulator:
         self.port = 0
 
     async def start(self, host: str = "127.0.0.1", port: int = 0) -> str:
-        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5)
+        # handler_cancellation: a request whose client went away (its process killed, or
+        # the client cancelled it) ends here too, as it does on the platform's side; a
+        # long poll must not stay open for nobody (aiohttp >= 3.9 keeps running the
+        # handler by default).
+        self._runner = web.AppRunner(self.app, access_log=None, shutdown_timeout=0.5,
+                                     handler_cancellation=True)
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port)
         await site.start()
@@ -259,8 +264,12 @@ class Emulator:
         return web.json_response(json.loads(json.dumps(sent, default=str)))
 
     async def _control_stats(self, request: web.Request) -> web.Response:
-        return web.json_response({"requests": self.requests, "violations": self.violations,
-                                  "sent": len(self.sent)})
+        return web.json_response(self.stats())
+
+    def stats(self) -> dict[str, Any]:
+        """What ``/_control/stats`` answers; platforms add their own counts."""
+        return {"requests": self.requests, "violations": self.violations,
+                "sent": len(self.sent)}
 
     async def _control_inject(self, request: web.Request) -> web.Response:
         body = await request.json()

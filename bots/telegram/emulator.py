@@ -13,6 +13,12 @@ bot).
 Rate limits are Telegram's published ones: 30 messages/s per bot, 1/s per chat, 20/min
 per group. A send over a limit is answered with 429 and counted in ``violations``, so
 benchmarks and tests can check that the dispatcher never exceeds them.
+
+One getUpdates at a time per bot: a getUpdates that arrives while another is still open
+is a violation ("one getUpdates at a time", also counted in ``overlapping_polls``), and
+the older long poll is answered 409 as Telegram does. A poll whose client went away ends
+with its connection (``handler_cancellation`` in ``bots.common.emulator``), so a replica
+that was stopped or killed leaves no open poll behind.
 """
 
 from __future__ import annotations
@@ -20,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from dataclasses import dataclass
 from functools import partial
 from typing import Any
 
@@ -51,10 +58,28 @@ MEDIA_METHODS = {"sendPhoto": "photo", "sendVoice": "voice", "sendVideo": "video
                  "sendAnimation": "animation", "sendVideoNote": "video_note",
                  "sendSticker": "sticker"}
 NAMED = ("audio", "document", "video", "animation")  # kinds whose files keep their names
+ONE_POLL = "one getUpdates at a time"
+# What the Bot API server answers the long poll a newer getUpdates replaced: the
+# server keeps one held long poll per bot, and a getUpdates about to be held (no update
+# ready, timeout > 0) first fails the held one with this 409 (tdlib/telegram-bot-api,
+# telegram-bot-api/Client.cpp: Client::do_get_updates calls abort_long_poll, which
+# answers long_poll_query_ via fail_query_conflict). A newer call answered at once
+# (updates ready, or timeout=0) leaves the held one waiting. Not emulated: the server
+# delays a 409 by 3 s when it sent one less than 3 s before.
+CONFLICT = ("Conflict: terminated by other getUpdates request; make sure that only one "
+            "bot instance is running")
 # What copyMessage carries over from the original.
 COPIED = ("text", "entities", "caption", "caption_entities", "photo", "voice", "video",
           "audio", "document", "animation", "video_note", "sticker", "location", "venue",
           "contact", "media_group_id")
+
+
+@dataclass(eq=False)
+class OpenPoll:
+    """A getUpdates the emulator has not answered yet."""
+
+    held: bool = False  # waiting for updates (a long poll)
+    replaced: bool = False  # a newer long poll took its place: answered 409
 
 
 class TelegramEmulator(Emulator):
@@ -67,6 +92,8 @@ class TelegramEmulator(Emulator):
         self.updates: list[dict[str, Any]] = []
         self.confirmed = 0  # every update_id below this was confirmed by an offset
         self.offsets: list[int] = []  # the offsets getUpdates was called with
+        self.open_polls: list[OpenPoll] = []
+        self.overlapping_polls = 0  # getUpdates calls that came while another was open
         self.messages: dict[tuple[int, int], dict[str, Any]] = {}
         self.chats: dict[int, dict[str, Any]] = {}
         self.blocked: set[int] = set()
@@ -338,17 +365,34 @@ class TelegramEmulator(Emulator):
         limit = min(int(params.get("limit") or 100), 100)
         timeout = float(params.get("timeout") or 0)
         self.offsets.append(offset)
+        if self.open_polls:
+            self.overlapping_polls += 1
+            self.violation(ONE_POLL, offset=offset, open=len(self.open_polls))
         if params.get("allowed_updates") is not None:  # kept until a call names others
             self.allowed_updates = list(_json(params["allowed_updates"])) or list(
                 DEFAULT_UPDATES)
         if offset > self.confirmed:
             self.confirmed = offset  # Telegram forgets confirmed updates for good
-        deadline = time.monotonic() + timeout
+        poll = OpenPoll()
+        self.open_polls.append(poll)
+        try:  # open until answered, or until its client goes away (cancelled here)
+            return await self._long_poll(poll, offset, limit, time.monotonic() + timeout)
+        finally:
+            self.open_polls.remove(poll)
+
+    async def _long_poll(self, poll: OpenPoll, offset: int, limit: int,
+                         deadline: float) -> web.Response:
         while True:
+            if poll.replaced:
+                return _error(409, CONFLICT)
             ready = [u for u in self.updates if u["update_id"] >= max(offset, self.confirmed)
                      and _kind(u) in self.allowed_updates]
             if ready or time.monotonic() >= deadline:
                 return _ok(ready[:limit])
+            if not poll.held:
+                poll.held = True
+                await self._replace_held_polls(poll)
+                continue  # an update may have come meanwhile
             async with self._new_update:
                 try:
                     await asyncio.wait_for(self._new_update.wait(),
@@ -606,6 +650,19 @@ class TelegramEmulator(Emulator):
         return _ok(topic)
 
     # --- internals -------------------------------------------------------------------------
+
+    async def _replace_held_polls(self, newest: OpenPoll) -> None:
+        """The newest long poll takes the place of the held ones, which answer 409."""
+        replaced = False
+        for poll in self.open_polls:
+            if poll is not newest and poll.held and not poll.replaced:
+                poll.replaced = replaced = True
+        if replaced:
+            await self._notify()
+
+    def stats(self) -> dict[str, Any]:
+        return super().stats() | {"polls_open": len(self.open_polls),
+                                  "overlapping_polls": self.overlapping_polls}
 
     def _over_limit(self, chat_id: int) -> web.Response | None:
         """Check Telegram's limits; over one: a violation, answered with 429."""
