@@ -9,6 +9,7 @@ import asyncio
 
 import psycopg
 import pytest
+import sqlalchemy as sa
 
 from core.app.ownership import Ownership
 from core.store.locks import ChannelLocks, LockConnectionLost, conninfo
@@ -143,6 +144,25 @@ async def _terminate(url: str, application: str, pid: int | None = None) -> None
     async with await psycopg.AsyncConnection.connect(conninfo(url), autocommit=True) as admin:
         if pid is None:
             await admin.execute("SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                                "WHERE application_name = %s", (application,))
+                                "WHERE application_name = %s AND datname = current_database()",
+                                (application,))
         else:
             await admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
+
+
+async def test_a_replica_that_cannot_reach_the_server_keeps_trying(postgres_url):
+    """A database restart: connecting fails for a while, and the replica runs its channels
+    again once the server answers (it does not give up ownership for good)."""
+    replica = Replica(postgres_url, "patient")
+    locks = replica.ownership.locks
+    unreachable = sa.engine.make_url(postgres_url).set(host="127.0.0.1", port=9)
+    locks.url = unreachable.render_as_string(hide_password=False)  # nothing listens
+    replica.start()
+    try:
+        await asyncio.sleep(2.5)  # failed checks
+        assert replica.running == set() and not replica.task.done()
+        locks.url = postgres_url  # the server is back
+        await eventually(lambda: replica.running == set(CHANNELS), timeout=15,
+                         what="the channels once the server answers")
+    finally:
+        await replica.stop()

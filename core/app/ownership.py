@@ -48,7 +48,10 @@ class Ownership:
         """Check every CHECK_SECONDS until stopped; then give every channel up."""
         try:
             while not stopping.is_set():
-                await self.check()
+                try:
+                    await self.check()
+                except Exception:  # never the end of ownership: the next check retries
+                    log.exception("channel ownership: the check failed")
                 try:
                     await asyncio.wait_for(stopping.wait(), CHECK_SECONDS)
                 except TimeoutError:

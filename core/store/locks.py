@@ -40,6 +40,7 @@ SERVER_GIVES_UP = 5.0
 # channel's; 0 is the "a replica is here" lock.
 SPACE = zlib.crc32(b"sameday") & 0x7FFFFFFF
 PRESENCE = 0
+APPLICATION = "sameday channel locks"  # as pg_stat_activity shows the lock connections
 
 
 def channel_key(name: str) -> int:
@@ -70,12 +71,17 @@ class ChannelLocks:
         return self._connection is not None
 
     async def connect(self) -> None:
+        """Open the lock connection; LockConnectionLost if the server cannot be reached
+        now (down, restarting, out of connections): the next check tries again."""
         options = " ".join(f"-c {name}={value}" for name, value in SERVER_SETTINGS.items())
-        self._connection = await asyncio.wait_for(psycopg.AsyncConnection.connect(
-            conninfo(self.url), autocommit=True, connect_timeout=CONNECT_TIMEOUT,
-            options=options, application_name="sameday channel locks",
-            keepalives=1, keepalives_idle=2, keepalives_interval=1, keepalives_count=3,
-            tcp_user_timeout=int(SERVER_GIVES_UP * 1000)), CONNECT_TIMEOUT + 1)
+        try:
+            self._connection = await asyncio.wait_for(psycopg.AsyncConnection.connect(
+                conninfo(self.url), autocommit=True, connect_timeout=CONNECT_TIMEOUT,
+                options=options, application_name=APPLICATION,
+                keepalives=1, keepalives_idle=2, keepalives_interval=1, keepalives_count=3,
+                tcp_user_timeout=int(SERVER_GIVES_UP * 1000)), CONNECT_TIMEOUT + 1)
+        except (psycopg.Error, OSError, TimeoutError) as error:
+            raise LockConnectionLost(f"cannot connect: {_first_line(error)}") from error
         await self._ask("SELECT pg_advisory_lock_shared(%s, %s)", (SPACE, PRESENCE))
 
     async def alive(self) -> None:
@@ -124,10 +130,9 @@ class ChannelLocks:
             raise LockConnectionLost(f"no answer within {CHECK_TIMEOUT:.0f}s")
         try:
             return task.result()
-        except psycopg.Error as error:
+        except (psycopg.Error, OSError) as error:
             self._abandon()
-            raise LockConnectionLost(str(error).splitlines()[0] if str(error) else
-                                     type(error).__name__) from error
+            raise LockConnectionLost(_first_line(error)) from error
 
     @staticmethod
     async def _fetch(connection: psycopg.AsyncConnection, query: str, params: tuple) -> tuple:
@@ -142,6 +147,10 @@ class ChannelLocks:
         if connection is not None:
             closing = asyncio.ensure_future(connection.close())
             closing.add_done_callback(_swallow)
+
+
+def _first_line(error: BaseException) -> str:
+    return str(error).splitlines()[0] if str(error) else type(error).__name__
 
 
 def _swallow(task: asyncio.Future) -> None:
