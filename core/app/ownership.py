@@ -8,7 +8,8 @@ it runs at once: another replica may take them as soon as the server drops the
 connection) and tries to take the channels nobody holds:
 
 - a channel free at this check is taken when this replica runs fewer than its fair
-  share (the channels divided by the live replicas, rounded up), so replicas that start
+  share (the channels divided by the live replicas, rounded up; a replica is counted
+  from its first check and takes nothing before its second), so replicas that start
   together spread the channels;
 - a channel still free at the next check is taken whatever the share: one that nobody
   runs is the worse outcome.
@@ -78,6 +79,9 @@ class Ownership:
                 log.info("channel locks: connected again after %.1fs",
                          time.monotonic() - self._lost_at)
                 self._lost_at = None
+            # Counted from now on; taking waits one check, so replicas that start
+            # together count each other before they share the channels out.
+            return
         await locks.alive()
         free = [name for name in self.channels if name not in self.owned]
         if not free:
