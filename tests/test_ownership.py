@@ -12,7 +12,7 @@ import pytest
 import sqlalchemy as sa
 
 from core.app.ownership import Ownership
-from core.store.locks import ChannelLocks, LockConnectionLost, conninfo
+from core.store.locks import CHECK_TIMEOUT, ChannelLocks, LockConnectionLost, conninfo
 from tests.adapter_harness import eventually
 
 CHANNELS = ["telegram", "vk", "twitter"]
@@ -166,3 +166,72 @@ async def test_a_replica_that_cannot_reach_the_server_keeps_trying(postgres_url)
                          what="the channels once the server answers")
     finally:
         await replica.stop()
+
+
+class FreezableProxy:
+    """A TCP proxy to PostgreSQL on 127.0.0.1 that can go silent: bytes stop flowing both
+    ways while both connections stay open, as when a network path dies."""
+
+    def __init__(self, host: str, port: int):
+        self.target = (host, port)
+        self.frozen = asyncio.Event()
+        self.server_sides: list[asyncio.StreamWriter] = []
+        self.server: asyncio.Server | None = None
+        self.port = 0
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _serve(self, reader, writer) -> None:
+        upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        self.server_sides.append(upstream_writer)
+        await asyncio.gather(self._pipe(reader, upstream_writer),
+                             self._pipe(upstream_reader, writer), return_exceptions=True)
+
+    async def _pipe(self, reader, writer) -> None:
+        while data := await reader.read(65536):
+            if self.frozen.is_set():
+                continue  # swallowed: nothing arrives, nothing is refused
+            writer.write(data)
+            await writer.drain()
+
+    def server_gives_up(self) -> None:
+        """What the server does when its keepalives go unanswered: drop the session."""
+        for writer in self.server_sides:
+            writer.transport.abort()
+
+    async def stop(self) -> None:
+        self.server.close()
+        self.server_gives_up()
+
+
+async def test_an_owner_cut_off_from_the_database_stops_before_another_takes_over(
+        postgres_url):
+    url = sa.engine.make_url(postgres_url)
+    proxy = FreezableProxy(url.host, url.port or 5432)
+    await proxy.start()
+    through_proxy = url.set(host="127.0.0.1", port=proxy.port).render_as_string(
+        hide_password=False)
+    owner = Replica(through_proxy, "owner").start()
+    try:
+        await eventually(lambda: owner.running == set(CHANNELS), timeout=15,
+                         what="the owner to run every channel")
+        standby = Replica(postgres_url, "standby").start()
+        try:
+            await asyncio.sleep(2)
+            assert standby.running == set()
+            proxy.frozen.set()  # the owner's network path dies silently
+            await eventually(lambda: not owner.running, timeout=CHECK_TIMEOUT + 3,
+                             what="the cut-off owner to stop its channels")
+            # Until the server drops the old session its locks hold: never two owners.
+            assert standby.running == set()
+            proxy.server_gives_up()
+            await eventually(lambda: standby.running == set(CHANNELS), timeout=10,
+                             what="the standby to take every channel")
+            assert owner.running == set()
+        finally:
+            await standby.stop()
+    finally:
+        await owner.stop()
+        await proxy.stop()
