@@ -44,12 +44,14 @@ ANSWER = "Ответ по заявке"
 STAFF = Actor("anna", "agent")
 
 
-def config_text(url: str, tg: str, vk: str, x: str) -> str:
-    return f"""
+def config_text(url: str, tg: str, vk: str, x: str | None = None, health_port: int = 0,
+                escalate: bool = False) -> str:
+    """Replicas' config: Telegram and VK (and X), staff on the console."""
+    text = f"""
 [database]
 url = "{url}"
 [daemon]
-health_port = 0
+health_port = {health_port}
 log_level = "info"
 [channels.telegram]
 enabled = true
@@ -60,22 +62,27 @@ enabled = true
 group_id = 1
 base_url = "{vk}"
 long_poll_wait = "2s"
-[channels.twitter]
+[staff]
+chat = "console"
+[[staff.members]]
+name = "anna"
+"""
+    if x is not None:
+        text += f"""[channels.twitter]
 enabled = true
 user_id = "{X_BOT['id']}"
 base_url = "{x}"
 poll_interval = "5s"
 [outbox.limits.twitter]
 per_user = "1000/15m"
-[staff]
-chat = "console"
-[[staff.members]]
-name = "anna"
-[[escalation]]
+"""
+    if escalate:
+        text += f"""[[escalation]]
 name = "late"
 after = "{ESCALATE_AFTER}s"
 clock = "wall"
 """
+    return text
 
 
 class Replica:
@@ -186,7 +193,7 @@ async def test_three_replicas_lose_nothing_when_the_owner_is_killed_twice(
         replicas = []
         for name in ("a", "b", "c"):
             config = tmp_path / f"{name}.toml"
-            config.write_text(config_text(postgres_url, tg.url, vk.url, x.url))
+            config.write_text(config_text(postgres_url, tg.url, vk.url, x.url, escalate=True))
             replica = Replica(name, config)
             replicas.append(replica)
             await wait_logged(replica, "sameday is running")  # the first one migrates
@@ -287,29 +294,6 @@ async def check_outcome(engine, tg, vk, x, answered: set[int]) -> None:
         assert emulator.violations == [], (emulator.name, emulator.violations[:5])
 
 
-def two_channel_config(url: str, tg: str, vk: str, port: int) -> str:
-    return f"""
-[database]
-url = "{url}"
-[daemon]
-health_port = {port}
-log_level = "info"
-[channels.telegram]
-enabled = true
-base_url = "{tg}/bot"
-poll_timeout = "2s"
-[channels.vk]
-enabled = true
-group_id = 1
-base_url = "{vk}"
-long_poll_wait = "2s"
-[staff]
-chat = "console"
-[[staff.members]]
-name = "anna"
-"""
-
-
 async def get(port: int, path: str) -> tuple[int, str]:
     def fetch() -> tuple[int, str]:
         try:
@@ -339,7 +323,8 @@ async def test_each_replica_says_what_it_runs_and_a_console_answers_through_the_
         for name in ("a", "b"):
             ports[name] = free_port()
             config = tmp_path / f"{name}.toml"
-            config.write_text(two_channel_config(postgres_url, tg.url, vk.url, ports[name]))
+            config.write_text(config_text(postgres_url, tg.url, vk.url,
+                                          health_port=ports[name]))
             replica = Replica(name, config)
             replicas.append(replica)
             await wait_logged(replica, "sameday is running")

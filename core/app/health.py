@@ -1,9 +1,10 @@
 """Health and metrics over HTTP on ``[daemon] health_host:health_port`` (0 turns it off).
 
 ``GET /healthz`` answers 200 when the database takes a write (each check commits this
-process's heartbeat row), every channel receives, and no channel's intake or dispatch is
-failing to commit; else 503 with the reasons: for a load balancer, a container probe or
-an uptime check. Quarantined payloads are counted there, not judged: they are kept, and
+process's heartbeat row), every channel this replica runs receives, and no channel's
+intake or dispatch is failing to commit; else 503 with the reasons: for a load balancer,
+a container probe or an uptime check. ``runs`` names the channels this replica runs,
+``standby`` the enabled ones another replica runs (core.app.ownership): not a problem. Quarantined payloads are counted there, not judged: they are kept, and
 their channel goes on.
 ``GET /metrics`` is the Prometheus text format.
 
