@@ -55,7 +55,7 @@ def test_an_uninstalled_channel_is_an_unknown_key():
 
 
 def test_the_installed_channel_validates_its_own_section(echo_installed):
-    assert set(installed_channels()) == {"telegram", "vk", "twitter", "echo"}
+    assert set(installed_channels()) == {"telegram", "vk", "twitter", "max", "echo"}
     assert problems({"channels": {"echo": {"enabled": True}}}) == [
         "c.toml: channels.echo: room is required when echo is enabled"]
     assert problems({"channels": {"echo": {"rooom": "x"}}}) == [

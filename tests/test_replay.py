@@ -185,7 +185,7 @@ async def test_jsonl_history(tmp_path):
     assert messages["read"] == {"inbound": 4, "answer": 2, "unknown": 2}
     assert messages["inbound"]["ingested"] == 2
     assert messages["inbound"]["skipped_by_reason"] == {
-        "channel is not one of telegram, twitter, vk": 1, '"at" is not an ISO time': 1}
+        "channel is not one of max, telegram, twitter, vk": 1, '"at" is not an ISO time': 1}
     assert messages["answers"]["applied"] == 1
     assert messages["answers"]["skipped"] == 1
     assert report["tickets"]["opened"] == 2

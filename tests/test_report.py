@@ -402,7 +402,7 @@ def test_an_empty_database_is_not_an_error(config_file, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--channel", "fax"], "allowed: telegram, twitter, vk"),
+    (["--channel", "fax"], "allowed: max, telegram, twitter, vk"),
     (["--format", "xml"], "allowed: table, csv, json"),
     (["--since", "last week"], "is not a date"),
     (["--since", "2026-11-25", "--until", "2026-11-24"], "the period is empty"),
