@@ -1,14 +1,16 @@
 """`sameday demo`: the whole product on one machine, with no tokens and no network.
 
-It starts the three platform emulators on 127.0.0.1, the real daemon with the real
+It starts the four platform emulators on 127.0.0.1, the real daemon with the real
 adapters on the embedded SQLite default, a traffic generator that writes to the company
-on X, VK and Telegram with a business-day profile, and simulated staff who answer part of
-the queue in the Telegram staff group -- by replying to the ticket cards, or with a saved
-answer (``/t delivery N``) -- and close what they answered. Closed Telegram and VK
-tickets get the satisfaction survey with buttons, and simulated customers press them. A
-whole business day runs in about a minute on a virtual clock that the core, the
-emulators' message dates, the escalation sweep and the survey's delay share. It ends
-with the same-day report (with the survey and each staff member's figures) and a chart.
+on X, VK, Telegram and MAX with a business-day profile, and simulated staff who answer
+part of the queue in the Telegram staff group -- by replying to the ticket cards, or with
+a saved answer (``/t delivery N``) -- and close what they answered. Closed Telegram and VK
+tickets get the satisfaction survey with buttons, and simulated customers press them; the
+MAX adapter has no survey buttons, so MAX customers in a dialog get the question with
+"reply with a number" and type their score. A whole business day runs in about a minute
+on a virtual clock that the core, the emulators' message dates, the escalation sweep and
+the survey's delay share. It ends with the same-day report (with the survey and each
+staff member's figures) and a chart.
 
 The command is registered through the ``sameday.commands`` entry point, so the core's CLI
 does not import the adapters.
@@ -33,6 +35,7 @@ from rich.console import Console
 from core.app.logs import setup_logging
 from core.clock import VirtualClock
 from core.config.load import load_settings
+from core.config.settings import DEFAULT_SURVEY_TEXTS
 from core.domain.calendar import BusinessCalendar
 from core.domain.records import OutboxKind, OutboxState, TicketStatus
 from core.domain.survey import BUTTONS
@@ -42,12 +45,14 @@ from core.store.tables import Escalation, Outbox, Survey, Ticket
 if TYPE_CHECKING:
     from rich.table import Table
 
+    from bots.max.emulator import MaxEmulator
     from bots.telegram.emulator import TelegramEmulator
     from bots.twitter.emulator import XEmulator
     from bots.vk.emulator import VKEmulator
     from core.app.daemon import Daemon
 
 STAFF_GROUP = -1001000000001
+MAX_GROUP = -70801090403050  # the company's MAX group chat, where customers mention the bot
 STAFF = [("anna", 1001, "admin"), ("boris", 1002, "agent"), ("lead", 1003, "admin")]
 DAY_START, DAY_END = 8, 20  # the local hours the demo compresses into --duration
 # Share of a day's messages per local hour: quiet nights, a morning and an evening peak.
@@ -70,6 +75,7 @@ SAVED_SHARE = 0.3  # of the answers
 # How customers rate, when they do (70% of them): mostly content, some not.
 SCORE_WEIGHTS = (1, 1, 2, 4, 6)
 TOKENS = {"SAMEDAY_TELEGRAM_TOKEN": "100000:demo-telegram", "SAMEDAY_VK_TOKEN": "demo-vk",
+          "SAMEDAY_MAX_TOKEN": "demo-max",
           **{f"SAMEDAY_X_{n}": f"demo-x-{n.lower()}" for n in (
               "BEARER_TOKEN", "CONSUMER_KEY", "CONSUMER_SECRET", "ACCESS_TOKEN",
               "ACCESS_TOKEN_SECRET")}}
@@ -88,9 +94,9 @@ def demo(duration: float = typer.Option(60.0, "--duration", help="Real seconds f
          ) -> None:
     """The whole product on local emulators: a business day in about a minute.
 
-    Starts the X, VK and Telegram emulators, the daemon with the real adapters on SQLite,
-    customer traffic and simulated staff, with a live view; ends with the same-day report
-    and a chart. No tokens, no network. Ctrl-C ends it early with the report so far.
+    Starts the X, VK, Telegram and MAX emulators, the daemon with the real adapters on
+    SQLite, customer traffic and simulated staff, with a live view; ends with the same-day
+    report and a chart. No tokens, no network. Ctrl-C ends it early with the report so far.
     """
     if duration <= 0:
         err.print("--duration must be positive")
@@ -140,6 +146,8 @@ class Demo:
     async def run(self) -> int:
         # The adapters (platform SDKs), emulators and daemon are imported when the demo
         # runs: every `sameday` command, `run` too, loads this module to register `demo`.
+        from bots.max.adapter import MaxAdapter
+        from bots.max.emulator import MaxEmulator
         from bots.telegram.adapter import TelegramAdapter
         from bots.telegram.emulator import TelegramEmulator
         from bots.twitter.adapter import TwitterAdapter
@@ -150,21 +158,23 @@ class Demo:
 
         # The day runs `speed` times faster than real time, but Telegram's 20 messages a
         # minute per group counts real minutes: the demo's staff group is unlimited.
+        # MAX's limits (2 messages a second into one chat) count real seconds, as the
+        # outbox's buckets do: its emulator enforces them.
         async with TelegramEmulator(enforce_limits=False) as tg, VKEmulator() as vk, \
-                XEmulator() as x:
-            for emulator in (tg, vk, x):
+                XEmulator() as x, MaxEmulator() as mx:
+            for emulator in (tg, vk, x, mx):
                 emulator.message_time = lambda: self.clock.now().timestamp()
             config = self.workdir / "config.toml"
-            config.write_text(_config(self.workdir, tg.url, vk.url, x.url))
+            config.write_text(_config(self.workdir, tg.url, vk.url, x.url, mx.url))
             settings = load_settings(config)
             daemon = Daemon(config, settings, clock=self.clock, factories={
-                "telegram": TelegramAdapter, "vk": VKAdapter,
+                "telegram": TelegramAdapter, "vk": VKAdapter, "max": MaxAdapter,
                 "twitter": lambda s: TwitterAdapter(s, poll_interval=0.5)})
             running = asyncio.create_task(daemon.run())
             while daemon.escalator is None and not running.done():
                 await asyncio.sleep(0.05)
             try:
-                await self._day(daemon, tg, vk, x, running)
+                await self._day(daemon, tg, vk, x, mx, running)
             finally:
                 daemon.stop()
                 code = await running
@@ -172,7 +182,7 @@ class Demo:
             return code
 
     async def _day(self, daemon: Daemon, tg: TelegramEmulator, vk: VKEmulator,
-                   x: XEmulator, running: asyncio.Task) -> None:
+                   x: XEmulator, mx: MaxEmulator, running: asyncio.Task) -> None:
         """Traffic and staff until the virtual day ends (or Ctrl-C stops the daemon)."""
         from rich.live import Live  # only the demo's live view uses it
 
@@ -183,10 +193,10 @@ class Demo:
             while self.clock.now() < self.end.astimezone(UTC) and not running.done():
                 await asyncio.sleep(step)
                 now = self.clock.now()
-                self._customers_write(last, now, tg, vk, x)
+                self._customers_write(last, now, tg, vk, x, mx)
                 self._staff_answer(now, tg)
                 self._staff_close(now, tg)
-                self._customers_rate(now, tg, vk)
+                self._customers_rate(now, tg, vk, mx)
                 last = now
                 tally = await self._tally_or(daemon, tally)
                 live.update(self._view(tally))
@@ -194,15 +204,17 @@ class Demo:
             live.update(self._view(await self._tally_or(daemon, tally)))
 
     def _customers_write(self, since: datetime, now: datetime, tg: TelegramEmulator,
-                         vk: VKEmulator, x: XEmulator) -> None:
-        """Poisson arrivals with the hour-of-day profile: ~120 messages a business day."""
+                         vk: VKEmulator, x: XEmulator, mx: MaxEmulator) -> None:
+        """Poisson arrivals with the hour-of-day profile: ~120 messages a business day
+        (Telegram, VK and MAX two parts in seven each, X one)."""
         from bots.twitter.emulator import BOT_USER as X_BOT  # loaded by run() already
 
         hours = (now - since).total_seconds() / 3600
         rate = 120 * HOURLY[now.astimezone(self.zone).hour] / sum(HOURLY[DAY_START:DAY_END])
         count = _poisson(self.rng, rate * hours)
         for _ in range(count):
-            channel = self.rng.choice(("telegram", "telegram", "vk", "vk", "twitter"))
+            channel = self.rng.choice(("telegram", "telegram", "vk", "vk", "max", "max",
+                                       "twitter"))
             language = "ru" if channel != "twitter" or self.rng.random() < 0.5 else "en"
             text = self.rng.choice(self.texts or QUESTIONS[language])
             user = self.next_customer
@@ -215,6 +227,13 @@ class Demo:
                     vk.inject_wall_reply(from_id=700_000 + user, post_id=10, text=text)
                 else:
                     vk.inject_message(from_id=700_000 + user, text=text)
+            elif channel == "max":
+                name = (f"Клиент {user}", "")
+                if self.rng.random() < 0.2:  # in a group chat, mentioning the bot
+                    mx.inject_message(800_000 + user, text, chat_id=MAX_GROUP,
+                                      chat_type="chat", name=name, mention_bot=True)
+                else:
+                    mx.inject_message(800_000 + user, text, name=name)
             else:
                 x.inject_mention(str(900_000 + user), f"client{user}",
                                  f"@{X_BOT['username']} {text}")
@@ -252,12 +271,17 @@ class Demo:
                                   chat_type="supergroup", text=f"/close {ticket}")
                 del self.close_at[ticket]
 
-    def _customers_rate(self, now: datetime, tg: TelegramEmulator, vk: VKEmulator) -> None:
-        """Seven customers in ten press a button of the survey, 2-30 minutes after it
-        arrives (the real press: a callback_query on Telegram, a message_event on VK)."""
+    def _customers_rate(self, now: datetime, tg: TelegramEmulator, vk: VKEmulator,
+                        mx: MaxEmulator) -> None:
+        """Seven customers in ten rate the answer, 2-30 minutes after the survey arrives:
+        on Telegram and VK they press a button (the real press: a callback_query, a
+        message_event); on MAX, whose question has no buttons, they type the score in
+        the dialog as the question asks (a typed answer, read by the core's survey)."""
         questions = [("telegram", m["chat"]["id"], m["message_id"]) for m in tg.sent
                      if "survey:" in str(m.get("reply_markup"))]
         questions += [("vk", m["peer_id"], m["id"]) for m in vk.sent if m.get("keyboard")]
+        questions += [("max", m["user_id"], m["mid"]) for m in mx.sent
+                      if m.get("chat_type") == "dialog" and _asks_for_a_number(m.get("text"))]
         for question in questions:
             if question not in self.rate_at:
                 score = self.rng.choices(range(1, 6), SCORE_WEIGHTS)[0] \
@@ -269,8 +293,12 @@ class Demo:
                 if channel == "telegram":
                     tg.press(chat_id=chat, message_id=message_id, user_id=chat,
                              label=BUTTONS[score - 1])
-                else:
+                elif channel == "vk":
                     vk.press(peer_id=chat, message_id=message_id, label=BUTTONS[score - 1])
+                else:
+                    known = mx.users[chat]  # the same customer, under the same name
+                    mx.inject_message(chat, str(score),
+                                      name=(known["first_name"], known["last_name"]))
                 self.rate_at[(channel, chat, message_id)] = (when, 0)
 
     async def _tally_or(self, daemon: Daemon, last: Tally) -> Tally:
@@ -319,14 +347,14 @@ class Demo:
         table = Table(title=f"sameday demo · {local:%a %d %b %H:%M} Moscow (virtual, "
                             f"x{self.speed:.0f})")
         for column in ("tickets", "acknowledged", "answered", "overdue", "escalations",
-                       "surveyed", "rated", "avg", "telegram", "vk", "x"):
+                       "surveyed", "rated", "avg", "telegram", "vk", "max", "x"):
             table.add_column(column, justify="right")
         table.add_row(*(str(v) for v in (
             tally.received, tally.acknowledged, tally.answered, tally.overdue,
             tally.escalations, tally.surveys_asked, tally.rated,
             "—" if tally.average is None else f"{tally.average:.1f}",
-            tally.by_channel.get("telegram", 0),
-            tally.by_channel.get("vk", 0), tally.by_channel.get("twitter", 0))))
+            tally.by_channel.get("telegram", 0), tally.by_channel.get("vk", 0),
+            tally.by_channel.get("max", 0), tally.by_channel.get("twitter", 0))))
         return table
 
     async def _report(self, daemon: Daemon) -> None:
@@ -349,6 +377,13 @@ class Demo:
             console.print(f"Chart: {path.resolve()}")
         except ImportError:
             pass
+
+
+def _asks_for_a_number(text: str | None) -> bool:
+    """A survey question as a platform without buttons gets it: with the hint to reply
+    with a number (the demo's config keeps the built-in texts)."""
+    return bool(text) and any(texts["reply_hint"] in text
+                              for texts in DEFAULT_SURVEY_TEXTS.values())
 
 
 def _card_ticket(text: str) -> int | None:
@@ -386,7 +421,7 @@ def _history_texts(path: Path) -> list[str]:
     return texts
 
 
-def _config(workdir: Path, telegram: str, vk: str, x: str) -> str:
+def _config(workdir: Path, telegram: str, vk: str, x: str, max_url: str) -> str:
     from bots.twitter.emulator import BOT_USER as X_BOT  # loaded by run() already
 
     members = "\n".join(f'[[staff.members]]\nname = "{n}"\ntelegram_id = {i}\nrole = "{r}"\n'
@@ -416,6 +451,11 @@ enabled = true
 user_id = "{X_BOT['id']}"
 base_url = "{x}"
 
+[channels.max]
+enabled = true
+base_url = "{max_url}"
+poll_timeout = "1s"
+
 [staff]
 chat = "telegram"
 telegram_chat_id = {STAFF_GROUP}
@@ -425,14 +465,15 @@ per_group = "1000/1m"   # the demo compresses a day into a minute; see bots/demo
 
 {members}
 [ack]
-channel_languages = {{ vk = "ru", telegram = "ru" }}
+channel_languages = {{ vk = "ru", telegram = "ru", max = "ru" }}
 
 # /t {TEMPLATE} N: the saved answer the demo's staff use for some tickets.
 [templates.{TEMPLATE}]
 ru = "{{name}}, проверили: заказ по обращению {{ticket}} у курьера, привезём сегодня. {{agent}}"
 en = "{{name}}, we checked: the order of ticket {{ticket}} is out for delivery today. {{agent}}"
 
-# After a close, customers on Telegram and VK rate the answer with buttons (X is public).
+# After a close, customers rate the answer: on Telegram and VK with buttons, on MAX by
+# typing a number (X posts and MAX group chats are public: no survey there).
 [survey]
 when = "after_close"
 delay = "5m"

@@ -14,8 +14,10 @@ import sqlalchemy as sa
 
 from bots.max.adapter import MAX_TEXT, MaxAdapter
 from bots.max.emulator import MaxEmulator
+from bots.max.settings import MaxTarget
 from core.delivery.contract import DeliveryError
 from core.domain.records import Outbound, OutboxState
+from core.domain.text import split_text
 from core.store.tables import Cursor, Message, Outbox, Quarantine, Ticket
 from tests.adapter_harness import eventually, running
 from tests.conftest import make_settings
@@ -250,6 +252,15 @@ async def test_a_lost_answer_is_looked_for_before_it_is_sent_again(emulator, set
         assert found is not None and found.external_id == emulator.sent_to(501)[0]["mid"]
         assert await adapter.find_sent(outbound("другой текст", user_id=501,
                                                 chat_id=chat_id)) is None
+        # A long answer cut after its first part is not taken for sent.
+        await asyncio.sleep(1.1)  # the chat's 2 a second
+        address, long_text = MaxTarget(user_id=501, chat_id=chat_id), "Часть. " * 700
+        first, second = split_text(long_text, MAX_TEXT)
+        posted = await adapter._send_one(address, first, None)
+        row = outbound(long_text, user_id=501, chat_id=chat_id)
+        assert await adapter.find_sent(row) is None
+        await adapter._send_one(address, second, None)
+        assert (await adapter.find_sent(row)).external_id == posted.message.body.mid
     finally:
         await adapter.bot.close_session()
 

@@ -330,26 +330,33 @@ async def test_each_replica_says_what_it_runs_and_a_console_answers_through_the_
             await wait_logged(replica, "sameday is running")
         a, b = replicas
         try:
-            # A started alone and runs both channels; B stands by, and is healthy.
-            await eventually(lambda: a.runs("telegram") and a.runs("vk"), timeout=30,
-                             what="A to run both channels")
-            status, body = await get(ports["a"], "/healthz")
-            assert status == 200 and json.loads(body)["runs"] == ["telegram", "vk"]
-            status, body = await get(ports["b"], "/healthz")
-            health = json.loads(body)
-            assert status == 200, body
-            assert health["runs"] == [] and health["standby"] == ["telegram", "vk"]
-            assert health["channels"] == {}
+            # Each channel has one owner; each replica says what it runs and what it
+            # stands by for, and is healthy either way.
+            channels = ["telegram", "vk"]
+            await eventually(lambda: all(a.runs(c) != b.runs(c) for c in channels),
+                             timeout=30, what="one owner per channel")
+            scraped = {}
+            for replica in replicas:
+                status, body = await get(ports[replica.name], "/healthz")
+                health = json.loads(body)
+                runs = [c for c in channels if replica.runs(c)]
+                assert status == 200, body
+                assert health["runs"] == runs and sorted(health["channels"]) == runs
+                assert health["standby"] == [c for c in channels if c not in runs]
             # A customer writes; both replicas count the message once, from the database,
-            # and only the owner reports the channel's connection.
+            # and only the channel's owner reports its connection.
             tg.inject_message(chat_id=501, user_id=501, text="Где заказ?")
             await eventually(lambda: len(tg.sent_to(501)) == 1, timeout=30,
                              what="the acknowledgement")
-            scraped = [(await get(ports[n], "/metrics"))[1] for n in ("a", "b")]
-            received = [metric(text, "sameday_messages_received_total") for text in scraped]
+            for replica in replicas:
+                scraped[replica.name] = (await get(ports[replica.name], "/metrics"))[1]
+            received = [metric(text, "sameday_messages_received_total")
+                        for text in scraped.values()]
             assert received[0] == received[1] and sum(received[0].values()) == 1
-            assert metric(scraped[0], "sameday_channel_connected") != {}
-            assert metric(scraped[1], "sameday_channel_connected") == {}
+            for replica in replicas:
+                connected = metric(scraped[replica.name], "sameday_channel_connected")
+                assert sorted(label.split('"')[1] for label in connected) == \
+                    [c for c in channels if replica.runs(c)]
             # A staff member answers from the console, on the shared database: the
             # replica running telegram delivers it.
             console = await asyncio.to_thread(
@@ -360,15 +367,18 @@ async def test_each_replica_says_what_it_runs_and_a_console_answers_through_the_
             assert console.returncode == 0, console.stderr
             await eventually(lambda: [m["text"] for m in tg.sent_to(501)][-1:]
                              == ["Отправили вчера"], timeout=30, what="the console's answer")
-            # A stops (an upgrade, a reboot): B takes both channels over and answers.
-            a.running.process.send_signal(signal.SIGTERM)
-            assert await asyncio.to_thread(a.running.process.wait, 60) == 0
-            await eventually(lambda: b.runs("telegram") and b.runs("vk"), timeout=15,
-                             what="B to take both channels over")
+            # Telegram's owner stops (an upgrade, a reboot): the other replica takes
+            # everything over and answers.
+            stopped = a if a.runs("telegram") else b
+            other = b if stopped is a else a
+            stopped.running.process.send_signal(signal.SIGTERM)
+            assert await asyncio.to_thread(stopped.running.process.wait, 60) == 0
+            await eventually(lambda: all(other.runs(c) for c in channels), timeout=15,
+                             what="the other replica to take both channels over")
             vk.inject_message(from_id=601, text="Здравствуйте")
-            await eventually(lambda: len(vk.sent) == 1, timeout=30, what="VK's ack from B")
-            status, body = await get(ports["b"], "/healthz")
-            assert status == 200 and json.loads(body)["runs"] == ["telegram", "vk"]
+            await eventually(lambda: len(vk.sent) == 1, timeout=30, what="VK's ack")
+            status, body = await get(ports[other.name], "/healthz")
+            assert status == 200 and json.loads(body)["runs"] == channels
             assert tg.violations == [] and vk.violations == []
         finally:
             for replica in replicas:

@@ -173,7 +173,7 @@ class MaxAdapter(ChannelAdapter):
         message = update["message"]  # absent: a KeyError, and the update is quarantined
         sender, recipient, body = message["sender"], message["recipient"], message["body"]
         if sender.get("is_bot"):
-            return self.ignored("own_message" if self._is_me(sender) else "bot")
+            return self.ignored("own_message" if self._is_me(sender) else "from_a_bot")
         group = recipient.get("chat_type") != "dialog"
         if group and not self._addressed(message):
             return self.ignored("group_chatter")  # not mentioning or answering the bot
@@ -280,20 +280,22 @@ class MaxAdapter(ChannelAdapter):
             disable_link_preview=False, sleep_after_input_media=False))
 
     async def find_sent(self, outbound: Outbound) -> Delivered | None:
-        """A send whose outcome is unknown: the bot's message with the same first part
-        among the chat's latest LOOK_BACK messages (GET /messages), if MAX has it."""
+        """A send whose outcome is unknown: found when the bot's message with its LAST
+        part is among the chat's latest LOOK_BACK messages (GET /messages): the parts go
+        in order, so then all of them went out (the row keeps the first part's id)."""
         address = self.reply_target(outbound)
-        if address.chat_id is None or self.me is None:
-            return None  # a dialog known by its user only: nothing to search
         parts = split_text(outbound.text, MAX_TEXT)
+        if address.chat_id is None or self.me is None or not parts:
+            return None  # a dialog known by its user only: nothing to search
         answer = await self._call(self.bot.request(
             HTTPMethod.GET, "/messages", is_return_raw=True,
             params={"chat_id": address.chat_id, "count": LOOK_BACK}))
-        for message in answer.get("messages") or ():
-            body = message.get("body") or {}
-            if self._is_me(message.get("sender")) and parts and body.get("text") == parts[0]:
-                return Delivered(external_id=str(body.get("mid")))
-        return None
+        ours = {str(body.get("text")): str(body.get("mid")) for message in
+                reversed(answer.get("messages") or ())  # newest first: the newest wins
+                if self._is_me(message.get("sender")) and (body := message.get("body") or {})}
+        if parts[-1] not in ours:
+            return None
+        return Delivered(external_id=ours.get(parts[0], ours[parts[-1]]))
 
     async def edit(self, outbound: Outbound) -> Delivered:
         """Change a sent answer's text. Sent through the client's request: maxapi's
