@@ -239,8 +239,7 @@ async def test_a_blocked_user_is_a_permanent_refusal(emulator, settings):
 
 
 async def test_a_lost_answer_is_looked_for_before_it_is_sent_again(emulator, settings):
-    adapter = MaxAdapter(settings)
-    adapter.me = {"user_id": emulator.bot_id, "username": emulator.bot_username}
+    adapter = MaxAdapter(settings)  # fresh, as after a restart: it asks who it is itself
     chat_id = emulator.dialog_chat(501)
     emulator.faults.add("messages", "lost_response")
     try:
@@ -252,6 +251,10 @@ async def test_a_lost_answer_is_looked_for_before_it_is_sent_again(emulator, set
         assert found is not None and found.external_id == emulator.sent_to(501)[0]["mid"]
         assert await adapter.find_sent(outbound("другой текст", user_id=501,
                                                 chat_id=chat_id)) is None
+        # The same words answering another message are not this answer.
+        question = emulator.inject_message(501, "а мой заказ?")["body"]["mid"]
+        assert await adapter.find_sent(outbound("Ваш заказ в пути", user_id=501,
+                                                chat_id=chat_id, reply_to=question)) is None
         # A long answer cut after its first part is not taken for sent.
         await asyncio.sleep(1.1)  # the chat's 2 a second
         address, long_text = MaxTarget(user_id=501, chat_id=chat_id), "Часть. " * 700
@@ -349,3 +352,25 @@ async def test_a_max_customer_is_answered_from_the_telegram_staff_group(
             assert with_photo["text"] == "Этикетка"
             assert [(f["type"], f["content"]) for f in with_photo["files"]] == [("image", JPEG)]
     assert emulator.violations == [] and telegram.violations == []
+
+
+async def test_a_failure_after_the_first_part_is_an_unknown_outcome(emulator, settings):
+    """Part of the answer reached the customer: not a plain retry (it would repeat that
+    part) but an unknown outcome, looked for first."""
+    adapter = MaxAdapter(settings)
+    send_one, calls = adapter._send_one, []
+
+    async def second_part_refused(*args):
+        calls.append(args)
+        if len(calls) == 2:
+            emulator.faults.add("messages", "503")
+        return await send_one(*args)
+
+    adapter._send_one = second_part_refused
+    try:
+        with pytest.raises(DeliveryError) as raised:
+            await adapter.send(outbound("Часть. " * 700))
+        assert raised.value.unknown and "after part 1 of 2" in raised.value.reason
+        assert len(emulator.sent_to(501)) == 1
+    finally:
+        await adapter.stop()

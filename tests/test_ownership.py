@@ -25,6 +25,7 @@ class Replica:
         self.name = name
         self.running: set[str] = set()
         self.ended: list[str] = []
+        self.handovers: list[bool] = []
         self.ownership = Ownership(CHANNELS, ChannelLocks(url), self._begin, self._end)
         self.stopping = asyncio.Event()
         self.task: asyncio.Task | None = None
@@ -32,9 +33,10 @@ class Replica:
     async def _begin(self, channel: str) -> None:
         self.running.add(channel)
 
-    async def _end(self, channel: str) -> None:
+    async def _end(self, channel: str, handover: bool) -> None:
         self.running.discard(channel)
         self.ended.append(channel)
+        self.handovers.append(handover)
 
     def start(self) -> Replica:
         self.task = asyncio.create_task(self.ownership.run(self.stopping))
@@ -106,6 +108,7 @@ async def test_replicas_spread_the_channels_and_one_takes_over_when_another_dies
                          pid=await _backend_pid(victim))
         await eventually(lambda: "telegram" in victim.ended, timeout=10,
                          what="the cut-off owner to stop telegram")
+        assert not any(victim.handovers)  # lost, not handed over: receiving stops first
         await eventually(lambda: any("telegram" in r.running for r in survivors),
                          timeout=10, what="a survivor to take telegram")
         # Never two owners at once, and the victim rejoins as a standby.
@@ -235,3 +238,37 @@ async def test_an_owner_cut_off_from_the_database_stops_before_another_takes_ove
     finally:
         await owner.stop()
         await proxy.stop()
+
+
+async def test_channels_stop_on_a_lost_connection_even_while_another_is_starting(
+        postgres_url):
+    """Starting a channel reads the database and can hang while it is away; the channels
+    already running must stop all the same, and the one that finishes starting after its
+    lock is gone is stopped at once."""
+    replica = Replica(postgres_url, "slow")
+    starting_twitter = asyncio.Event()
+    finish_twitter = asyncio.Event()
+    quick_begin = replica._begin
+
+    async def begin(channel: str) -> None:
+        if channel == "twitter":
+            starting_twitter.set()
+            await finish_twitter.wait()
+        await quick_begin(channel)
+
+    replica.ownership._begin = begin
+    replica.start()
+    try:
+        await eventually(lambda: starting_twitter.is_set(), timeout=15,
+                         what="twitter to start")
+        assert replica.running == {"telegram", "vk"}
+        await _terminate(postgres_url, "sameday channel locks")
+        await eventually(lambda: replica.running == set(), timeout=CHECK_TIMEOUT + 3,
+                         what="the running channels to stop while twitter starts")
+        finish_twitter.set()
+        await eventually(lambda: "twitter" in replica.ended, timeout=5,
+                         what="twitter stopped as soon as it started")
+        assert replica.running == set() and not any(replica.handovers)
+    finally:
+        finish_twitter.set()
+        await replica.stop()

@@ -153,6 +153,8 @@ async def answer(desk: StaffDesk, stop: asyncio.Event) -> set[int]:
 
 
 async def kill_the_telegram_owner(replicas: list[Replica], takeovers: list[float]) -> None:
+    await eventually(lambda: any(r.alive() and r.runs("telegram") for r in replicas),
+                     timeout=60, what="an owner of telegram")
     victim = next(r for r in replicas if r.alive() and r.runs("telegram"))
     victim.kill()
     killed_at = time.monotonic()

@@ -67,7 +67,8 @@ CHANNEL = "max"
 # MAX takes 4,000 characters; maxapi refuses a text of exactly 4,000 (``len < 4000``).
 MAX_TEXT = 3999
 UPDATE_TYPES = ("message_created", "message_edited", "bot_started")
-SEND_TIMEOUT = 30.0  # seconds for any call but the long poll
+SEND_TIMEOUT = 30.0  # seconds for any call but the long poll and uploads
+UPLOAD_RATE = 256 * 1024  # bytes a second an upload is given at least (plus SEND_TIMEOUT)
 PART_GAP = 1.0  # seconds between the parts of a long text past the second
 LOOK_BACK = 50  # the chat's latest messages searched for a send whose outcome is unknown
 MB = 1024 * 1024
@@ -101,9 +102,11 @@ class MaxAdapter(ChannelAdapter):
         self.poll_timeout = max(1, round(config.poll_timeout.total_seconds()))
         # No retries inside the library: the dispatcher and the receive loop retry with
         # their own backoff (and never repeat a send blindly).
+        # Each call is bounded by ``_call``; the session's own limit only backs it up (an
+        # upload of a large file takes minutes).
         self.bot = Bot(token=config.secret("token_env"), auto_requests=False,
                        default_connection=DefaultConnectionProperties(
-                           timeout=self.poll_timeout + 15, max_retries=0),
+                           timeout=3600, max_retries=0),
                        after_upload_retry_delay=1.0)
         self.bot.set_api_url(config.base_url)
         self.me: dict[str, Any] | None = None  # GET /me: the bot's own user
@@ -112,6 +115,7 @@ class MaxAdapter(ChannelAdapter):
         self.stopping = asyncio.Event()
         self._runner: asyncio.Task | None = None
         self.polls = PollHealth()
+        self._closed = False
 
     # --- lifecycle ---------------------------------------------------------------------------
 
@@ -129,11 +133,14 @@ class MaxAdapter(ChannelAdapter):
         # A long poll in flight is cancelled: nothing it fetched is committed, so it is
         # fetched again with the saved marker after the next start.
         self.stopping.set()
-        if self._runner is not None:
-            self._runner.cancel()
-            await asyncio.gather(self._runner, return_exceptions=True)
-            self._runner = None
-        await self.bot.close_session()
+        try:
+            if self._runner is not None:
+                self._runner.cancel()
+                await asyncio.gather(self._runner, return_exceptions=True)
+                self._runner = None
+        finally:
+            self._closed = True  # a later call would open a session nobody closes
+            await self.bot.close_session()
 
     def health(self) -> ChannelHealth:
         return self.polls.report(self.me is not None and not self.stopping.is_set())
@@ -142,9 +149,8 @@ class MaxAdapter(ChannelAdapter):
 
     async def _poll_once(self) -> None:
         if self.me is None:
-            self.me = await self._call(self.bot.request(HTTPMethod.GET, "/me",
-                                                        is_return_raw=True))
-            log.info("max: receiving as @%s", self.me.get("username") or self.me.get("user_id"))
+            me = await self._ensure_me()
+            log.info("max: receiving as @%s", me.get("username") or me.get("user_id"))
         answer = await self._call(self.bot.get_updates(
             limit=100, timeout=self.poll_timeout, marker=self.marker,
             types=list(UPDATE_TYPES)), timeout=self.poll_timeout + 15)
@@ -204,6 +210,13 @@ class MaxAdapter(ChannelAdapter):
             reply_target=MaxTarget(user_id=author, chat_id=update.get("chat_id"))
             .model_dump(exclude_none=True))
 
+    async def _ensure_me(self) -> dict[str, Any]:
+        """The bot's own user (GET /me), asked once."""
+        if self.me is None:
+            self.me = await self._call(self.bot.request(HTTPMethod.GET, "/me",
+                                                        is_return_raw=True))
+        return self.me
+
     def _is_me(self, user: Any) -> bool:
         return isinstance(user, dict) and self.me is not None \
             and user.get("user_id") == self.me.get("user_id")
@@ -252,8 +265,14 @@ class MaxAdapter(ChannelAdapter):
             raise DeliveryError(f"the bytes of this {file.kind} were not kept", permanent=True)
         # maxapi adds the extension it detects: the name goes without its own.
         stem = PurePath(file.name).stem if file.name else file.kind
-        uploaded = await self._call(self.bot.upload_media(InputMediaBuffer(
-            buffer=file.content, filename=stem, type=UPLOAD_TYPES[file.kind])))
+        try:
+            uploaded = await self._call(self.bot.upload_media(InputMediaBuffer(
+                buffer=file.content, filename=stem, type=UPLOAD_TYPES[file.kind])),
+                timeout=SEND_TIMEOUT + len(file.content) / UPLOAD_RATE)
+        except DeliveryError as error:
+            # Nothing reached the customer yet: a failed upload is simply retried.
+            raise DeliveryError(error.reason, permanent=error.permanent,
+                                retry_after=error.retry_after) from error
         return await self._send_parts(self.reply_target(outbound),
                                       split_text(outbound.text, MAX_TEXT) or [""], uploaded)
 
@@ -266,8 +285,16 @@ class MaxAdapter(ChannelAdapter):
                 # most 2 of the chat's tokens: a third part waits its second.
                 await asyncio.sleep(PART_GAP)
             first_part = index == 0
-            sent = await self._send_one(address, part, attachment if first_part else None,
-                                        address.reply_to if first_part else None)
+            try:
+                sent = await self._send_one(address, part, attachment if first_part else None,
+                                            address.reply_to if first_part else None)
+            except DeliveryError as error:
+                if first_part:
+                    raise
+                # Part of the answer is out: a plain retry would repeat it; the
+                # dispatcher looks for the whole answer first (find_sent).
+                raise DeliveryError(f"after part {index} of {len(parts)}: {error.reason}",
+                                    unknown=True) from error
             first = first or _mid(sent)
         return Delivered(external_id=first)
 
@@ -280,22 +307,25 @@ class MaxAdapter(ChannelAdapter):
             disable_link_preview=False, sleep_after_input_media=False))
 
     async def find_sent(self, outbound: Outbound) -> Delivered | None:
-        """A send whose outcome is unknown: found when the bot's message with its LAST
-        part is among the chat's latest LOOK_BACK messages (GET /messages): the parts go
-        in order, so then all of them went out (the row keeps the first part's id)."""
+        """A send whose outcome is unknown: found when the bot's message with its first
+        part, replying to the customer's message, and one with its last part are among
+        the chat's latest LOOK_BACK messages (GET /messages): the parts go in order, so
+        then all of them went out. The row keeps the first part's id."""
         address = self.reply_target(outbound)
         parts = split_text(outbound.text, MAX_TEXT)
-        if address.chat_id is None or self.me is None or not parts:
+        if address.chat_id is None or not parts:
             return None  # a dialog known by its user only: nothing to search
+        await self._ensure_me()
         answer = await self._call(self.bot.request(
             HTTPMethod.GET, "/messages", is_return_raw=True,
             params={"chat_id": address.chat_id, "count": LOOK_BACK}))
-        ours = {str(body.get("text")): str(body.get("mid")) for message in
-                reversed(answer.get("messages") or ())  # newest first: the newest wins
-                if self._is_me(message.get("sender")) and (body := message.get("body") or {})}
-        if parts[-1] not in ours:
+        ours = [message for message in answer.get("messages") or ()
+                if self._is_me(message.get("sender"))]
+        first = next((m for m in ours if _text_of(m) == parts[0]
+                      and _replies_to(m) == address.reply_to), None)
+        if first is None or not any(_text_of(m) == parts[-1] for m in ours):
             return None
-        return Delivered(external_id=ours.get(parts[0], ours[parts[-1]]))
+        return Delivered(external_id=str(first["body"]["mid"]))
 
     async def edit(self, outbound: Outbound) -> Delivered:
         """Change a sent answer's text. Sent through the client's request: maxapi's
@@ -325,9 +355,15 @@ class MaxAdapter(ChannelAdapter):
 
     async def _call(self, request: Any, timeout: float = SEND_TIMEOUT) -> Any:
         """One call to MAX; its failure as a DeliveryError (permanent, retried, unknown)."""
+        if self._closed:
+            request.close()
+            raise DeliveryError("the MAX adapter is stopped")
         try:
             return await asyncio.wait_for(request, timeout)
         except MaxApiError as error:
+            if 200 <= error.code < 300:  # a 2xx answer that is not JSON: done, maybe
+                raise DeliveryError(f"MAX answered HTTP {error.code} without a readable "
+                                    f"body", unknown=True) from error
             raise api_delivery_error(error.code, error.raw) from error
         except InvalidToken as error:
             raise api_delivery_error(401, {"code": "verify.token"}) from error
@@ -341,9 +377,13 @@ class MaxAdapter(ChannelAdapter):
         except MaxUploadFileFailed as error:
             raise DeliveryError(f"MAX's upload server refused the file: {error}"[:300]) \
                 from error
-        except (aiohttp.ClientError, ValueError) as error:
+        except aiohttp.ClientError as error:
+            raise DeliveryError(f"network error talking to MAX: {error}"[:300],
+                                unknown=True) from error
+        except ValueError as error:
+            # MAX answered, but not as documented: it may have done what was asked.
             raise DeliveryError(f"MAX gave an unreadable answer ({type(error).__name__}: "
-                                f"{str(error)[:200]})") from error
+                                f"{str(error)[:200]})", unknown=True) from error
 
 
 # --- pure helpers ----------------------------------------------------------------------------
@@ -366,8 +406,20 @@ def _mid(sent: Any) -> str:
     try:
         return str(sent.message.body.mid)
     except AttributeError:
-        raise DeliveryError(f"MAX answered the send without a message id: {sent!r:.200}") \
-            from None
+        raise DeliveryError(f"MAX answered the send without a message id: {sent!r:.200}",
+                            unknown=True) from None
+
+
+def _text_of(message: dict[str, Any]) -> str | None:
+    return (message.get("body") or {}).get("text")
+
+
+def _replies_to(message: dict[str, Any]) -> str | None:
+    """The mid of the message this one replies to (LinkedMessage: its message's mid)."""
+    link = message.get("link")
+    if not isinstance(link, dict) or link.get("type") != "reply":
+        return None
+    return (link.get("message") or {}).get("mid")
 
 
 def _update_key(update: Any) -> str | None:

@@ -236,25 +236,35 @@ class Daemon:
         """This replica took the channel: a fresh adapter receives, and a dispatch loop
         sends its rows (and the staff chat's, when it is this channel's)."""
         adapter = self.factories[name](self.settings)
-        await adapter.start(self.context)
+        try:
+            await adapter.start(self.context)
+        except BaseException:
+            await adapter.stop()  # what it started before failing
+            raise
         served = [name, STAFF_CHANNEL] if self.settings.staff.chat == name else [name]
         for channel in served:
             self.adapters[channel] = adapter
         self._loops[name] = self.dispatcher.serve(served, adapter)
 
-    async def _end_term(self, name: str) -> None:
-        """Stop the channel here: no new claims, receiving stopped (a long poll is cut
-        before another replica may open one), then the sends in flight finish."""
+    async def _end_term(self, name: str, handover: bool) -> None:
+        """Stop the channel here. Handed over (a stop, the lock still ours): the sends in
+        flight finish, then receiving stops (stopping an adapter closes its client).
+        Lost (the lock may be another replica's already): receiving stops at once, so a
+        long poll is cut before the next owner opens one; the sends it cuts are
+        recovered as a crash's."""
         grace = self.settings.daemon.shutdown_grace.total_seconds()
         loop = self._loops.pop(name)
-        loop.retiring.set()
+        loop.retiring.set()  # no new claims
         for channel in loop.channels:
             self.adapters.pop(channel, None)
+        if handover:
+            await self.dispatcher.retire(loop, grace)
         try:
             await asyncio.wait_for(loop.adapter.stop(), grace)
         except Exception:
             log.exception("adapter %s did not stop cleanly", name)
-        await self.dispatcher.retire(loop, grace)
+        if not handover:
+            await self.dispatcher.retire(loop, grace)
 
     def _start_scheduler(self) -> None:
         """APScheduler 3 with its in-memory job store: the state lives in our tables."""

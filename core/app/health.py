@@ -4,8 +4,9 @@
 process's heartbeat row), every channel this replica runs receives, and no channel's
 intake or dispatch is failing to commit; else 503 with the reasons: for a load balancer,
 a container probe or an uptime check. ``runs`` names the channels this replica runs,
-``standby`` the enabled ones another replica runs (core.app.ownership): not a problem. Quarantined payloads are counted there, not judged: they are kept, and
-their channel goes on.
+``standby`` the enabled ones another replica runs (core.app.ownership): not a problem.
+Quarantined payloads are counted there, not judged: they are kept, and their channel
+goes on.
 ``GET /metrics`` is the Prometheus text format.
 
 The figures on /metrics come from the database, not from what this process did, so a

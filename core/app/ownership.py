@@ -15,7 +15,10 @@ connection) and tries to take the channels nobody holds:
   runs is the worse outcome.
 
 There is no rebalancing: a replica keeps what it runs until it stops or loses its
-connection. On SQLite there is one process, which runs every channel (``locks`` None).
+connection. ``end(name, handover)``: ``handover`` when the replica gives the channel up
+while it still holds the lock (its sends in flight may finish first); otherwise the lock
+may be gone and the receiving must stop at once. On SQLite there is one process, which
+runs every channel (``locks`` None).
 """
 
 from __future__ import annotations
@@ -36,7 +39,7 @@ CHECK_SECONDS = 1.0
 class Ownership:
     def __init__(self, channels: list[str], locks: ChannelLocks | None,
                  begin: Callable[[str], Awaitable[None]],
-                 end: Callable[[str], Awaitable[None]]):
+                 end: Callable[[str, bool], Awaitable[None]]):
         self.channels = channels
         self.locks = locks
         self._begin = begin
@@ -47,6 +50,7 @@ class Ownership:
 
     async def run(self, stopping: asyncio.Event) -> None:
         """Check every CHECK_SECONDS until stopped; then give every channel up."""
+        watching = asyncio.create_task(self._watch(stopping))
         try:
             while not stopping.is_set():
                 try:
@@ -58,7 +62,25 @@ class Ownership:
                 except TimeoutError:
                     pass
         finally:
+            watching.cancel()
+            await asyncio.gather(watching, return_exceptions=True)
             await self.give_up_all()
+
+    async def _watch(self, stopping: asyncio.Event) -> None:
+        """The lock connection's check, apart from taking channels: starting one reads the
+        database and may hang while it is away, and the channels already run must stop
+        before the server frees their locks all the same."""
+        while not stopping.is_set():
+            try:
+                await asyncio.wait_for(stopping.wait(), CHECK_SECONDS)
+            except TimeoutError:
+                pass
+            if self.locks is None or not self.locks.connected or not self.owned:
+                continue
+            try:
+                await self.locks.alive()
+            except LockConnectionLost as error:
+                await self._lost(error)
 
     async def check(self) -> None:
         if self.locks is None:  # SQLite: this process is the only one
@@ -104,6 +126,10 @@ class Ownership:
             return
         self.owned.append(name)
         log.info("channel %s: this replica runs it now", name)
+        if self.locks is not None and name not in self.locks.held:
+            # The connection went while the channel was starting: its lock may be
+            # another replica's by now.
+            await self._stop(name)
 
     async def _lost(self, error: Exception) -> None:
         """The lock connection failed: our locks may be gone, so stop every channel."""
@@ -123,9 +149,11 @@ class Ownership:
             await self.locks.close()
 
     async def _stop(self, name: str, release: bool = False) -> None:
+        if name not in self.owned:
+            return  # being stopped already (the watch and a check both saw the loss)
         self.owned.remove(name)
         try:
-            await self._end(name)
+            await self._end(name, release)
         except Exception:
             log.exception("channel %s did not stop cleanly", name)
         log.info("channel %s: this replica stopped running it", name)

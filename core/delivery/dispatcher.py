@@ -270,7 +270,7 @@ class ChannelLoop:
         limits = self.limiter.limits
         if not limits:
             return 0
-        window = max(limit.per for limit in limits.values())
+        window = max(limit.per for limit in limits.values()) * (1 + self.limiter.margin)
         now = self.now
         async with self.store.session() as session:
             rows = (await session.execute(
