@@ -136,11 +136,19 @@ async def test_attachments_are_kept_as_the_platform_described_them(emulator, sto
             emulator.location_attachment(55.75, 37.62),
             emulator.contact_attachment("Иван Петров", "+79990001122"),
             emulator.sticker_attachment()])
-        await eventually(lambda: h.count(Message), what="the stored message")
-        [stored] = await h.rows(sa.select(Message))
+        emulator.inject_message(802, attachments=[
+            emulator.video_attachment(b"\x00\x00\x00\x18ftypmp42", duration=7),
+            emulator.audio_attachment(b"audio", transcription="Коробка пришла мятая"),
+            emulator.share_attachment("https://shop.example/item/5", title="Чайник")])
+        await eventually(lambda: _count_is(h, Message, 2), what="the stored messages")
+        stored, media = await h.rows(sa.select(Message).order_by(Message.id))
+        video, voice, link = media.attachments
+        assert (video["kind"], video["duration"]) == ("video", 7) and video["url"]
+        assert (voice["kind"], voice["caption"]) == ("voice", "Коробка пришла мятая")
+        assert (link["kind"], link["url"], link["title"]) == (
+            "link", "https://shop.example/item/5", "Чайник")
         kinds = [a["kind"] for a in stored.attachments]
-        assert kinds == ["photo", "document", "location", "sticker"] or \
-            kinds == ["photo", "document", "location", "contact", "sticker"]
+        assert kinds == ["photo", "document", "location", "contact", "sticker"]
         by_kind = {a["kind"]: a for a in stored.attachments}
         assert by_kind["photo"]["url"].startswith(emulator.url)
         assert by_kind["document"]["file_name"] == "договор.pdf"
