@@ -410,6 +410,9 @@ async def main() -> None:
                              "first also measures delivery, the others ingest only")
     parser.add_argument("--quick", action="store_true", help="600 messages, one round")
     parser.add_argument("--pg-admin", default=DEFAULT_ADMIN)
+    parser.add_argument("--sweep", action="store_true",
+                        help="then the escalation sweep at 10,000 and 1,000,000 tickets on "
+                             "both databases (bench/sweep.py, about 2 minutes)")
     args = parser.parse_args()
     if args.quick:
         args.messages, args.rounds = 600, 1
@@ -432,6 +435,9 @@ async def main() -> None:
                   f"owners {result.owners} ({time.monotonic() - started:.0f} s)", flush=True)
     print(f"load average at the end: {load_average()}")
     report(results, args.messages)
+    if args.sweep:  # measured by its own bench, run as it is run alone
+        subprocess.run([sys.executable, str(Path(__file__).with_name("sweep.py")),
+                        "--postgres", args.pg_admin], check=True)
 
 
 if __name__ == "__main__":
