@@ -78,6 +78,16 @@ async def store(database_url):
 
 
 @pytest.fixture
+async def sqlite_store(sqlite_url):
+    """A store on SQLite only, for flows that do not depend on the database."""
+    settings = DatabaseSettings(url=sqlite_url)
+    upgrade(settings)
+    store = Store(settings)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
 def settings() -> Settings:
     return make_settings()
 

@@ -322,18 +322,6 @@ async def test_console_shows_a_flood_as_one_updated_card(store, clock):
 # --- end to end: the Telegram staff group -----------------------------------------------------
 
 
-@pytest.fixture
-async def sqlite_store(sqlite_url):
-    """The staff-group flow does not depend on the database (covered on both above)."""
-    from core.config.settings import DatabaseSettings
-    from core.store.engine import Store, upgrade
-
-    upgrade(DatabaseSettings(url=sqlite_url))
-    store = Store(DatabaseSettings(url=sqlite_url))
-    yield store
-    await store.close()
-
-
 async def test_telegram_staff_group_blocks_and_unblocks_a_customer(sqlite_store, monkeypatch):
     from bots.telegram.adapter import TelegramAdapter
     from bots.telegram.emulator import TelegramEmulator

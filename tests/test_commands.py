@@ -13,7 +13,6 @@ from hypothesis import HealthCheck, Phase, given
 from hypothesis import settings as hypothesis_settings
 from hypothesis import strategies as st
 
-from core.config.settings import DatabaseSettings
 from core.delivery.contract import STAFF_CHANNEL
 from core.delivery.enqueue import Lane
 from core.domain.records import Direction, OutboxKind, OutboxState, TicketStatus
@@ -21,7 +20,7 @@ from core.intake.inbox import Inbox
 from core.staff.cards import Button, StaffMessage, card_buttons
 from core.staff.commands import Actor, Reply, StaffDesk
 from core.staff.language import SPECS, Command, UsageError, parse
-from core.store.engine import Store, upgrade
+from core.store.engine import Store
 from core.store.tables import Event, Message, Outbox, Ticket
 from tests.conftest import START, make_settings
 from tests.helpers import count, inbound, rows, update
@@ -51,15 +50,6 @@ def inbox(store, staff_settings, clock) -> Inbox:
 @pytest.fixture
 def desk(store, staff_settings, clock) -> StaffDesk:
     return StaffDesk(store, staff_settings, clock)
-
-
-@pytest.fixture
-async def sqlite_store(sqlite_url):
-    settings = DatabaseSettings(url=sqlite_url)
-    upgrade(settings)
-    store = Store(settings)
-    yield store
-    await store.close()
 
 
 @pytest.fixture

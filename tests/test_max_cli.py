@@ -14,11 +14,9 @@ import re
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
-import pytest
 import sqlalchemy as sa
 from rich.console import Console
 
-from core.config.settings import DatabaseSettings
 from core.intake.inbox import Inbox
 from core.replay.history import read_history
 from core.replay.runner import replay_history
@@ -26,7 +24,6 @@ from core.reporting.period import make_period
 from core.reporting.render import print_report, report_csv
 from core.reporting.report import report_for_period
 from core.staff.commands import StaffDesk
-from core.store.engine import Store, upgrade
 from core.store.tables import Ticket
 from tests.conftest import make_settings
 from tests.helpers import inbound
@@ -37,15 +34,6 @@ BOT = "sameday_bot"
 # A MAX customer as the adapter files them: the message id is the mid, the thread the
 # dialog with the user (see bots/max/adapter.py).
 MID = "mid.0000000008a53b9b019c44bd612d33e0"
-
-
-@pytest.fixture
-async def sqlite_store(sqlite_url):
-    settings = DatabaseSettings(url=sqlite_url)
-    upgrade(settings)
-    store = Store(settings)
-    yield store
-    await store.close()
 
 
 def max_message(external_id: str = MID, author: str = "10001", text: str = "Где заказ?"):

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-import pytest
 import sqlalchemy as sa
 
 from core.delivery.contract import STAFF_CHANNEL
@@ -281,18 +280,6 @@ async def test_console_merge_and_link_session(store, clock):
 
 
 # --- end to end: the Telegram staff group -----------------------------------------------------
-
-
-@pytest.fixture
-async def sqlite_store(sqlite_url):
-    """The staff-group flows do not depend on the database (covered on both above)."""
-    from core.config.settings import DatabaseSettings
-    from core.store.engine import Store, upgrade
-
-    upgrade(DatabaseSettings(url=sqlite_url))
-    store = Store(DatabaseSettings(url=sqlite_url))
-    yield store
-    await store.close()
 
 
 async def test_telegram_staff_group_links_and_merges_a_telegram_and_a_vk_ticket(

@@ -70,6 +70,7 @@ class Daemon:
         self._config_version = 0  # the shared config version this process runs
         self._announcing: asyncio.Task | None = None
         self.dispatcher: Dispatcher | None = None
+        self.context: AdapterContext | None = None  # what each channel's adapter is given
         self._loops: dict[str, ChannelLoop] = {}  # the dispatch loops of the owned channels
         self._terms_over = asyncio.Event()
         self.ownership: Ownership | None = None

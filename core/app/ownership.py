@@ -75,7 +75,7 @@ class Ownership:
                 await asyncio.wait_for(stopping.wait(), CHECK_SECONDS)
             except TimeoutError:
                 pass
-            if self.locks is None or not self.locks.connected or not self.owned:
+            if self.locks is None or not self.locks.connected:
                 continue
             try:
                 await self.locks.alive()
@@ -104,7 +104,8 @@ class Ownership:
             # Counted from now on; taking waits one check, so replicas that start
             # together count each other before they share the channels out.
             return
-        await locks.alive()
+        # The connection's health is the watch's to check: asked here again, a dead one
+        # fails the questions below all the same.
         free = [name for name in self.channels if name not in self.owned]
         if not free:
             return
